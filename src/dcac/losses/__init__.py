@@ -1,0 +1,1 @@
+"""dcac.losses."""
