@@ -1,0 +1,129 @@
+"""Run folders and checkpoints, written so that an interruption never loses what was there.
+
+A run folder looks like::
+
+    RUN/
+      config.yaml              the fully resolved config of the run
+      run_info.json            number of training identities/cameras, sources, dcac version
+      reid_model.safetensors   the Re-ID model (encoder + BNNeck + classifier): the deliverable
+      checkpoint/              the latest resumable training state
+        model.safetensors      every tensor of the training module (Re-ID model, prompts, LoRA, memory)
+        optimizer.pt           optimizer state (read back with weights_only=True)
+        trainer_state.json     epochs done, global step, scheduler state
+      log.jsonl                one JSON line per logged step / evaluation
+      metrics.json             the last evaluation
+
+Every file is written to a temporary name and moved into place with ``os.replace``; the checkpoint folder is
+swapped as a whole (new folder complete first, the old one removed last), so a crash at any moment leaves
+either the previous or the new checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+REID_WEIGHTS = "reid_model.safetensors"
+RUN_CONFIG = "config.yaml"
+RUN_INFO = "run_info.json"
+CHECKPOINT_DIR = "checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A run folder or checkpoint that cannot be read; the message names the file."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    _atomic_write(Path(path), write)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    # safetensors refuses shared or non-contiguous storage; a detached contiguous CPU copy is what we want anyway.
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata))
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises several error types for a truncated/corrupt file
+        raise CheckpointError(f"cannot read safetensors file {path}: {err}") from err
+
+
+def save_training_checkpoint(
+    run_dir: str | Path,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+) -> Path:
+    """Write ``RUN/checkpoint`` as a whole: complete the new folder, then swap it in."""
+    run_dir = Path(run_dir)
+    final = run_dir / CHECKPOINT_DIR
+    staging = run_dir / f".{CHECKPOINT_DIR}.new"
+    previous = run_dir / f".{CHECKPOINT_DIR}.old"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_tensors_atomic(model_state, staging / "model.safetensors")
+    _atomic_write(staging / "optimizer.pt", lambda tmp: torch.save(optimizer_state, tmp))
+    write_json_atomic(staging / "trainer_state.json", trainer_state)
+    if final.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(final, previous)
+    os.replace(staging, final)
+    shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+def find_training_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, also after a crash in the middle of a swap."""
+    run_dir = Path(run_dir)
+    for candidate in (run_dir / CHECKPOINT_DIR, run_dir / f".{CHECKPOINT_DIR}.old"):
+        if (candidate / "trainer_state.json").is_file():
+            return candidate
+    return None
+
+
+def load_training_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    folder = Path(folder)
+    model_state = load_tensors(folder / "model.safetensors")
+    optimizer_file = folder / "optimizer.pt"
+    try:
+        optimizer_state = torch.load(optimizer_file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"optimizer state not found: {optimizer_file}") from None
+    state_file = folder / "trainer_state.json"
+    try:
+        trainer_state = json.loads(state_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read trainer state {state_file}: {err}") from err
+    return model_state, optimizer_state, trainer_state
