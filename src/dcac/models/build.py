@@ -15,5 +15,47 @@ def encoder_config(config: DCACConfig) -> ReIDEncoderConfig:
     return replace(base, image_size=size, freeze_patch_embed=config.encoder.freeze_patch_embed)
 
 
-def build_reid_model(config: DCACConfig, num_ids: int) -> ReIDModel:
-    return ReIDModel(encoder_config(config), num_ids)
+def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = False) -> ReIDModel:
+    """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
+    model = ReIDModel(encoder_config(config), num_ids)
+    if load_weights and config.encoder.weights:
+        from dcac.models.clip_weights import load_clip_vision_weights
+
+        load_clip_vision_weights(model.encoder, config.encoder.weights)
+    return model
+
+
+def build_dcac(config: DCACConfig, num_ids: int):
+    """The whole training module of DESIGN §1: Re-ID model, ID memory and (unless the baseline) the teacher."""
+    from dcac.losses import PrototypeMemory
+    from dcac.models.conditioning import IDConditioner
+    from dcac.models.dcac import DCAC
+    from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
+
+    reid = build_reid_model(config, num_ids, load_weights=True)
+    feat_dim = reid.bottleneck.num_features
+    memory = PrototypeMemory(num_ids, feat_dim)
+    teacher = conditioner = None
+    if config.conditioning.variant != "none":
+        d = config.diffusion
+        teacher = DiffusionTeacher(
+            DiffusionTeacherConfig(
+                preset=d.preset,
+                weights=d.weights,
+                mode=d.mode,
+                lora_rank=d.lora_rank,
+                lora_alpha=d.lora_alpha,
+                image_size=config.data.diffusion_size,
+                single_token_attention=d.single_token_attention,
+                gradient_checkpointing=d.gradient_checkpointing,
+            )
+        )
+        conditioner = IDConditioner(
+            num_ids,
+            context_dim=teacher.cross_attention_dim,
+            feat_dim=feat_dim,
+            variant=config.conditioning.variant,
+            prob_source=config.conditioning.prob_source,
+            temperature=config.conditioning.temperature,
+        )
+    return DCAC(reid, memory, config.loss, teacher=teacher, conditioner=conditioner)
