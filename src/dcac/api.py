@@ -1,0 +1,28 @@
+"""The Python entry points for using a trained model: ``dcac.load`` and ``dcac.rank``.
+
+Example::
+
+    import dcac
+
+    model = dcac.load("runs/demo/dcac", device="cpu")
+    gallery = model.extract("path/to/gallery_folder")          # N×D, L2-normalised f_bn
+    query = model.extract(["a.jpg", "b.jpg"], after_bn=True)
+    indices, distances = dcac.rank(query, gallery, topk=10)    # nearest first, squared Euclidean
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dcac.inference.predictor import ReIDPredictor
+from dcac.inference.ranking import rank
+
+
+def load(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ReIDPredictor:
+    """The trained Re-ID model of a run folder (or of its ``reid_model.safetensors``), ready to ``extract``."""
+    return ReIDPredictor.from_run(run_or_checkpoint, device=device)
+
+
+__all__ = ["load", "rank", "ReIDPredictor"]

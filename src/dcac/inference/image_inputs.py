@@ -1,0 +1,78 @@
+"""Turning what a user hands to ``extract`` (a folder, file paths, PIL images, arrays) into model input.
+
+A folder is read recursively in sorted path order (``list_images``), so the row order of the returned
+features is reproducible and the same as the file names a CLI writes next to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+class ImageInputError(ValueError):
+    """An input that is not a readable image or image folder; the message names it."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ImageInputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
+    return files
+
+
+def expand_inputs(inputs: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """One flat list of images: a folder becomes its sorted image files; anything else is kept."""
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        return list(list_images(path)) if path.is_dir() else [path]
+    if isinstance(inputs, (Image.Image, np.ndarray)):
+        return [inputs]
+    items: list[ImageLike] = []
+    for item in inputs:
+        if isinstance(item, (str, Path)) and Path(item).is_dir():
+            items.extend(list_images(item))
+        else:
+            items.append(item)
+    return items
+
+
+def load_rgb(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image or an ``H×W×3`` uint8 array."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ImageInputError(f"an image array must be H×W×3 uint8 (RGB), got shape {image.shape} {image.dtype}")
+        return Image.fromarray(image, mode="RGB")
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise ImageInputError(f"cannot read image {path}: {err}") from err
+    raise ImageInputError(f"cannot use {type(image).__name__} as an image: expected a path, a PIL image or an H×W×3 uint8 array")
+
+
+def describe(image: ImageLike, position: int) -> str:
+    """A name for an input in messages and outputs: its path, or its position for in-memory images."""
+    return str(image) if isinstance(image, (str, Path)) else f"<image {position}>"
+
+
+def batched(items: Sequence, batch_size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), batch_size):
+        yield items[start : start + batch_size]

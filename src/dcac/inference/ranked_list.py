@@ -1,0 +1,123 @@
+"""Ranked retrieval results as data: what a search page, a report and the JSON output all show.
+
+A match is *true* when both the query's and the gallery image's identities are known and equal, *false*
+when both are known and differ, and unknown otherwise (``None``).  Identities come from the caller
+(dataset records) or, for plain files, from Market-style names (``dcac.inference.market_names``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from dcac.inference.market_names import parse_market_name
+
+
+@dataclass(frozen=True)
+class RankedEntry:
+    rank: int  # 1-based
+    path: str
+    distance: float
+    pid: int | None = None
+    camid: int | None = None
+
+
+@dataclass(frozen=True)
+class RankedQuery:
+    path: str
+    entries: tuple[RankedEntry, ...]
+    pid: int | None = None
+    camid: int | None = None
+
+    def is_match(self, entry: RankedEntry) -> bool | None:
+        if self.pid is None or entry.pid is None:
+            return None
+        return entry.pid == self.pid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.path,
+            "pid": self.pid,
+            "camid": self.camid,
+            "results": [
+                {"rank": e.rank, "path": e.path, "distance": e.distance, "pid": e.pid, "camid": e.camid, "match": self.is_match(e)}
+                for e in self.entries
+            ],
+        }
+
+
+class HasIdentity(Protocol):
+    """What a dataset record offers (``dcac.data.records.ImageRecord`` fits)."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+def _ids_from_name(path: str | Path) -> tuple[int | None, int | None]:
+    parsed = parse_market_name(path)
+    return (parsed.pid, parsed.camid) if parsed is not None else (None, None)
+
+
+def ranked_queries_from_paths(
+    query_paths: Sequence[str | Path],
+    gallery_paths: Sequence[str | Path],
+    indices: torch.Tensor,
+    distances: torch.Tensor,
+) -> list[RankedQuery]:
+    """Pair ``rank``'s output with file names; identities parsed from Market-style names where possible."""
+    if indices.shape[0] != len(query_paths):
+        raise ValueError(f"{indices.shape[0]} ranked rows for {len(query_paths)} queries")
+    queries = []
+    for q, (row_idx, row_dist) in enumerate(zip(indices.tolist(), distances.tolist())):
+        entries = tuple(
+            RankedEntry(rank, str(gallery_paths[g]), float(d), *_ids_from_name(gallery_paths[g]))
+            for rank, (g, d) in enumerate(zip(row_idx, row_dist), start=1)
+        )
+        queries.append(RankedQuery(str(query_paths[q]), entries, *_ids_from_name(query_paths[q])))
+    return queries
+
+
+def sample_ranked_queries(
+    query_feats: torch.Tensor,
+    gallery_feats: torch.Tensor,
+    query_records: Sequence[HasIdentity],
+    gallery_records: Sequence[HasIdentity],
+    *,
+    num_queries: int = 8,
+    topk: int = 10,
+    seed: int = 0,
+) -> list[RankedQuery]:
+    """Ranked lists of a fixed random sample of queries, for a report.
+
+    Gallery images of the query's identity taken by the query's camera are left out, exactly as evaluation
+    leaves them out (DESIGN §2), so a red border here is an error that the metrics count.  The same
+    ``seed`` picks the same queries in every report of a run, so successive reports show progress on
+    the same people.
+    """
+    if len(query_records) != query_feats.shape[0] or len(gallery_records) != gallery_feats.shape[0]:
+        raise ValueError(
+            f"features/records mismatch: {query_feats.shape[0]} query features for {len(query_records)} records, "
+            f"{gallery_feats.shape[0]} gallery features for {len(gallery_records)} records"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(query_records), generator=generator)[:num_queries].sort().values.tolist()
+    gallery = gallery_feats.float().cpu()
+    gallery_pids = torch.tensor([r.pid for r in gallery_records])
+    gallery_cams = torch.tensor([r.camid for r in gallery_records])
+    queries = []
+    for q in picked:
+        record = query_records[q]
+        dist = (gallery - query_feats[q].float().cpu()).pow(2).sum(dim=1)
+        dist[(gallery_pids == record.pid) & (gallery_cams == record.camid)] = float("inf")
+        k = min(topk, int(torch.isfinite(dist).sum()))
+        top_dist, top_idx = torch.topk(dist, k, largest=False, sorted=True)
+        entries = tuple(
+            RankedEntry(rank, str(gallery_records[g].path), float(d), gallery_records[g].pid, gallery_records[g].camid)
+            for rank, (g, d) in enumerate(zip(top_idx.tolist(), top_dist.tolist()), start=1)
+        )
+        queries.append(RankedQuery(str(record.path), entries, record.pid, record.camid))
+    return queries
