@@ -1,0 +1,130 @@
+"""Prototypical contrastive loss (PCL) with an identity memory (DESIGN §1.2).
+
+The memory ``M`` holds one unit vector per training identity. It is rebuilt from the features of every
+training image at the start of each epoch, used as the weight of a cosine classifier with temperature T
+(``L_pcl = CE(M v / T, y)``), and moved towards the current batch after every step with momentum ``m``
+(cluster-contrast's ``ClusterMemory`` update: "hard" — per identity, the batch sample least similar
+to its prototype — or "mean" — every sample in turn).
+
+The memory is kept in float32 whatever the feature dtype: under autocast the features may be float16 or
+bfloat16, and the small momentum steps and the division by T = 0.01 need full precision.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+UpdateMode = Literal["hard", "mean"]
+
+
+class PrototypeMemory(nn.Module):
+    """An ``num_ids × dim`` memory of unit identity prototypes (buffer ``features``, float32)."""
+
+    features: torch.Tensor
+
+    def __init__(self, num_ids: int, dim: int) -> None:
+        super().__init__()
+        if num_ids <= 0 or dim <= 0:
+            raise ValueError(f"PrototypeMemory needs num_ids > 0 and dim > 0, got {num_ids}, {dim}")
+        # A buffer, not a parameter: it is never trained by gradients, but it is saved with the
+        # model so a resumed run continues from the same prototypes.
+        self.register_buffer("features", torch.zeros(num_ids, dim, dtype=torch.float32))
+
+    @property
+    def num_ids(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[1]
+
+    @torch.no_grad()
+    def rebuild(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Set every prototype to the re-normalised mean of its identity's L2-normalised features."""
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise ValueError(f"features must be (n, {self.dim}), got {tuple(features.shape)}")
+        if labels.shape != features.shape[:1]:
+            raise ValueError(f"labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
+        labels = labels.to(self.features.device).long()
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_ids):
+            raise ValueError(
+                f"labels must lie in [0, {self.num_ids}), got [{int(labels.min())}, {int(labels.max())}]"
+            )
+        counts = torch.bincount(labels, minlength=self.num_ids)
+        empty = (counts == 0).nonzero().flatten()
+        if empty.numel():
+            raise ValueError(
+                f"cannot rebuild the memory: {empty.numel()} of {self.num_ids} identities have no "
+                f"feature (e.g. ids {empty[:10].tolist()})"
+            )
+        unit = F.normalize(features.to(self.features.device, torch.float32), dim=1)
+        sums = torch.zeros_like(self.features).index_add_(0, labels, unit)
+        self.features.copy_(F.normalize(sums / counts.unsqueeze(1), dim=1))
+
+    def logits(self, v_normalized: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
+        """Cosine logits ``M v / T`` (B × N_ids, float32) for already L2-normalised ``v`` (B × dim)."""
+        # Autocast would run this matmul in half precision; the memory and the 1/T = 100 scaling
+        # are kept in float32, while gradients still flow back into a half-precision ``v``.
+        with torch.autocast(device_type=v_normalized.device.type, enabled=False):
+            return v_normalized.float() @ self.features.t() / temperature
+
+    def loss(self, v: torch.Tensor, labels: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
+        """``L_pcl = CE(M v̂ / T, y)`` averaged over the batch; ``v`` is L2-normalised here."""
+        return F.cross_entropy(self.logits(F.normalize(v.float(), dim=1), temperature), labels)
+
+    @torch.no_grad()
+    def update(
+        self,
+        v: torch.Tensor,
+        labels: torch.Tensor,
+        momentum: float = 0.2,
+        mode: UpdateMode = "hard",
+    ) -> None:
+        """Move the prototypes of the batch's identities towards the batch (``v`` normalised here).
+
+        ``hard``: per identity, the sample with the lowest similarity to ``M[y]`` (ties: the first in
+        the batch) gives ``M[y] ← normalise(m·M[y] + (1−m)·v_hard)``. ``mean``: the same step applied
+        for every sample in batch order, so an identity with K samples moves K times.
+        """
+        if mode not in ("hard", "mean"):
+            raise ValueError(f"memory update mode must be 'hard' or 'mean', got {mode!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"memory momentum must lie in [0, 1], got {momentum}")
+        v = F.normalize(v.detach().to(self.features.device, torch.float32), dim=1)
+        labels = labels.to(self.features.device).long()
+        if mode == "hard":
+            similarity = (v * self.features[labels]).sum(dim=1)
+            # Stable sort by similarity, then stable sort by identity: each identity's run starts at
+            # its least-similar sample, the earliest in the batch on ties.
+            by_similarity = torch.argsort(similarity, stable=True)
+            order = by_similarity[torch.argsort(labels[by_similarity], stable=True)]
+            first = _run_starts(labels[order])
+            self._step(labels[order[first]], v[order[first]], momentum)
+            return
+        # "mean": sorted stably by identity, each identity's samples form a run in batch order. The
+        # k-th samples of different identities do not interact, so round k updates them together;
+        # running the rounds in order reproduces the sample-by-sample update exactly.
+        order = torch.argsort(labels, stable=True)
+        sorted_labels = labels[order]
+        position = torch.arange(len(order), device=order.device)
+        run_start = torch.cummax(torch.where(_run_starts(sorted_labels), position, 0), dim=0).values
+        rank = position - run_start
+        for k in range(int(rank.max()) + 1 if len(order) else 0):
+            in_round = rank == k
+            self._step(sorted_labels[in_round], v[order[in_round]], momentum)
+
+    def _step(self, ids: torch.Tensor, targets: torch.Tensor, momentum: float) -> None:
+        """One momentum step for distinct ``ids`` towards unit ``targets``, then re-normalise."""
+        moved = momentum * self.features[ids] + (1.0 - momentum) * targets
+        self.features[ids] = F.normalize(moved, dim=1)
+
+
+def _run_starts(sorted_labels: torch.Tensor) -> torch.Tensor:
+    """Mask of the first position of every run of equal values in a sorted label vector."""
+    starts = torch.ones_like(sorted_labels, dtype=torch.bool)
+    starts[1:] = sorted_labels[1:] != sorted_labels[:-1]
+    return starts
