@@ -1,0 +1,107 @@
+"""Correlation-aware conditioning: the per-image context vector fed to the diffusion UNet.
+
+DCAC's contribution: learnable ID-wise prompts P (N_ids x D, D = the UNet's cross-attention
+width) mixed by the classifier's softened probabilities, c = softmax(z / tau) P. The diffusion
+loss then back-propagates through c into the logits and so into the Re-ID encoder.
+
+Variants (one switch, for ablations):
+
+* ``correlation`` -- c = p P with p from the probability source:
+  ``fc`` (p = softmax(logits / tau)), ``memory`` (p = softmax(memory_logits / tau), where the
+  caller passes the PCL memory similarities M v / T_pcl), or ``both`` (the mean of the two
+  probability vectors);
+* ``hard`` -- c = P[y], the prompt of the true identity (no gradient into the logits);
+* ``instance`` -- c = W f_bn, a learned projection of the BNNeck feature;
+* ``none`` -- no diffusion loss; the caller skips the teacher, so ``forward`` is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+ConditioningVariant = Literal["correlation", "hard", "instance", "none"]
+ProbabilitySource = Literal["fc", "memory", "both"]
+CONDITIONING_VARIANTS: tuple[str, ...] = get_args(ConditioningVariant)
+PROBABILITY_SOURCES: tuple[str, ...] = get_args(ProbabilitySource)
+
+
+class IDConditioner(nn.Module):
+    """Maps Re-ID outputs (logits, labels or features) to one UNet context vector per image."""
+
+    def __init__(
+        self,
+        num_ids: int,
+        context_dim: int = 768,
+        feat_dim: int = 512,
+        variant: ConditioningVariant = "correlation",
+        prob_source: ProbabilitySource = "fc",
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if variant not in CONDITIONING_VARIANTS:
+            raise ValueError(f"unknown conditioning variant {variant!r}; expected one of {CONDITIONING_VARIANTS}")
+        if prob_source not in PROBABILITY_SOURCES:
+            raise ValueError(f"unknown probability source {prob_source!r}; expected one of {PROBABILITY_SOURCES}")
+        if temperature <= 0:
+            raise ValueError(f"conditioning temperature must be > 0, got {temperature}")
+        if num_ids < 1 or context_dim < 1 or feat_dim < 1:
+            raise ValueError(f"num_ids, context_dim, feat_dim must be >= 1, got {num_ids}, {context_dim}, {feat_dim}")
+        self.num_ids = num_ids
+        self.context_dim = context_dim
+        self.variant = variant
+        self.prob_source = prob_source
+        self.temperature = temperature
+        if variant in ("correlation", "hard"):
+            self.prompts = nn.Parameter(torch.randn(num_ids, context_dim))
+        elif variant == "instance":
+            self.projection = nn.Linear(feat_dim, context_dim)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_ids={self.num_ids}, context_dim={self.context_dim}, variant={self.variant}, "
+            f"prob_source={self.prob_source}, temperature={self.temperature}"
+        )
+
+    def forward(
+        self,
+        *,
+        logits: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        feat_bn: torch.Tensor | None = None,
+        memory_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The B x context_dim context; each variant reads only the inputs it needs."""
+        if self.variant == "correlation":
+            return self.probabilities(logits=logits, memory_logits=memory_logits) @ self.prompts
+        if self.variant == "hard":
+            labels = _required(labels, "labels", self.variant)
+            if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_ids):
+                raise ValueError(f"labels must lie in [0, {self.num_ids}), got range [{labels.min()}, {labels.max()}]")
+            return self.prompts[labels]
+        if self.variant == "instance":
+            feat_bn = _required(feat_bn, "feat_bn", self.variant)
+            return self.projection(feat_bn.to(self.projection.weight.dtype))
+        raise RuntimeError('conditioning variant "none" means no diffusion loss: the caller must skip the teacher')
+
+    def probabilities(
+        self, *, logits: torch.Tensor | None = None, memory_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """B x num_ids mixing weights of the correlation variant (softmax in float32)."""
+        given = {"logits": logits, "memory_logits": memory_logits}
+        wanted = {"fc": ("logits",), "memory": ("memory_logits",), "both": ("logits", "memory_logits")}
+        probabilities = []
+        for name in wanted[self.prob_source]:
+            source = _required(given[name], name, f"{self.variant}/{self.prob_source}")
+            if source.ndim != 2 or source.shape[1] != self.num_ids:
+                raise ValueError(f"{name} must be B x {self.num_ids}, got {tuple(source.shape)}")
+            probabilities.append(torch.softmax(source.float() / self.temperature, dim=1))
+        return torch.stack(probabilities).mean(dim=0)
+
+
+def _required(value: torch.Tensor | None, name: str, variant: str) -> torch.Tensor:
+    if value is None:
+        raise ValueError(f"conditioning variant {variant!r} needs {name}")
+    return value
