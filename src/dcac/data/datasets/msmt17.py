@@ -25,7 +25,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcac.data.datasets.market_layout import (
-    MARKET_LAYOUT, SPLIT_FOLDERS, is_market_dir, load_market_style, require_dir, require_file)
+    MARKET_LAYOUT,
+    SPLIT_FOLDERS,
+    is_market_dir,
+    load_market_style,
+    require_dir,
+    require_file,
+)
 from dcac.data.errors import DatasetLayoutError, ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
 
