@@ -30,6 +30,18 @@ def make_run(run_dir: Path, num_ids: int = NUM_IDS, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
+def run_factory():
+    """``make_run(run_dir, num_ids=..., seed=...)`` for tests that need a run of their own."""
+    return make_run
+
+
+@pytest.fixture(scope="session")
+def draw_person():
+    """``person_image(seed, size=(h, w))`` for tests that need images of their own."""
+    return person_image
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     return make_run(tmp_path_factory.mktemp("run"))
 

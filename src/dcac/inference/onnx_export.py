@@ -10,7 +10,9 @@ known to break silently: torchreid #316, fast-reid #438).
 from __future__ import annotations
 
 import json
+import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,9 +21,27 @@ from torch import nn
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.reid_model import ReIDModel
 
-ONNX_OPSET = 17
+ONNX_OPSET = 18
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "features"
+
+
+# The exporter's op registry logs a warning for each torchvision op it skips; dcac never uses torchvision.
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+@contextmanager
+def _quiet_exporter():
+    logger = logging.getLogger(_REGISTRY_LOGGER)
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # torch.export's pytree module warns about its own deprecated internals; nothing a user can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(previous)
 
 
 class ExportMismatchError(RuntimeError):
@@ -74,19 +94,18 @@ def export_onnx(
     height, width = predictor.image_size
     # Two different images: a batch of one could let the exporter specialise the batch axis away.
     example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), warnings.catch_warnings():
-        # The tracer flags the encoder's input-shape check and SDPA's causal test as Python booleans; both
-        # are constant for a fixed H×W (only the batch axis is dynamic), so the warnings are noise here.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    with torch.no_grad(), _quiet_exporter():
         torch.onnx.export(
             module,
             (example,),
             str(out_path),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
             opset_version=ONNX_OPSET,
-            dynamo=False,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
     transform = predictor.transform
     _add_metadata(

@@ -1,0 +1,76 @@
+"""``dcac extract`` and ``dcac search`` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import torch
+
+import dcac.api as api
+from dcac.cli import main
+from dcac.inference.feature_store import load_features
+from dcac.inference.image_inputs import list_images
+from dcac.inference.market_names import PersonCamera, parse_market_name
+
+
+def test_market_names():
+    assert parse_market_name("/x/0002_c1s1_000451_03.jpg") == PersonCamera(2, 1)
+    assert parse_market_name("-1_c3s2_000001_00.jpg") == PersonCamera(-1, 3)
+    assert parse_market_name("0012_c14_0001.jpg") == PersonCamera(12, 14)
+    assert parse_market_name("holiday.jpg") is None
+
+
+def test_extract_writes_features_and_names(tiny_run, image_tree, tmp_path):
+    out = tmp_path / "gallery.safetensors"
+    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]) == 0
+    stored = load_features(out)
+    files = list_images(image_tree["gallery"])
+    assert stored.names == [f.name for f in files] and stored.after_bn
+    torch.testing.assert_close(stored.features, api.load(tiny_run).extract(files))
+    assert stored.paths() == [f.resolve() for f in files]
+
+
+def _check_results(results: dict, image_tree) -> None:
+    queries = results["queries"]
+    assert [q["query"].rsplit("/", 1)[-1] for q in queries] == ["0001_c3s1_000002_00.png", "0003_c3s1_000002_00.png"]
+    for q in queries:
+        ranked = q["results"]
+        assert [r["rank"] for r in ranked] == [1, 2, 3, 4, 5]
+        distances = [r["distance"] for r in ranked]
+        assert distances == sorted(distances)
+        # The query is a near-copy of its identity's camera-1 gallery image.
+        assert ranked[0]["path"].endswith(f"{q['pid']:04d}_c1s1_000001_00.jpg") and ranked[0]["match"] is True
+        assert all(r["match"] == (r["pid"] == q["pid"]) for r in ranked)
+        assert q["camid"] == 3
+
+
+def test_search_against_a_folder_and_a_features_file(tiny_run, image_tree, tmp_path):
+    common = ["--checkpoint", str(tiny_run), "--topk", "5", "--device", "cpu"]
+    folder_out = tmp_path / "by_folder"
+    assert main(["search", str(image_tree["query"]), "--gallery", str(image_tree["gallery"]), "--out", str(folder_out), *common]) == 0
+    by_folder = json.loads((folder_out / "results.json").read_text())
+    _check_results(by_folder, image_tree)
+
+    feats = tmp_path / "g.safetensors"
+    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats)]) == 0
+    file_out = tmp_path / "by_file"
+    assert main(["search", str(image_tree["query"]), "--gallery", str(feats), "--out", str(file_out), *common]) == 0
+    by_file = json.loads((file_out / "results.json").read_text())
+    for a, b in zip(by_folder["queries"], by_file["queries"]):
+        assert [r["path"] for r in a["results"]] == [r["path"] for r in b["results"]]
+
+    page = (folder_out / "results.html").read_text()
+    # 2 query thumbnails + 2 × 5 results, all embedded; borders coloured by match.
+    assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 12
+    assert page.count("border-color:#2e9e44") >= 2 and "border-color:#d62728" in page
+    assert "file://" not in page and 'src="/' not in page
+
+
+def test_search_refuses_mixed_features(tiny_run, image_tree, tmp_path, capsys):
+    feats = tmp_path / "g.safetensors"
+    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats), "--before-bn"]) == 0
+    code = main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")])
+    assert code == 2 and "holds f features" in capsys.readouterr().err
+    code = main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert code == 2 and "not a dcac run folder" in capsys.readouterr().err
