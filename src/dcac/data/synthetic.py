@@ -112,7 +112,7 @@ def _background(style: DomainStyle, camera: CameraView, rng: np.random.Generator
     elif style.background == "blotches":
         coarse = rng.uniform(0, 1, size=(4, 2, 3))
         image = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize(
-            (width, height), Image.Resampling.BICUBIC), dtype=np.float64) / 255.0
+            (width, height), Image.BICUBIC), dtype=np.float64) / 255.0
     elif style.background == "tiles":
         tile = int(rng.integers(8, 16))
         rows, cols = np.arange(height)[:, None] // tile, np.arange(width)[None, :] // tile

@@ -9,7 +9,9 @@ is CLIP-ReID's convention (torchvision-style erasing would fill with 0 = the mea
 keeps it so trained models match the reference recipe.
 
 Randomness comes from a ``torch.Generator`` given at construction, or from torch's global generator when
-none is given (DataLoader workers seed that one per worker), so every draw is reproducible.
+none is given (DataLoader workers seed that one per worker), so every draw is reproducible. With
+DataLoader workers leave ``generator`` unset: each worker would get a copy of the same generator state and
+repeat the other workers' draws.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class EvalTransform:
     std: Sequence[float] = MEAN_STD_HALF
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.convert("RGB").resize((self.width, self.height), Image.Resampling.BICUBIC)
+        resized = image.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
         return (to_tensor(resized) - _channel_tensor(self.mean)) / _channel_tensor(self.std)
 
 
@@ -72,7 +74,7 @@ class TrainTransform:
         return int(torch.randint(high_inclusive + 1, (), generator=self.generator))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.convert("RGB").resize((self.width, self.height), Image.Resampling.BICUBIC)
+        resized = image.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
         x = to_tensor(resized)
         if self._uniform() < self.flip_p:
             x = x.flip(-1)
@@ -105,7 +107,7 @@ class DiffusionTransform:
     size: int = 128
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+        resized = image.convert("RGB").resize((self.size, self.size), Image.BICUBIC)
         return to_tensor(resized).mul_(2.0).sub_(1.0)
 
 
