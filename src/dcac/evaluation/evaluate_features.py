@@ -1,0 +1,98 @@
+"""End-to-end evaluation from features, never holding the full query × gallery distance matrix.
+
+Queries are processed in blocks: one GEMM of augmented operands gives the block's distances
+(:mod:`dcac.evaluation.distance`), :func:`match_ranks` turns them into the ranks of the true matches
+by counting (no sort), and a :class:`RankAccumulator` folds them into CMC / mAP / mINP. Peak memory is
+the features plus one ``chunk_size × num_gallery`` block and its candidate temporaries. The GEMM and
+the elementwise passes use torch's intra-op threads; tensors on CUDA (or ``device="cuda"``) run there.
+
+With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse`) produces the dense query ×
+gallery re-ranked distances first (that output, ``num_query × num_gallery`` floats, is the one
+full matrix this path holds) and those are ranked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .distance import check_metric, distance_operands, l2_normalize
+from .inputs import as_feature_matrix, as_label_vector, resolve_device
+from .match_ranks import GalleryIndex, match_ranks
+from .rank_metrics import RankAccumulator, evaluate_rank
+from .rerank_params import RerankSpec, resolve_rerank
+from .rerank_sparse import rerank_sparse
+
+__all__ = ["evaluate_features", "default_feature_chunk"]
+
+# Distance-block size of the chunked path: ~32M floats (128 MiB) per block keeps the GEMM efficient
+# and the candidate temporaries well under a GiB even when every gallery entry is a candidate.
+_BLOCK_ELEMENTS = 1 << 25
+
+
+def default_feature_chunk(num_gallery: int) -> int:
+    return max(16, _BLOCK_ELEMENTS // max(num_gallery, 1))
+
+
+def evaluate_features(
+    q_feats: Any,
+    g_feats: Any,
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    rerank: RerankSpec = None,
+    *,
+    normalize: bool = False,
+    device: str | torch.device | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """CMC / mAP / mINP of query features against gallery features; same mapping as :func:`evaluate_rank`.
+
+    ``metric``: ``"euclidean"`` (squared Euclidean between the given features) or ``"cosine"``.
+    ``normalize``: L2-normalise both feature sets first (a real ``bool``; pass ``True`` unless the
+    caller already normalised). ``rerank``: ``None`` (off), a :class:`RerankParams`, a preset name
+    from ``RERANK_PRESETS`` (``"default"``/``"zhong"`` = 20/6/0.3, ``"dcac"`` = 50/15/0.3), a
+    ``(k1, k2, lambda_value)`` tuple or a dict with those keys. ``device``: where to compute (default:
+    the device of ``q_feats``). ``chunk_size``: queries per block (default: ~32M distances per block).
+    The result equals ``evaluate_rank(compute_distance(q, g, metric), ...)``: ties are ordered by
+    gallery index.
+    """
+    if type(normalize) is not bool:
+        raise TypeError(f"normalize: expected a bool, got {normalize!r} ({type(normalize).__name__})")
+    check_metric(metric)
+    params = resolve_rerank(rerank)
+    target = resolve_device(device, q_feats, g_feats)
+    q = as_feature_matrix(q_feats, "q_feats", target)
+    g = as_feature_matrix(g_feats, "g_feats", target)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"q_feats and g_feats: feature dimensions differ ({q.shape[1]} vs {g.shape[1]})")
+    if q.dtype != g.dtype:
+        q, g = q.to(torch.float32), g.to(torch.float32)
+    qp = as_label_vector(q_pids, "q_pids", q.shape[0], target)
+    gp = as_label_vector(g_pids, "g_pids", g.shape[0], target)
+    qc = as_label_vector(q_camids, "q_camids", q.shape[0], target)
+    gc = as_label_vector(g_camids, "g_camids", g.shape[0], target)
+    step = chunk_size if chunk_size is not None else default_feature_chunk(g.shape[0])
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    if normalize:
+        q, g = l2_normalize(q), l2_normalize(g)
+
+    if params is not None:
+        distmat = rerank_sparse(q, g, params, metric=metric, chunk_size=step)
+        return evaluate_rank(distmat, qp, gp, qc, gc, max_rank=max_rank)
+
+    q_operand, g_operand = distance_operands(q, g, metric)
+    g_operand_t = g_operand.T
+    gallery = GalleryIndex.build(gp, gc)
+    accumulator = RankAccumulator(max_rank, target)
+    for start in range(0, q.shape[0], step):
+        stop = start + step
+        block = q_operand[start:stop] @ g_operand_t
+        accumulator.add(match_ranks(block, qp[start:stop], qc[start:stop], gallery))
+        del block
+    return accumulator.result()
