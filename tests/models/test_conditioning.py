@@ -31,7 +31,7 @@ def test_correlation_values(source):
     cond = IDConditioner(N, context_dim=D, feat_dim=F, prob_source=source, temperature=tau)
     x = _inputs()
     p_fc = _softmax_by_hand(x["logits"].detach(), tau)
-    p_mem = _softmax_by_hand(x["memory_logits"].detach(), tau)
+    p_mem = _softmax_by_hand(x["memory_logits"].detach(), 1.0)  # already M v / T: tau acts on the classifier only
     p = {"fc": p_fc, "memory": p_mem, "both": (p_fc + p_mem) / 2}[source]
     expected = torch.stack([sum(p[b, i] * cond.prompts[i] for i in range(N)) for b in range(B)])
     context = cond(**x)

@@ -7,9 +7,9 @@ loss then back-propagates through c into the logits and so into the Re-ID encode
 Variants (one switch, for ablations):
 
 * ``correlation`` -- c = p P with p from the probability source:
-  ``fc`` (p = softmax(logits / tau)), ``memory`` (p = softmax(memory_logits / tau), where the
-  caller passes the PCL memory similarities M v / T_pcl), or ``both`` (the mean of the two
-  probability vectors);
+  ``fc`` (p = softmax(logits / tau)), ``memory`` (p = softmax(M v / T), where the caller passes
+  the PCL memory logits M v / T with the PCL temperature T already applied, so tau does not act
+  on them: DESIGN §1.4), or ``both`` (the mean of the two probability vectors);
 * ``hard`` -- c = P[y], the prompt of the true identity (no gradient into the logits);
 * ``instance`` -- c = W f_bn, a learned projection of the BNNeck feature;
 * ``none`` -- no diffusion loss; the caller skips the teacher, so ``forward`` is an error.
@@ -97,7 +97,9 @@ class IDConditioner(nn.Module):
             source = _required(given[name], name, f"{self.variant}/{self.prob_source}")
             if source.ndim != 2 or source.shape[1] != self.num_ids:
                 raise ValueError(f"{name} must be B x {self.num_ids}, got {tuple(source.shape)}")
-            probabilities.append(torch.softmax(source.float() / self.temperature, dim=1))
+            # tau softens the classifier only; the memory logits already carry the PCL temperature.
+            scale = self.temperature if name == "logits" else 1.0
+            probabilities.append(torch.softmax(source.float() / scale, dim=1))
         return torch.stack(probabilities).mean(dim=0)
 
 
