@@ -42,3 +42,24 @@ def test_before_bn_export_and_default_location(tiny_run, tmp_path):
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "none")]) == 2
     assert "none" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_size_vit_b16_export(tmp_path):
+    """The paper's model size (ViT-B/16 at 256×128, random weights): export and onnxruntime agree."""
+    from dcac.config import load_config
+    from dcac.engine.checkpoint import save_tensors_atomic
+    from dcac.engine.run_folder import write_run_metadata
+    from dcac.models.build import build_reid_model
+
+    config = load_config(None)
+    torch.manual_seed(0)
+    model = build_reid_model(config, num_ids=751)
+    save_tensors_atomic(model.state_dict(), tmp_path / "reid_model.safetensors")
+    write_run_metadata(tmp_path, config, {"num_ids": 751, "num_cams": 6, "sources": ["market1501"]})
+    predictor = api.load(tmp_path)
+    path = export_onnx(predictor, tmp_path / "vit_b16.onnx")
+    pixels = torch.randn(2, 3, 256, 128)
+    got = onnx_features(path, pixels)
+    assert got.shape == (2, 512)
+    torch.testing.assert_close(got, predictor.extract(pixels), atol=1e-4, rtol=0)

@@ -27,6 +27,7 @@ def _write_log(path: Path) -> None:
     lines = [json.dumps({"epoch": s // 10, "step": s + 1, "loss": 4.0 - 0.1 * s, "loss_id": 3.0 - 0.05 * s,
                          "loss_pcl": 1.0, "acc": s / 30}) for s in range(30)]
     lines.insert(12, json.dumps({"event": "eval", "epoch": 1, "synth_c": {"mAP": 10.5, "rank1": 20.25, "cmc": [0.2, 0.3]}}))
+    lines.append(json.dumps({"event": "eval", "epoch": 2, "target": "synth_d", "mAP": 5.0, "time": 1.0}))
     lines.append(json.dumps({"epoch": 3, "step": 31, "loss_diff": 0.5}))
     lines.append('{"epoch": 3, "st')  # a line torn by a crash while training appended to the log
     path.write_text("\n".join(lines) + "\n")
@@ -51,7 +52,7 @@ def test_training_log_parsing(tmp_path):
     assert sorted(log.losses) == ["loss", "loss_diff", "loss_id", "loss_pcl"]
     assert log.losses["loss"][:2] == [4.0, 3.9] and log.losses["loss"][-1] is None
     assert log.losses["loss_diff"][-1] == 0.5 and log.accuracy[29] == pytest.approx(29 / 30)
-    assert log.evaluations == [{"epoch": 1, "synth_c/mAP": 10.5, "synth_c/rank1": 20.25}]
+    assert log.evaluations == [{"epoch": 1, "synth_c/mAP": 10.5, "synth_c/rank1": 20.25}, {"epoch": 2, "target": "synth_d", "mAP": 5.0}]
     assert log.skipped_lines == 1
     assert read_training_log(tmp_path / "absent.jsonl").steps == []
 

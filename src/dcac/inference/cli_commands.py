@@ -69,7 +69,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             gallery_feats, gallery_paths = stored.features, [str(p) for p in stored.paths()]
         else:
             gallery_files = expand_inputs(gallery_arg)
-            gallery_feats = predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn, progress=True)
+            gallery_feats = predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn)
             gallery_paths = [str(p) for p in gallery_files]
         query_files = expand_inputs([Path(q) for q in args.queries])
         query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)

@@ -9,6 +9,7 @@ known to break silently: torchreid #316, fast-reid #438).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -90,7 +91,8 @@ def export_onnx(
     """Write the feature extractor of ``predictor`` as ONNX; with ``verify``, compare onnxruntime to PyTorch."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    module = FeatureExtractorModule(predictor.model, after_bn).to("cpu").eval()
+    # A CPU copy: exporting must not move the predictor's own model off its device.
+    module = FeatureExtractorModule(copy.deepcopy(predictor.model).cpu(), after_bn).eval()
     height, width = predictor.image_size
     # Two different images: a batch of one could let the exporter specialise the batch axis away.
     example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))

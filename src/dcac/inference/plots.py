@@ -47,6 +47,10 @@ def training_curves_png(log: TrainingLog) -> bytes:
         _plot_known(loss_axes, log.steps, values, label=name)
     loss_axes.set_xlabel(log.step_label)
     loss_axes.set_ylabel("loss")
+    logged = [v for values in log.losses.values() for v in values if v is not None]
+    # Loss terms of very different size (PCL at T=0.01 vs the ID loss) stay readable on a log axis.
+    if logged and min(logged) > 0 and max(logged) / min(logged) > 50:
+        loss_axes.set_yscale("log")
     loss_axes.set_title("training losses")
     loss_axes.grid(alpha=0.3)
     loss_axes.legend(loc="upper right")

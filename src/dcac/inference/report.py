@@ -28,8 +28,8 @@ LOG_FILE = "log.jsonl"
 _METRIC_ORDER = ("mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries")
 
 
-def _format_number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.2f}"
+def _format_number(value: float | str) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -22,18 +22,18 @@ class TrainingLog:
     step_label: str = "step"
     losses: dict[str, list[float | None]] = field(default_factory=dict)
     accuracy: list[float | None] = field(default_factory=list)
-    evaluations: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float | str]] = field(default_factory=list)
     skipped_lines: int = 0
 
 
-def _flatten_numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a (possibly nested) record, keyed ``outer/inner``; lists such as CMC are left out."""
-    flat: dict[str, float] = {}
+def _flatten_scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float | str]:
+    """Number and text leaves of a (possibly nested) record, keyed ``outer/inner``; lists such as CMC are left out."""
+    flat: dict[str, float | str] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten_numbers(value, f"{name}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat.update(_flatten_scalars(value, f"{name}/"))
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
             flat[name] = value
     return flat
 
@@ -55,7 +55,7 @@ def read_training_log(path: str | Path) -> TrainingLog:
         if not isinstance(record, dict):
             log.skipped_lines += 1
         elif record.get("event") == EVAL_EVENT:
-            log.evaluations.append({k: v for k, v in _flatten_numbers(record).items() if k != "time"})
+            log.evaluations.append({k: v for k, v in _flatten_scalars(record).items() if k not in ("time", "event")})
         elif "step" in record and "event" not in record:
             train_records.append(record)
     steps = [float(r["step"]) for r in train_records]
