@@ -7,7 +7,7 @@ features is reproducible and the same as the file names a CLI writes next to the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -67,12 +67,3 @@ def load_rgb(image: ImageLike) -> Image.Image:
             raise ImageInputError(f"cannot read image {path}: {err}") from err
     raise ImageInputError(f"cannot use {type(image).__name__} as an image: expected a path, a PIL image or an H×W×3 uint8 array")
 
-
-def describe(image: ImageLike, position: int) -> str:
-    """A name for an input in messages and outputs: its path, or its position for in-memory images."""
-    return str(image) if isinstance(image, (str, Path)) else f"<image {position}>"
-
-
-def batched(items: Sequence, batch_size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), batch_size):
-        yield items[start : start + batch_size]
