@@ -15,15 +15,20 @@ How a block is ranked, for ``B`` queries and ``G`` gallery entries:
 3. Only entries no farther than the query's worst match can precede a match. One compare +
    ``nonzero`` pass finds these *candidates*; with real features they are a few percent of the
    gallery, for structureless features all of it (still exact, just slower).
-4. For every candidate, ``searchsorted`` in its query's sorted match distances gives how many
-   matches strictly precede it; candidates whose distance equals a match distance (including the
-   matches themselves) are resolved exactly by comparing (distance, index) pairs.
-5. A histogram of those counts, cumulated, gives each match's rank.
+4. Each candidate gets the number of matches that precede it: candidates and matches are encoded
+   as int64 keys ``(row << 32) | order-preserving bits of the float32 distance``, so one flat
+   ``searchsorted`` serves the whole block. A candidate whose key equals a match key (every match
+   equals itself; float64 inputs that round to the same float32) is resolved exactly by comparing
+   (distance, gallery index) with the original values.
+5. Junk entries (same identity and camera) are candidates too; their counts are subtracted,
+   computed on the small per-identity set instead of testing every candidate's labels.
+6. A histogram of those counts, cumulated, gives each match's rank.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -74,11 +79,46 @@ class MatchRanks:
     num_matches: torch.Tensor
 
 
+def _sortable_keys(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering (row, float32(value)): the float bits, made monotone, below the row."""
+    bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: reverse their magnitude order
+    return (rows << 32) + bits  # int32 + int64 promotes; the row shift dominates the signed bits
+
+
+def _preceding_matches(
+    values: torch.Tensor,
+    rows: torch.Tensor,
+    cols_of: Callable[[torch.Tensor], torch.Tensor],
+    match_keys: torch.Tensor,
+    match_dist: torch.Tensor,
+    match_idx: torch.Tensor,
+) -> torch.Tensor:
+    """For each entry (rows, values): the flat histogram slot ``row * (width + 1) + p`` where ``p``
+    matches of its query precede it. ``cols_of(sel)`` gives the gallery index of entries ``sel``
+    (only needed, and only computed, for entries tied with a match)."""
+    width = match_dist.shape[1]
+    keys = _sortable_keys(values, rows)
+    flat_position = torch.searchsorted(match_keys, keys, right=True)
+    previous = match_keys.index_select(0, (flat_position - 1).clamp_(min=0))
+    tied = torch.nonzero((previous == keys).logical_and_(flat_position > rows * width)).squeeze(1)
+    del keys, previous
+    slot = flat_position.add_(rows)  # row * width + p  ->  row * (width + 1) + p
+    block = max(1, _TIE_BLOCK_ELEMENTS // width)
+    for start in range(0, tied.numel(), block):
+        sel = tied[start : start + block]
+        d_m, i_m = match_dist[rows[sel]], match_idx[rows[sel]]
+        d_c, i_c = values[sel, None], cols_of(sel)[:, None]
+        exact = ((d_m < d_c) | ((d_m == d_c) & (i_m < i_c))).sum(dim=1)
+        slot[sel] = rows[sel] * (width + 1) + exact
+    return slot
+
+
 def match_ranks(
     dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, gallery: GalleryIndex
 ) -> MatchRanks:
     """Ranks of the true matches of each query row of ``dist`` (finite distances, ``(B, G)``)."""
-    num_queries = dist.shape[0]
+    num_queries, num_gallery = dist.shape
     device = dist.device
     same_idx, same_present = gallery.same_identity(q_pids)
     same_camera = gallery.camids[same_idx] == q_camids[:, None]
@@ -91,41 +131,39 @@ def match_ranks(
     # Matches sorted by (distance, gallery index): same_idx is ascending, the sort is stable and
     # non-matches become +inf, which sorts after every finite distance.
     inf = torch.tensor(float("inf"), dtype=dist.dtype, device=device)
-    match_dist, perm = torch.sort(torch.where(is_match, dist.gather(1, same_idx), inf), dim=1, stable=True)
+    same_dist = dist.gather(1, same_idx)
+    match_dist, perm = torch.sort(torch.where(is_match, same_dist, inf), dim=1, stable=True)
     match_dist = match_dist[:, :width].contiguous()
     match_idx = same_idx.gather(1, perm)[:, :width]
+    row_ids = torch.arange(num_queries, device=device)
+    match_keys = _sortable_keys(match_dist, row_ids[:, None]).view(-1)
 
     worst = match_dist.gather(1, (num_matches - 1).clamp(min=0)[:, None]).squeeze(1)
     worst = torch.where(num_matches > 0, worst, -inf)
-    rows, cols = torch.nonzero(dist <= worst[:, None], as_tuple=True)
-    junk = (gallery.pids[cols] == q_pids[rows]) & (gallery.camids[cols] == q_camids[rows])
-    keep = ~junk
-    rows, cols = rows[keep], cols[keep]
-    values = dist[rows, cols]
+    dist = dist.contiguous()
+    below = (dist <= worst[:, None]).view(-1)
+    flat = torch.nonzero(below).squeeze(1)
+    # flat is sorted, so each row's candidates form one run: their counts come from B searches.
+    row_bounds = torch.searchsorted(flat, torch.arange(num_queries + 1, device=device) * num_gallery)
+    rows = torch.repeat_interleave(row_ids, row_bounds.diff(), output_size=flat.numel())
+    del below
+    slots = _preceding_matches(
+        dist.view(-1).index_select(0, flat), rows, lambda sel: flat[sel] % num_gallery,
+        match_keys, match_dist, match_idx,
+    )
+    del flat, rows
 
-    # searchsorted needs one row of candidates per query: lay them out left-aligned, padded.
-    per_row = torch.bincount(rows, minlength=num_queries)
-    slot = torch.arange(rows.numel(), device=device) - (torch.cumsum(per_row, 0) - per_row)[rows]
-    padded = torch.full((num_queries, int(per_row.max())), float("inf"), dtype=dist.dtype, device=device)
-    padded[rows, slot] = values
-    at_most = torch.searchsorted(match_dist, padded, right=True)[rows, slot]
-    del padded
-
-    # Matches preceding a candidate = matches with distance <= it, unless it ties a match distance,
-    # where the gallery index decides. Every match ties itself, so it always takes this path.
-    largest_below = match_dist[rows, (at_most - 1).clamp(min=0)]
-    tied = torch.nonzero((at_most > 0) & (largest_below == values)).squeeze(1)
-    preceding = at_most
-    block = max(1, _TIE_BLOCK_ELEMENTS // width)
-    for start in range(0, tied.numel(), block):
-        sel = tied[start : start + block]
-        d_m, i_m = match_dist[rows[sel]], match_idx[rows[sel]]
-        d_c, i_c = values[sel, None], cols[sel, None]
-        preceding[sel] = ((d_m < d_c) | ((d_m == d_c) & (i_m < i_c))).sum(dim=1)
+    # Junk candidates (same identity and camera) are taken back out of the histogram.
+    junk = same_present & same_camera & (same_dist <= worst[:, None])
+    junk_rows, junk_slot = torch.nonzero(junk, as_tuple=True)
+    junk_cols = same_idx[junk_rows, junk_slot]
+    junk_slots = _preceding_matches(
+        same_dist[junk_rows, junk_slot], junk_rows, lambda sel: junk_cols[sel], match_keys, match_dist, match_idx
+    )
 
     # A valid candidate with `p` preceding matches precedes matches p, p+1, ...; so the number of
     # valid entries up to and including match i is the cumulated histogram of p at i.
-    hist = torch.zeros(num_queries * (width + 1), dtype=torch.int64, device=device)
-    hist.index_add_(0, rows * (width + 1) + preceding.clamp(max=width), torch.ones_like(rows))
+    size = num_queries * (width + 1)
+    hist = torch.bincount(slots, minlength=size) - torch.bincount(junk_slots, minlength=size)
     ranks = hist.view(num_queries, width + 1).cumsum(dim=1)[:, :width] - 1
     return MatchRanks(ranks, num_matches)
