@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -38,7 +39,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = {}
     for name in args.target:
         target = get_dataset(name, root, verbose=True)
-        results[name] = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True)
+        results[name] = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True).metrics
         print(format_metrics(name + (" (re-ranked)" if args.rerank else ""), results[name]))
     if args.out:
         write_json_atomic(args.out, results)
@@ -123,13 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
+    from dcac.data.errors import CorruptImageError
+    from dcac.engine.checkpoint import CheckpointError
+
+    return (ConfigError, CheckpointError, CorruptImageError, FileNotFoundError, ValueError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except _user_errors() as err:
+        if os.environ.get("DCAC_DEBUG"):
+            raise
         print(f"dcac {args.command}: error: {err}", file=sys.stderr)
+        print("(set DCAC_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
 
 

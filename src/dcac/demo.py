@@ -33,15 +33,14 @@ def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0) -> dict:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
-    write_synthetic(data_dir, seed=seed)
+    write_synthetic(data_dir, seed=seed, overwrite=True)
     common = [f"data.root={data_dir}", f"train.seed={seed}"] + ([f"optim.epochs={epochs}"] if epochs else [])
     baseline_cfg = load_config("demo", common + ["conditioning.variant=none", f"train.output_dir={out / 'baseline'}"])
     dcac_cfg = load_config("demo", common + [f"train.output_dir={out / 'dcac'}"])
 
     protocol = build_protocol(dcac_cfg.data.sources, dcac_cfg.data.targets, dcac_cfg.data.root)
     target_name, target = next(iter(protocol.targets.items()))
-    print(protocol.train.summary() if hasattr(protocol.train, "summary") else "")
-    print(f"training on {' + '.join(dcac_cfg.data.sources)} ({protocol.train.num_ids} ids), testing on {target_name}")
+    print(protocol.summary())
 
     # Chance level: a ranking by random features.
     generator = torch.Generator().manual_seed(seed)
@@ -58,7 +57,7 @@ def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0) -> dict:
         )
     )
     seed_everything(seed)
-    untrained = evaluate_on_target(build_reid_model(dcac_cfg, protocol.train.num_ids), target, dcac_cfg)
+    untrained = evaluate_on_target(build_reid_model(dcac_cfg, protocol.train.num_ids), target, dcac_cfg).metrics
 
     results = {"chance": chance, "untrained": untrained}
     seconds = {}

@@ -30,7 +30,7 @@ import dcac
 from dcac.config import DCACConfig, load_run_config
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.protocols import build_protocol
-from dcac.data.records import verify_images
+from dcac.data.image_io import verify_images
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
 from dcac.engine.checkpoint import (
@@ -46,12 +46,16 @@ from dcac.engine.evaluator import evaluate_on_target, format_metrics
 from dcac.engine.features import extract_features, test_loader
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
+from dcac.engine.train_step import train_step
 from dcac.engine.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger
+from dcac.inference.ranked_list import sample_ranked_queries
+from dcac.inference.report import write_report
 from dcac.models.build import build_dcac
 from dcac.models.dcac import DCAC
 
 _MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+_AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 @dataclass
@@ -189,42 +193,21 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         lr_factor = set_epoch_lr(optimizer, epoch, cfg.optim)
 
         # The memory is rebuilt from un-augmented features of every training image (DESIGN §1.2).
-        feats = extract_features(dcac_model.reid, memory_loader, after_bn=True, device=device)
+        feats = extract_features(
+            dcac_model.reid, memory_loader, after_bn=True, device=device, autocast_dtype=_AUTOCAST_DTYPE[cfg.train.mixed_precision]
+        )
         dcac_model.memory.rebuild(feats, labels_all)
 
         model.train()
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
         steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not (is_main and cfg.train.progress), leave=False)
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if is_main and cfg.train.progress else True, leave=False)
         started = time.perf_counter()
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
-            images = batch["image"].to(device, non_blocking=True)
-            labels = batch["pid"].to(device, non_blocking=True)
-            latents = None
-            if latent_cache is not None:
-                latents = latent_cache.sample(dcac_model.teacher, batch["index"])
-            elif per_step_vae:
-                mean, std = dcac_model.teacher.encode_posterior(batch["diffusion_image"].to(device))
-                latents = dcac_model.teacher.sample_latents(mean, std)
-
-            with accelerator.autocast():
-                out = model(images, labels, latents)
-            accelerator.backward(out.loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            # Every rank applies the same update from the gathered batch, so the memories stay identical.
-            dcac_model.memory.update(
-                accelerator.gather(out.embeddings),
-                accelerator.gather(labels),
-                momentum=cfg.loss.pcl_momentum,
-                mode=cfg.loss.pcl_update,
-            )
+            parts = train_step(model, optimizer, accelerator, batch, cfg.loss, latent_cache)
             global_step += 1
-            parts = {k: float(v) for k, v in out.parts.items()}
-            parts["loss"] = float(out.loss.detach())
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
             if global_step % cfg.train.log_every == 0 or step == steps - 1:
@@ -253,13 +236,17 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
 
 
 def evaluate_targets(model: DCAC, targets, cfg: DCACConfig, device, is_main: bool, logger: RunLogger, epoch: int):
-    """Evaluate on every target (on the main process) and record the numbers in the run folder."""
+    """Evaluate on every target (on the main process), record the numbers and rewrite the run's report."""
     if not is_main:
         return {}
-    metrics = {}
+    run_dir = Path(cfg.train.output_dir)
+    metrics, ranked = {}, {}
     for name, target in targets.items():
-        metrics[name] = evaluate_on_target(model.reid, target, cfg, device=device)
+        result = evaluate_on_target(model.reid, target, cfg, device=device)
+        metrics[name] = result.metrics
+        ranked[name] = sample_ranked_queries(result.query_feats, result.gallery_feats, target.query, target.gallery, seed=cfg.train.seed)
         print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
         logger.log({"event": "eval", "epoch": epoch, "target": name, **{k: v for k, v in metrics[name].items() if k != "cmc"}})
-    write_json_atomic(Path(cfg.train.output_dir) / "metrics.json", {"epoch": epoch, "targets": metrics})
+    write_json_atomic(run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
+    write_report(run_dir, metrics, ranked_samples=ranked)
     return metrics

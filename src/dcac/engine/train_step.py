@@ -1,0 +1,72 @@
+"""One optimisation step of DCAC, shared by the trainer and the training-speed benchmark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from dcac.config import LossConfig, TrainConfig
+from dcac.engine.latent_cache import LatentCache
+from dcac.models.dcac import DCAC
+
+
+def apply_speed_switches(model: DCAC, train: TrainConfig) -> None:
+    """Apply ``train.channels_last`` and ``train.compile`` to a built model, before ``accelerator.prepare``.
+
+    Both change how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
+    so parameter names (checkpoints, optimiser groups) stay those of the eager model.
+    """
+    if train.channels_last and model.teacher is not None:
+        model.teacher.unet.to(memory_format=torch.channels_last)
+        model.teacher.vae.to(memory_format=torch.channels_last)
+    if train.compile:
+        if not hasattr(torch.nn.Module, "compile"):
+            raise ValueError(f"train.compile=true needs torch >= 2.2 (nn.Module.compile); this is torch {torch.__version__}")
+        model.reid.compile()
+        if model.teacher is not None:
+            model.teacher.unet.compile()
+
+
+def batch_latents(model: DCAC, batch: dict[str, Any], latent_cache: LatentCache | None, device: torch.device):
+    """The scaled VAE latents of a batch: drawn from the cached posterior, or encoded now (reference path)."""
+    if model.teacher is None:
+        return None
+    if latent_cache is not None:
+        return latent_cache.sample(model.teacher, batch["index"])
+    if "diffusion_image" not in batch:
+        raise ValueError("without a latent cache the batch must carry 'diffusion_image' (the 128x128 view)")
+    mean, std = model.teacher.encode_posterior(batch["diffusion_image"].to(device, non_blocking=True))
+    return model.teacher.sample_latents(mean, std)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Accelerator,
+    batch: dict[str, Any],
+    losses: LossConfig,
+    latent_cache: LatentCache | None = None,
+) -> dict[str, float]:
+    """Forward, backward, Adam step, then the ID-memory update from the batch of every rank.
+
+    ``model`` is what ``accelerator.prepare`` returned (possibly DDP-wrapped); returns the loss terms.
+    """
+    dcac_model: DCAC = accelerator.unwrap_model(model)
+    device = accelerator.device
+    images = batch["image"].to(device, non_blocking=True)
+    labels = batch["pid"].to(device, non_blocking=True)
+    latents = batch_latents(dcac_model, batch, latent_cache, device)
+    with accelerator.autocast():
+        out = model(images, labels, latents)
+    accelerator.backward(out.loss)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    # Every rank applies the same update from the gathered batch, so the memories stay identical.
+    dcac_model.memory.update(
+        accelerator.gather(out.embeddings), accelerator.gather(labels), momentum=losses.pcl_momentum, mode=losses.pcl_update
+    )
+    parts = {k: float(v) for k, v in out.parts.items()}
+    parts["loss"] = float(out.loss.detach())
+    return parts
