@@ -57,12 +57,28 @@ def test_random_continuous_distances(seed):
     assert_matches_reference(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_heavy_ties_broken_by_gallery_index(seed):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(4))
+def test_heavy_ties_broken_by_gallery_index(seed, dtype):
     rng = np.random.default_rng(100 + seed)
     q_pids, g_pids, q_cams, g_cams = random_problem(rng, 30, 200, 8, 3, distractor_frac=0.1)
-    dist = rng.integers(0, 4, (30, 200)).astype(np.float64)  # four distinct values: ties everywhere
+    dist = rng.integers(0, 4, (30, 200)).astype(dtype)  # four distinct values: ties everywhere
     assert_matches_reference(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_negative_distances_and_signed_zeros(dtype):
+    rng = np.random.default_rng(21)
+    q_pids, g_pids, q_cams, g_cams = random_problem(rng, 25, 120, 6, 3)
+    dist = rng.choice(np.array([-2.5, -1e-30, -0.0, 0.0, 1e-30, 0.75, 3.0]), size=(25, 120)).astype(dtype)
+    assert_matches_reference(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+
+
+def test_float64_values_that_round_to_the_same_float32_are_still_ordered():
+    rng = np.random.default_rng(22)
+    q_pids, g_pids, q_cams, g_cams = random_problem(rng, 20, 150, 5, 3)
+    dist = 1.0 + rng.integers(0, 3, (20, 150)) * 1e-12  # distinct in float64, equal in float32
+    assert_matches_reference(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
 
 
 def test_all_distances_equal():

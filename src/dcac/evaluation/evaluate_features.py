@@ -3,7 +3,8 @@
 Queries are processed in blocks: one GEMM of augmented operands gives the block's distances
 (:mod:`dcac.evaluation.distance`), :func:`match_ranks` turns them into the ranks of the true matches
 by counting (no sort), and a :class:`RankAccumulator` folds them into CMC / mAP / mINP. Peak memory is
-the features plus one ``chunk_size × num_gallery`` block and its candidate temporaries. The GEMM and
+the features plus one ``chunk_size × num_gallery`` block and the candidate temporaries of one
+slice of it. The GEMM and
 the elementwise passes use torch's intra-op threads; tensors on CUDA (or ``device="cuda"``) run there.
 
 With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse`) produces the dense query ×
@@ -20,15 +21,16 @@ import torch
 from .distance import check_metric, distance_operands, l2_normalize
 from .inputs import as_feature_matrix, as_label_vector, resolve_device
 from .match_ranks import GalleryIndex, match_ranks
-from .rank_metrics import RankAccumulator, evaluate_rank
+from .rank_metrics import RankAccumulator, default_rank_chunk, evaluate_rank
 from .rerank_params import RerankSpec, resolve_rerank
 from .rerank_sparse import rerank_sparse
 
 __all__ = ["evaluate_features", "default_feature_chunk"]
 
-# Distance-block size of the chunked path: ~32M floats (128 MiB) per block keeps the GEMM efficient
-# and the candidate temporaries well under a GiB even when every gallery entry is a candidate.
-_BLOCK_ELEMENTS = 1 << 25
+# Distance-block size of the chunked path: ~128M floats (512 MiB) per GEMM keeps the product as
+# efficient as one big call; the block is then ranked in row slices of default_rank_chunk() so that
+# the candidate temporaries stay bounded even when every gallery entry is a candidate.
+_BLOCK_ELEMENTS = 1 << 27
 
 
 def default_feature_chunk(num_gallery: int) -> int:
@@ -57,7 +59,7 @@ def evaluate_features(
     caller already normalised). ``rerank``: ``None`` (off), a :class:`RerankParams`, a preset name
     from ``RERANK_PRESETS`` (``"default"``/``"zhong"`` = 20/6/0.3, ``"dcac"`` = 50/15/0.3), a
     ``(k1, k2, lambda_value)`` tuple or a dict with those keys. ``device``: where to compute (default:
-    the device of ``q_feats``). ``chunk_size``: queries per block (default: ~32M distances per block).
+    the device of ``q_feats``). ``chunk_size``: queries per GEMM block (default: ~128M distances).
     The result equals ``evaluate_rank(compute_distance(q, g, metric), ...)``: ties are ordered by
     gallery index.
     """
@@ -83,16 +85,21 @@ def evaluate_features(
         q, g = l2_normalize(q), l2_normalize(g)
 
     if params is not None:
-        distmat = rerank_sparse(q, g, params, metric=metric, chunk_size=step)
+        distmat = rerank_sparse(q, g, params, metric=metric, chunk_size=chunk_size)
         return evaluate_rank(distmat, qp, gp, qc, gc, max_rank=max_rank)
 
     q_operand, g_operand = distance_operands(q, g, metric)
     g_operand_t = g_operand.T
     gallery = GalleryIndex.build(gp, gc)
     accumulator = RankAccumulator(max_rank, target)
+    rank_step = default_rank_chunk(g.shape[0])
+    # One reused output buffer: a fresh 512 MiB block per GEMM would pay its page faults every time.
+    buffer = torch.empty(min(step, q.shape[0]), g.shape[0], dtype=q.dtype, device=target)
     for start in range(0, q.shape[0], step):
-        stop = start + step
-        block = q_operand[start:stop] @ g_operand_t
-        accumulator.add(match_ranks(block, qp[start:stop], qc[start:stop], gallery))
-        del block
+        stop = min(start + step, q.shape[0])
+        block = torch.mm(q_operand[start:stop], g_operand_t, out=buffer[: stop - start])
+        for s in range(0, block.shape[0], rank_step):
+            rows = slice(start + s, min(stop, start + s + rank_step))
+            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
+    del buffer
     return accumulator.result()

@@ -15,11 +15,11 @@ How a block is ranked, for ``B`` queries and ``G`` gallery entries:
 3. Only entries no farther than the query's worst match can precede a match. One compare +
    ``nonzero`` pass finds these *candidates*; with real features they are a few percent of the
    gallery, for structureless features all of it (still exact, just slower).
-4. Each candidate gets the number of matches that precede it: candidates and matches are encoded
-   as int64 keys ``(row << 32) | order-preserving bits of the float32 distance``, so one flat
-   ``searchsorted`` serves the whole block. A candidate whose key equals a match key (every match
-   equals itself; float64 inputs that round to the same float32) is resolved exactly by comparing
-   (distance, gallery index) with the original values.
+4. Each candidate gets the number of matches that precede it from one flat ``searchsorted`` of
+   int64 keys over the whole block. For float32 distances the key is
+   ``(row, order-preserving float bits, gallery index)``: its order *is* the ranking order,
+   ties included, so no tie needs special care. float64 distances are keyed by their float32
+   rounding and the entries whose key equals a match key are resolved with the original values.
 5. Junk entries (same identity and camera) are candidates too; their counts are subtracted,
    computed on the small per-identity set instead of testing every candidate's labels.
 6. A histogram of those counts, cumulated, gives each match's rank.
@@ -28,11 +28,10 @@ How a block is ranked, for ``B`` queries and ``G`` gallery entries:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-__all__ = ["GalleryIndex", "MatchRanks", "match_ranks"]
+__all__ = ["GalleryIndex", "MatchRanks", "match_ranks", "max_block_rows"]
 
 # Tied candidates are compared against all of their query's matches at once; this bounds the
 # size of that (candidates × matches) comparison.
@@ -79,39 +78,90 @@ class MatchRanks:
     num_matches: torch.Tensor
 
 
-def _sortable_keys(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """int64 keys ordering (row, float32(value)): the float bits, made monotone, below the row."""
+def _monotone_bits(values: torch.Tensor) -> torch.Tensor:
+    """int64 in [0, 2**32) ordered like the float32 values (-0.0 and +0.0 equal)."""
     bits = (values.to(torch.float32) + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0
     bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: reverse their magnitude order
-    return (rows << 32) + bits  # int32 + int64 promotes; the row shift dominates the signed bits
+    return bits.to(torch.int64) + (1 << 31)
+
+
+class _KeyCodec:
+    """Encodes entries of a block as sortable int64 keys for one flat ``searchsorted``.
+
+    Exact mode (float32 or narrower distances): ``(row, value bits, gallery index)`` — the key order
+    *is* the ranking order, so the number of smaller match keys is the answer. Otherwise (float64):
+    ``(row, float32 bits)`` — order-preserving but not injective, so entries whose key equals a match
+    key are re-resolved with the original values.
+    """
+
+    def __init__(self, dist: torch.Tensor, num_gallery: int) -> None:
+        self.exact = dist.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        self.index_bits = max(1, (num_gallery - 1).bit_length()) if self.exact else 0
+        self.row_shift = 32 + self.index_bits
+
+    def max_rows(self) -> int:
+        return 1 << (63 - self.row_shift)
+
+    def encode(self, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
+        keys = _monotone_bits(values)
+        if self.exact:
+            keys <<= self.index_bits
+            keys += cols
+        keys += rows << self.row_shift
+        return keys
 
 
 def _preceding_matches(
+    codec: _KeyCodec,
     values: torch.Tensor,
     rows: torch.Tensor,
-    cols_of: Callable[[torch.Tensor], torch.Tensor],
+    cols: torch.Tensor,
     match_keys: torch.Tensor,
     match_dist: torch.Tensor,
     match_idx: torch.Tensor,
 ) -> torch.Tensor:
-    """For each entry (rows, values): the flat histogram slot ``row * (width + 1) + p`` where ``p``
-    matches of its query precede it. ``cols_of(sel)`` gives the gallery index of entries ``sel``
-    (only needed, and only computed, for entries tied with a match)."""
+    """For each entry (rows, cols, values): the flat histogram slot ``row * (width + 1) + p`` where
+    ``p`` matches of its query precede it in the ranking."""
     width = match_dist.shape[1]
-    keys = _sortable_keys(values, rows)
+    keys = codec.encode(values, rows, cols)
+    if codec.exact:
+        return torch.searchsorted(match_keys, keys).add_(rows)  # row * width + p -> row * (width + 1) + p
     flat_position = torch.searchsorted(match_keys, keys, right=True)
     previous = match_keys.index_select(0, (flat_position - 1).clamp_(min=0))
     tied = torch.nonzero((previous == keys).logical_and_(flat_position > rows * width)).squeeze(1)
-    del keys, previous
-    slot = flat_position.add_(rows)  # row * width + p  ->  row * (width + 1) + p
+    slot = flat_position.add_(rows)
     block = max(1, _TIE_BLOCK_ELEMENTS // width)
     for start in range(0, tied.numel(), block):
         sel = tied[start : start + block]
         d_m, i_m = match_dist[rows[sel]], match_idx[rows[sel]]
-        d_c, i_c = values[sel, None], cols_of(sel)[:, None]
+        d_c, i_c = values[sel, None], cols[sel, None]
         exact = ((d_m < d_c) | ((d_m == d_c) & (i_m < i_c))).sum(dim=1)
         slot[sel] = rows[sel] * (width + 1) + exact
     return slot
+
+
+def _sparse_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Sorted indices of the True entries of a contiguous 1-D bool tensor that is mostly False.
+
+    ``torch.nonzero`` costs about a nanosecond per *input* byte; scanning the mask as int64 words
+    first (8 flags per word) and expanding only the words that hold a True is several times cheaper
+    at the few-percent densities of the candidate mask.
+    """
+    whole = mask.numel() - mask.numel() % 8
+    if whole == 0 or mask.storage_offset() % 8:
+        return torch.nonzero(mask).squeeze(1)
+    words = mask[:whole].view(torch.int64)
+    hit_words = torch.nonzero(words).squeeze(1)
+    in_words = torch.nonzero(mask[:whole].view(-1, 8).index_select(0, hit_words).view(-1)).squeeze(1)
+    found = hit_words.index_select(0, in_words >> 3) * 8 + (in_words & 7)
+    if whole == mask.numel():
+        return found
+    return torch.cat([found, torch.nonzero(mask[whole:]).squeeze(1) + whole])
+
+
+def max_block_rows(dist_dtype: torch.dtype, num_gallery: int) -> int:
+    """Most query rows one :func:`match_ranks` call can take (the row must fit in the int64 keys)."""
+    return _KeyCodec(torch.empty(0, dtype=dist_dtype), num_gallery).max_rows()
 
 
 def match_ranks(
@@ -135,30 +185,29 @@ def match_ranks(
     match_dist, perm = torch.sort(torch.where(is_match, same_dist, inf), dim=1, stable=True)
     match_dist = match_dist[:, :width].contiguous()
     match_idx = same_idx.gather(1, perm)[:, :width]
+    codec = _KeyCodec(dist, num_gallery)
+    if num_queries > codec.max_rows():
+        raise ValueError(f"match_ranks: at most {codec.max_rows()} query rows per block for {num_gallery} gallery entries")
     row_ids = torch.arange(num_queries, device=device)
-    match_keys = _sortable_keys(match_dist, row_ids[:, None]).view(-1)
+    match_keys = codec.encode(match_dist, row_ids[:, None].expand_as(match_idx), match_idx).view(-1)
 
     worst = match_dist.gather(1, (num_matches - 1).clamp(min=0)[:, None]).squeeze(1)
     worst = torch.where(num_matches > 0, worst, -inf)
     dist = dist.contiguous()
-    below = (dist <= worst[:, None]).view(-1)
-    flat = torch.nonzero(below).squeeze(1)
-    # flat is sorted, so each row's candidates form one run: their counts come from B searches.
-    row_bounds = torch.searchsorted(flat, torch.arange(num_queries + 1, device=device) * num_gallery)
-    rows = torch.repeat_interleave(row_ids, row_bounds.diff(), output_size=flat.numel())
-    del below
+    flat = _sparse_nonzero((dist <= worst[:, None]).view(-1))
+    rows = torch.div(flat, num_gallery, rounding_mode="floor")
+    cols = flat - rows * num_gallery
     slots = _preceding_matches(
-        dist.view(-1).index_select(0, flat), rows, lambda sel: flat[sel] % num_gallery,
-        match_keys, match_dist, match_idx,
+        codec, dist.view(-1).index_select(0, flat), rows, cols, match_keys, match_dist, match_idx
     )
-    del flat, rows
+    del flat, rows, cols
 
     # Junk candidates (same identity and camera) are taken back out of the histogram.
     junk = same_present & same_camera & (same_dist <= worst[:, None])
     junk_rows, junk_slot = torch.nonzero(junk, as_tuple=True)
-    junk_cols = same_idx[junk_rows, junk_slot]
     junk_slots = _preceding_matches(
-        same_dist[junk_rows, junk_slot], junk_rows, lambda sel: junk_cols[sel], match_keys, match_dist, match_idx
+        codec, same_dist[junk_rows, junk_slot], junk_rows, same_idx[junk_rows, junk_slot],
+        match_keys, match_dist, match_idx,
     )
 
     # A valid candidate with `p` preceding matches precedes matches p, p+1, ...; so the number of

@@ -22,16 +22,16 @@ from typing import Any
 import torch
 
 from .inputs import as_label_vector, as_tensor
-from .match_ranks import GalleryIndex, MatchRanks, match_ranks
+from .match_ranks import GalleryIndex, MatchRanks, match_ranks, max_block_rows
 
 __all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk"]
 
 # Rows of a precomputed distance matrix ranked at once: bounds the candidate temporaries.
-_RANK_CHUNK_ELEMENTS = 1 << 23
+_RANK_CHUNK_ELEMENTS = 1 << 24
 
 
 def default_rank_chunk(num_gallery: int) -> int:
-    return max(1, _RANK_CHUNK_ELEMENTS // max(num_gallery, 1))
+    return max(1, min(_RANK_CHUNK_ELEMENTS // max(num_gallery, 1), max_block_rows(torch.float32, num_gallery)))
 
 
 class RankAccumulator:
@@ -98,7 +98,7 @@ def evaluate_rank(
     "num_valid_queries": int, "num_skipped_queries": int}``; metrics are fractions in [0, 1].
     Equal distances are ordered by gallery index (as a stable argsort). Raises ``ValueError`` on
     shape mismatches, non-finite distances, or when no query has a valid match. The work runs on
-    the device of ``distmat`` in blocks of ``chunk_size`` queries (default: sized for ~8M entries).
+    the device of ``distmat`` in blocks of ``chunk_size`` queries (default: sized for ~16M entries).
     """
     dist = as_tensor(distmat, "distmat")
     if dist.dim() != 2:
@@ -116,6 +116,7 @@ def evaluate_rank(
     step = chunk_size if chunk_size is not None else default_rank_chunk(num_gallery)
     if step < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    step = min(step, max_block_rows(dist.dtype, num_gallery))
 
     gallery = GalleryIndex.build(gp, gc)
     accumulator = RankAccumulator(max_rank, device)
