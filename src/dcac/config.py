@@ -111,6 +111,9 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = the sampler's full epoch; >0 caps it (smoke runs)
     sync_bn: bool = False
     progress: bool = True
+    # Speed switches (mathematically neutral; measure with benchmarks/train_step.py before turning on).
+    compile: bool = False  # torch.compile the Re-ID model and the UNet (needs torch >= 2.2)
+    channels_last: bool = False  # channels-last memory format for the UNet and VAE convolutions
 
 
 @dataclass

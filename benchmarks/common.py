@@ -1,0 +1,147 @@
+"""Shared helpers of the speed benchmarks: device facts, synchronised timing, peak memory, tables, JSON.
+
+Timing is wall-clock around work that is synchronised with the device (``torch.cuda.synchronize``), so
+queued kernels are counted where they run, and warm-up work is never inside a timed region.
+
+Peak memory is what the device can report honestly: on CUDA ``torch.cuda.max_memory_allocated`` (tensors
+allocated by PyTorch since the last reset); on CPU the process's peak resident set size
+(``getrusage().ru_maxrss``), which covers *everything* the process ever held — interpreter, libraries,
+both models — so it is comparable only between processes that did the same set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: Libraries whose versions decide the numbers; recorded in every result file.
+_LIBRARIES = ("torch", "diffusers", "transformers", "peft", "accelerate")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested`` if given, else CUDA when available, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def result_slug(env: dict[str, Any] | None) -> str:
+    """A file-name-safe name of the device in an :func:`environment` record (``nvidia_h100_80gb_hbm3``, ``cpu``)."""
+    if not env or env.get("device") != "cuda":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "_", str(env.get("device_name", "cuda")).lower()).strip("_")
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Facts that decide the numbers: device, library versions, CPU count."""
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info: dict[str, Any] = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "versions": versions,
+        "cuda_version": torch.version.cuda,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["device_memory_bytes"] = props.total_memory
+        info["cudnn_version"] = torch.backends.cudnn.version()
+    return info
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """``{"peak_memory_bytes": int, "memory_kind": str}``; see the module docstring for what each kind covers."""
+    if device.type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)), "memory_kind": "cuda_max_memory_allocated"}
+    # Linux reports ru_maxrss in KiB.
+    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "memory_kind": "process_peak_rss"}
+
+
+def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed, each call synchronised.
+
+    Returns the total and the median seconds of the timed calls, and the seconds the warm-up took (where
+    one-off costs such as compilation and allocator growth land).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    warmup_s = time.perf_counter() - start
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        durations.append(time.perf_counter() - start)
+    return {"total_s": sum(durations), "median_s": statistics.median(durations), "repeats": repeats, "warmup_s": warmup_s}
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A Markdown table of ``rows``; ``columns`` are (key, header) pairs; missing values print as ``-``."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header for _, header in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def gib(num_bytes: int | None) -> float | None:
+    return None if num_bytes is None else num_bytes / 2**30
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus a UTC timestamp) as indented JSON, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**payload, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path

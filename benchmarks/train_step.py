@@ -1,0 +1,426 @@
+"""Training-step throughput and peak memory: a reference design vs dcac's default, in one run.
+
+    python benchmarks/train_step.py --out benchmarks/results/train_step_<device>.json   # full size (GPU)
+    python benchmarks/train_step.py --reduced        # full-size models, batch 8 (CPU)
+    python benchmarks/train_step.py --tiny           # tiny models, seconds (the test suite's smoke test)
+
+Every variant runs ``dcac.engine.train_step.train_step`` (the trainer's own step: forward, backward, Adam,
+memory update) on a model built by ``dcac.models.build.build_dcac`` with random weights (no downloads), on
+synthetic batches already on the device: images/s measures the step, not data loading.
+
+* ``reference`` mirrors the paper's code design: fp16 autocast (with a gradient scaler on CUDA), the VAE
+  encoder run at every step, UNet gradient checkpointing, diffusers' plain (non-SDPA) ``AttnProcessor`` on
+  every UNet and VAE attention and no single-token shortcut, plain Adam.
+* ``dcac`` is dcac's default: bf16 autocast, latents drawn from the cached VAE posterior, SDPA, the
+  single-token cross-attention, fused Adam on CUDA, no checkpointing.
+* the ``ladder`` set adds dcac's changes to the reference one at a time, to attribute the speed-up;
+  ``dcac+channels_last`` and ``dcac+compile`` measure the ``train.channels_last`` / ``train.compile`` switches.
+
+The CLIP ViT uses SDPA in every variant: the paper's code runs CLIP's ``nn.MultiheadAttention`` with
+``need_weights=False``, which torch 2 already executes with scaled-dot-product attention.
+
+Each variant runs in its own process: accelerate allows one mixed-precision setting per process, a failure
+(out of memory, a compiler error) costs only its own row, and peak memory is per variant (on the CPU the
+process's peak RSS, which includes building the models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS_DIR, format_table, gib, result_slug, write_json
+
+#: accelerate's names for train.mixed_precision (as the trainer maps them).
+_ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: str  # fp16 | bf16 | fp32
+    cache_latents: bool  # False = VAE encoder at every step
+    checkpointing: bool  # UNet gradient checkpointing
+    attention: str  # plain (diffusers AttnProcessor) | sdpa (AttnProcessor2_0)
+    single_token: bool  # single-token cross-attention shortcut
+    fused_adam: bool  # fused Adam where the device has it (CUDA), as the trainer does
+    channels_last: bool = False
+    compile: bool = False
+
+
+REFERENCE = Variant("reference", "fp16", cache_latents=False, checkpointing=True, attention="plain", single_token=False, fused_adam=False)
+DCAC_DEFAULT = Variant("dcac", "bf16", cache_latents=True, checkpointing=False, attention="sdpa", single_token=True, fused_adam=True)
+
+
+def _ladder() -> list[Variant]:
+    """The reference, then dcac's changes added one at a time; the last rung is dcac's default."""
+    steps = [
+        ("+sdpa", {"attention": "sdpa"}),
+        ("+single_token", {"single_token": True}),
+        ("+no_checkpointing", {"checkpointing": False}),
+        ("+latent_cache", {"cache_latents": True}),
+        ("+bf16", {"precision": "bf16"}),
+        ("+fused_adam (=dcac)", {"fused_adam": True}),
+    ]
+    rungs, current = [REFERENCE], REFERENCE
+    for name, change in steps:
+        current = replace(current, name=name, **change)
+        rungs.append(current)
+    assert replace(rungs[-1], name=DCAC_DEFAULT.name) == DCAC_DEFAULT
+    return rungs
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in _ladder()}
+VARIANTS.update(
+    {
+        "dcac": DCAC_DEFAULT,
+        "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
+        "dcac+compile": replace(DCAC_DEFAULT, name="dcac+compile", compile=True),
+        "dcac+channels_last+compile": replace(DCAC_DEFAULT, name="dcac+channels_last+compile", channels_last=True, compile=True),
+    }
+)
+VARIANT_SETS = {
+    "default": ["reference", "dcac", "dcac+channels_last", "dcac+compile"],
+    "cpu": ["reference", "dcac"],
+    "ladder": [v.name for v in _ladder()] + ["dcac+channels_last", "dcac+compile"],
+    "all": list(VARIANTS),
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    """What is built and fed: a config preset plus overrides, the batch and the identity count."""
+
+    name: str
+    preset: str
+    batch_size: int
+    num_ids: int
+    warmup: int
+    steps: int
+    overrides: tuple[str, ...] = ()
+
+
+SIZES = {
+    # The released single-source setting: ViT-B/16 at 256x128, SD v1.5 on 128x128 views, LoRA rank 8; 751 ids (Market-1501).
+    "full": Size("full", "ma_to_ms", batch_size=64, num_ids=751, warmup=3, steps=10),
+    "reduced": Size("reduced", "ma_to_ms", batch_size=8, num_ids=751, warmup=1, steps=3),
+    "tiny": Size("tiny", "demo", batch_size=8, num_ids=16, warmup=1, steps=2),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# worker: one variant, in this process
+
+
+def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp16: bool = False, seed: int = 0) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    from common import environment, peak_memory, pick_device, reset_peak_memory, synchronize, time_calls
+    from dcac.config import load_config
+    from dcac.engine.latent_cache import LatentCache
+    from dcac.engine.optim import build_optimizer
+    from dcac.engine.train_step import apply_speed_switches, train_step
+    from dcac.models.build import build_dcac
+    from dcac.models.single_token_attention import install_single_token_attention
+
+    device = pick_device(device_arg)
+    requested_precision = variant.precision
+    if device.type == "cpu" and variant.precision == "fp16" and not cpu_fp16:
+        # CPUs without fp16 arithmetic run fp16 autocast ~100x slower than fp32: not the design's cost.
+        variant = replace(variant, precision="fp32")
+    cfg = load_config(
+        size.preset,
+        [
+            *size.overrides,
+            f"data.batch_size={size.batch_size}",
+            f"train.mixed_precision={variant.precision}",
+            f"diffusion.cache_latents={variant.cache_latents}",
+            f"diffusion.gradient_checkpointing={variant.checkpointing}",
+            f"diffusion.single_token_attention={variant.single_token}",
+            f"train.channels_last={variant.channels_last}",
+            f"train.compile={variant.compile}",
+        ],
+    )
+    accelerator = Accelerator(mixed_precision=_ACCELERATE_PRECISION[variant.precision], cpu=device.type == "cpu")
+    torch.manual_seed(seed)
+    # Initialising on the device is much faster for the 1B parameters than initialising on the CPU.
+    with torch.device(device):
+        model = build_dcac(cfg, size.num_ids)
+    model.to(device)
+    teacher = model.teacher
+    if variant.attention == "plain":
+        teacher.unet.set_attn_processor(AttnProcessor())
+        teacher.vae.set_attn_processor(AttnProcessor())
+        if variant.single_token:
+            install_single_token_attention(teacher.unet)
+    else:
+        teacher.vae.set_attn_processor(AttnProcessor2_0())
+    apply_speed_switches(model, cfg.train)
+    fused = variant.fused_adam and device.type == "cuda"
+    optimizer = build_optimizer(model, cfg.optim, fused=fused)
+    model.train()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    dcac_model = accelerator.unwrap_model(model)
+    with torch.no_grad():
+        dim = dcac_model.memory.features.shape[1]
+        dcac_model.memory.rebuild(F.normalize(torch.randn(size.num_ids, dim, device=device), dim=1), torch.arange(size.num_ids, device=device))
+
+    # Two distinct P x K batches, alternated, so no step sees exactly the previous step's input.
+    batch, k = size.batch_size, cfg.data.num_instances
+    num_batches = 2
+    pool = batch * num_batches
+    g = torch.Generator(device="cpu").manual_seed(seed + 1)
+    images = (torch.randn(pool, 3, cfg.data.height, cfg.data.width, generator=g) * 0.5).to(device)
+    views = (torch.rand(pool, 3, cfg.data.diffusion_size, cfg.data.diffusion_size, generator=g) * 2 - 1).to(device)
+    ids = torch.cat([torch.randperm(size.num_ids, generator=g)[: batch // k] for _ in range(num_batches)])
+    labels = ids.repeat_interleave(k).to(device)
+    batches = []
+    for j in range(num_batches):
+        part = slice(j * batch, (j + 1) * batch)
+        item = {"image": images[part], "pid": labels[part], "index": torch.arange(pool, device=device)[part]}
+        if not variant.cache_latents:
+            item["diffusion_image"] = views[part]
+        batches.append(item)
+
+    latent_cache, cache_images_per_s = None, None
+    if variant.cache_latents:
+        # Built once per run from every training image; timed apart from the steps, as its cost is amortised.
+        synchronize(device)
+        start = time.perf_counter()
+        latent_cache = _build_cache(teacher, views, batch, LatentCache)
+        synchronize(device)
+        cache_images_per_s = pool / (time.perf_counter() - start)
+
+    last: dict[str, float] = {}
+    counter = iter(range(10**9))
+
+    def step() -> None:
+        nonlocal last
+        last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], cfg.loss, latent_cache)
+
+    reset_peak_memory(device)
+    warmup = max(size.warmup, 3) if variant.compile else size.warmup
+    timing = time_calls(step, warmup=warmup, repeats=size.steps, device=device)
+    if not all(torch.isfinite(torch.tensor(v)) for v in last.values()):
+        raise FloatingPointError(f"non-finite loss terms after the timed steps: {last}")
+    return {
+        **asdict(variant),
+        "requested_precision": requested_precision,
+        "status": "ok",
+        "fused_adam_used": fused,
+        "unet_attention_processors": sorted({type(p).__name__ for p in teacher.unet.attn_processors.values()}),
+        "vae_attention_processors": sorted({type(p).__name__ for p in teacher.vae.attn_processors.values()}),
+        "unet_gradient_checkpointing": bool(teacher.unet.is_gradient_checkpointing),
+        "images_per_s": size.batch_size * timing["repeats"] / timing["total_s"],
+        "step_ms_median": timing["median_s"] * 1000,
+        "warmup_steps": warmup,
+        "warmup_s": timing["warmup_s"],
+        "timed_steps": timing["repeats"],
+        "latent_cache_build_images_per_s": cache_images_per_s,
+        "last_losses": last,
+        "sizes": {
+            "preset": size.preset,
+            "batch_size": size.batch_size,
+            "num_ids": size.num_ids,
+            "image_hw": [cfg.data.height, cfg.data.width],
+            "diffusion_view": cfg.data.diffusion_size,
+            "latent_shape": list(latent_cache.mean.shape[1:]) if latent_cache is not None else None,
+            "encoder": cfg.encoder.preset,
+            "unet_vae": cfg.diffusion.preset,
+            "lora_rank": cfg.diffusion.lora_rank,
+            "trainable_parameters": sum(p.numel() for p in dcac_model.parameters() if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in dcac_model.parameters()),
+        },
+        **peak_memory(device),
+        "environment": environment(device),
+    }
+
+
+def _build_cache(teacher, views, batch: int, cache_class):
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for chunk in views.split(batch):
+            mean, std = teacher.encode_posterior(chunk)
+            means.append(mean)
+            stds.append(std)
+    return cache_class(torch.cat(means), torch.cat(stds))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# parent: one process per variant, then the table and the JSON
+
+_TABLE = [
+    ("name", "variant"),
+    ("precision", "precision"),
+    ("latents", "latents"),
+    ("checkpointing", "ckpt"),
+    ("attention", "attention"),
+    ("single_token", "1-token"),
+    ("fused_adam_used", "fused Adam"),
+    ("channels_last", "ch-last"),
+    ("compile", "compile"),
+    ("images_per_s", "images/s"),
+    ("step_ms_median", "step ms"),
+    ("peak_gib", "peak GiB"),
+    ("speedup", "x ref speed"),
+    ("memory_ratio", "x ref memory"),
+    ("status", "status"),
+]
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--tiny", action="store_true", help="tiny models (seconds; smoke test)")
+    scale.add_argument("--reduced", action="store_true", help="full-size models, batch 8 (CPU)")
+    parser.add_argument("--variants", default=None, help=f"comma list of {sorted(VARIANTS)} or a set {sorted(VARIANT_SETS)}; default: 'default' on CUDA, 'cpu' otherwise")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the size's batch")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (compiled variants get at least 3)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    parser.add_argument("--cpu-fp16", action="store_true", help="keep fp16 autocast on the CPU (default: fp32 there, as CPU fp16 is emulated)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/train_step_<device>[_<size>].json)")
+    parser.add_argument("--variant-timeout", type=float, default=None, help="seconds per variant process (default 600; 3600 for --reduced)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _size(args: argparse.Namespace) -> Size:
+    size = SIZES["tiny" if args.tiny else "reduced" if args.reduced else "full"]
+    changes = {k: v for k, v in {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup}.items() if v is not None}
+    if changes.get("batch_size", 4) % 4:
+        raise SystemExit(f"--batch-size must be a multiple of 4 (P identities x K=4 images), got {changes['batch_size']}")
+    return replace(size, **changes)
+
+
+def _variant_names(spec: str | None, cuda: bool) -> list[str]:
+    spec = spec or ("default" if cuda else "cpu")
+    names: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        expanded = VARIANT_SETS.get(part, [part])
+        for name in expanded:
+            if name not in VARIANTS:
+                raise SystemExit(f"unknown variant {name!r}; variants: {', '.join(VARIANTS)}; sets: {', '.join(VARIANT_SETS)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _worker_command(args: argparse.Namespace, name: str, out: Path) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--worker-out", str(out)]
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--warmup", args.warmup), ("--device", args.device)):
+        if value is not None:
+            command += [flag, str(value)]
+    if args.cpu_fp16:
+        command.append("--cpu-fp16")
+    if args.tiny:
+        command.append("--tiny")
+    if args.reduced:
+        command.append("--reduced")
+    return command
+
+
+def _run_worker(args: argparse.Namespace, size: Size, name: str) -> dict[str, Any]:
+    timeout = args.variant_timeout or (3600.0 if size.name == "reduced" else 600.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "variant.json"
+        try:
+            proc = subprocess.run(_worker_command(args, name, out), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {**asdict(VARIANTS[name]), "status": f"timeout after {timeout:.0f} s"}
+        if out.is_file():
+            return json.loads(out.read_text())
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
+        return {**asdict(VARIANTS[name]), "status": f"failed (exit {proc.returncode})", "error": "\n".join(tail)}
+
+
+def _row(result: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    row = dict(result)
+    row["latents"] = "cache" if result["cache_latents"] else "VAE/step"
+    row["peak_gib"] = gib(result.get("peak_memory_bytes"))
+    if reference and reference.get("status") == "ok" and result.get("status") == "ok":
+        row["speedup"] = result["images_per_s"] / reference["images_per_s"]
+        row["memory_ratio"] = result["peak_memory_bytes"] / reference["peak_memory_bytes"]
+    return row
+
+
+def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]) -> dict[str, Any]:
+    first_ok = next((r for r in results if r.get("status") == "ok"), {})
+    env = first_ok.get("environment")
+    by_name = {r["name"]: r for r in results}
+    reference, dcac = by_name.get("reference"), by_name.get("dcac") or by_name.get("+fused_adam (=dcac)")
+    rows = [_row(r, reference) for r in results]
+    ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
+    sizes = {k: v for k, v in first_ok.get("sizes", {}).items() if k not in ("trainable_parameters", "latent_shape")}
+    return {
+        "benchmark": "train_step",
+        "size": size.name,
+        "sizes": {**sizes, "warmup_steps": size.warmup, "timed_steps": size.steps},
+        "environment": env,
+        "speedup_dcac_vs_reference": dcac["images_per_s"] / reference["images_per_s"] if ok(reference) and ok(dcac) else None,
+        "memory_dcac_vs_reference": dcac["peak_memory_bytes"] / reference["peak_memory_bytes"] if ok(reference) and ok(dcac) else None,
+        "variants": rows,
+        "notes": [
+            "images/s = batch x timed steps / synchronised wall time of dcac.engine.train_step (warm-up excluded); "
+            "synthetic batches already on the device, so data loading is not measured",
+            "peak memory: CUDA max_memory_allocated from the first warm-up step on; on CPU the worker process's peak "
+            "RSS, which includes building the models",
+            "each variant runs in its own process with the same seed (same random weights and batches)",
+            "the latent cache build (once per run) is timed apart: latent_cache_build_images_per_s",
+            "on a CPU the reference's fp16 autocast runs as fp32 (requested_precision keeps the design's choice) "
+            "unless --cpu-fp16: without fp16 arithmetic units, CPU fp16 is ~100x slower than fp32",
+        ],
+        "command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    size = _size(args)
+    if args.worker:
+        try:
+            result = run_variant(VARIANTS[args.worker], size, args.device, cpu_fp16=args.cpu_fp16)
+        except Exception:  # noqa: BLE001 - the parent records the failure in the variant's row
+            traceback.print_exc()
+            return 1
+        args.worker_out.write_text(json.dumps(result))
+        return 0
+
+    import torch
+
+    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    names = _variant_names(args.variants, cuda)
+    results = []
+    for name in names:
+        print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
+        results.append(_run_worker(args, size, name))
+        status = results[-1]["status"]
+        print(f"  {status}" + (f": {results[-1]['images_per_s']:.3g} images/s" if status == "ok" else f"\n{results[-1].get('error', '')}"), flush=True)
+    summary = _summary(args, size, results)
+    env = summary["environment"] or {}
+    print(f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}")
+    print(format_table(summary["variants"], _TABLE))
+    if summary["speedup_dcac_vs_reference"] is not None:
+        print(f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory")
+    out = args.out or RESULTS_DIR / f"train_step_{result_slug(env)}{'' if size.name == 'full' else '_' + size.name}.json"
+    print(f"wrote {write_json(out, summary)}")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The speed benchmarks run end to end at tiny size and write complete result files (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(script: str, out: Path, table_header: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert table_header in proc.stdout  # the printed table
+    return json.loads(out.read_text())
+
+
+def _check_environment(env: dict) -> None:
+    assert env["device"] == "cpu" and env["device_name"]
+    assert env["torch_version"] and env["versions"]["torch"] and env["versions"]["diffusers"]
+
+
+def test_train_step_benchmark_tiny(tmp_path):
+    result = _run("train_step.py", tmp_path / "train_step.json", "| variant | precision |")
+    assert result["benchmark"] == "train_step" and result["size"] == "tiny"
+    _check_environment(result["environment"])
+    sizes = result["sizes"]
+    assert sizes["batch_size"] == 8 and sizes["image_hw"] == [64, 32] and sizes["diffusion_view"] == 64
+    assert sizes["encoder"] == "tiny" and sizes["unet_vae"] == "tiny"
+    rows = {row["name"]: row for row in result["variants"]}
+    assert list(rows) == ["reference", "dcac"]
+    for row in rows.values():
+        assert row["status"] == "ok"
+        assert row["images_per_s"] > 0 and row["step_ms_median"] > 0 and row["timed_steps"] == 2
+        assert row["peak_memory_bytes"] > 0 and row["memory_kind"] == "process_peak_rss"
+        assert set(row["last_losses"]) >= {"loss", "loss_id", "loss_pcl", "loss_diff"}
+    ref, dcac = rows["reference"], rows["dcac"]
+    # The reference really is the paper's design, and dcac's default really is dcac's.
+    assert ref["requested_precision"] == "fp16" and ref["precision"] == "fp32"  # CPU: fp16 runs as fp32
+    assert ref["unet_attention_processors"] == ["AttnProcessor"] == ref["vae_attention_processors"]
+    assert ref["unet_gradient_checkpointing"] and not ref["cache_latents"]
+    assert ref["latent_cache_build_images_per_s"] is None
+    assert dcac["precision"] == "bf16" and dcac["cache_latents"] and not dcac["unet_gradient_checkpointing"]
+    assert dcac["unet_attention_processors"] == ["AttnProcessor2_0", "SingleTokenCrossAttnProcessor"]
+    assert dcac["latent_cache_build_images_per_s"] > 0
+    assert result["speedup_dcac_vs_reference"] > 0 and result["memory_dcac_vs_reference"] > 0
+    assert result["command"].startswith("python benchmarks/train_step.py") and result["created_utc"]
+
+
+def test_extract_benchmark_tiny(tmp_path):
+    result = _run("extract.py", tmp_path / "extract.json", "| precision | batch |")
+    assert result["benchmark"] == "extract" and result["size"] == "tiny"
+    _check_environment(result["environment"])
+    assert result["sizes"]["image_hw"] == [64, 32] and result["sizes"]["encoder"] == "tiny"
+    rows = result["configurations"]
+    assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 8), ("fp32", 32), ("bf16", 8), ("bf16", 32)]
+    for row in rows:
+        assert row["status"] == "ok" and row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
+    # fp32 at another batch size gives the same features; bf16 gives close ones.
+    assert rows[1]["max_abs_feature_diff_vs_first"] < 1e-5
+    assert 0 < rows[2]["max_abs_feature_diff_vs_first"] < 0.05
