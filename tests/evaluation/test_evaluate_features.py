@@ -92,3 +92,11 @@ def test_bad_metric_and_shapes_are_rejected():
         evaluate_features(q, g, qp, gp[:5], qc, gc)
     with pytest.raises(ValueError, match="NaN"):
         evaluate_features(np.full_like(q, np.nan), g, qp, gp, qc, gc)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_path_matches_cpu():
+    q, g, qp, gp, qc, gc = labelled_features(9)
+    cpu = evaluate_features(q, g, qp, gp, qc, gc, normalize=True)
+    gpu = evaluate_features(q, g, qp, gp, qc, gc, normalize=True, device="cuda")
+    assert_same_metrics(gpu, cpu, tol=1e-5)

@@ -76,10 +76,12 @@ def _csr_pointers(row_of_entry: torch.Tensor, num_rows: int) -> torch.Tensor:
 
 def _gather_rows(pointers: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry positions of CSR ``rows`` (concatenated) and, for each, its position in ``rows``."""
-    starts, lengths = pointers[rows], pointers[rows + 1] - pointers[rows]
+    starts = pointers.index_select(0, rows)
+    lengths = pointers.index_select(0, rows + 1) - starts
     owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lengths)
-    offsets = torch.arange(owner.numel(), device=rows.device) - (torch.cumsum(lengths, 0) - lengths)[owner]
-    return starts[owner] + offsets, owner
+    # entry position = start of its row + offset within the row = arange - (entries before the row)
+    shift = (starts - (torch.cumsum(lengths, 0) - lengths)).index_select(0, owner)
+    return torch.arange(owner.numel(), device=rows.device) + shift, owner
 
 
 def rerank_sparse(
@@ -130,10 +132,12 @@ def rerank_sparse(
     for s in range(0, n, rows_per_block):
         rows = torch.arange(s, min(n, s + rows_per_block), device=device)[:, None]
         cand = near[s : s + rows_per_block]
-        cand_half = half[cand]  # (B, k_forward, k_half)
-        cand_half_ok = recip_half[cand]
+        flat_cand = cand.reshape(-1)
+        cand_half = half.index_select(0, flat_cand).view(*cand.shape, k_half)  # (B, k_forward, k_half)
+        cand_half_ok = recip_half.index_select(0, flat_cand).view(*cand.shape, k_half)
         in_r = _is_member(recip_keys, rows[:, :, None] * n + cand_half) & cand_half_ok
-        accepted = recip[s : s + rows_per_block] & (3 * in_r.sum(dim=2) > 2 * half_size[cand])
+        cand_size = half_size.index_select(0, flat_cand).view(cand.shape)
+        accepted = recip[s : s + rows_per_block] & (3 * in_r.sum(dim=2) > 2 * cand_size)
         keys = torch.cat(
             [
                 (rows * n + cand)[recip[s : s + rows_per_block]],
@@ -150,11 +154,12 @@ def rerank_sparse(
     dist = torch.empty(pair_row.numel(), dtype=feats.dtype, device=device)
     for s in range(0, pair_row.numel(), _PAIR_BLOCK):
         r, c = pair_row[s : s + _PAIR_BLOCK], pair_col[s : s + _PAIR_BLOCK]
-        dist[s : s + _PAIR_BLOCK] = (a[c] * b[r]).sum(dim=1) / col_max[r]
+        dot = (a.index_select(0, c) * b.index_select(0, r)).sum(dim=1)
+        dist[s : s + _PAIR_BLOCK] = dot / col_max.index_select(0, r)
     weight = torch.exp(-dist)
     del dist
     row_sum = torch.zeros(n, dtype=feats.dtype, device=device).index_add_(0, pair_row, weight)
-    v_val = weight / row_sum[pair_row]
+    v_val = weight / row_sum.index_select(0, pair_row)
     v_row, v_col = pair_row, pair_col
 
     # 5. local query expansion: row i becomes the mean of the rows of its k2 nearest
@@ -168,8 +173,9 @@ def rerank_sparse(
             sources = neighbours[s : s + qe_step, :k2]
             entries, owner = _gather_rows(pointers, sources.flatten())
             target_row = s + owner // k2
-            keys, inverse = torch.unique(target_row * n + v_col[entries], return_inverse=True)
-            sums = torch.zeros(keys.numel(), dtype=v_val.dtype, device=device).index_add_(0, inverse, v_val[entries])
+            keys, inverse = torch.unique(target_row * n + v_col.index_select(0, entries), return_inverse=True)
+            sums = torch.zeros(keys.numel(), dtype=v_val.dtype, device=device)
+            sums.index_add_(0, inverse, v_val.index_select(0, entries))
             rows_qe.append(keys // n)
             cols_qe.append(keys % n)
             vals_qe.append(sums / k2)
@@ -186,7 +192,7 @@ def rerank_sparse(
     q_row, q_col, q_val = v_row[~is_gallery], v_col[~is_gallery], v_val[~is_gallery]
     posting_len = inv_pointers[1:] - inv_pointers[:-1]
     triples_per_query = torch.zeros(num_query, dtype=torch.int64, device=device).index_add_(
-        0, q_row, posting_len[q_col]
+        0, q_row, posting_len.index_select(0, q_col)
     )
 
     out = torch.empty(num_query, num_gallery, dtype=feats.dtype, device=device)
@@ -197,13 +203,13 @@ def rerank_sparse(
         # grow the block while its triples and its dense rows stay within budget
         budget = torch.cumsum(triples_per_query[s:], 0)
         stop = s + max(1, min(int((budget <= _TRIPLE_BLOCK).sum()), max(1, _BLOCK_ELEMENTS // num_gallery)))
-        entries = torch.arange(int(query_pointers[s]), int(query_pointers[stop]), device=device)
-        q_owner = q_row[entries] - s
-        postings, which = _gather_rows(inv_pointers, q_col[entries])
+        first, last = int(query_pointers[s]), int(query_pointers[stop])
+        postings, which = _gather_rows(inv_pointers, q_col[first:last])
+        target = (q_row[first:last] - s).mul_(num_gallery).index_select(0, which) + inv_row.index_select(0, postings)
+        overlap = torch.minimum(q_val[first:last].index_select(0, which), inv_val.index_select(0, postings))
         mass = torch.zeros((stop - s) * num_gallery, dtype=feats.dtype, device=device)
-        mass.index_add_(
-            0, q_owner[which] * num_gallery + inv_row[postings], torch.minimum(q_val[entries][which], inv_val[postings])
-        )
+        mass.index_add_(0, target, overlap)
+        del postings, which, target, overlap
         mass = mass.view(stop - s, num_gallery)
         jaccard = 1 - mass / (2.0 - mass)
         original = (b[s:stop] @ gallery_a.T) / col_max[s:stop, None]

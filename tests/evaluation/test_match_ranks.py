@@ -1,0 +1,33 @@
+"""Internals of the sort-free ranking that its public callers rely on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcac.evaluation.match_ranks import GalleryIndex, _sparse_nonzero, match_ranks, max_block_rows
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 1000, 4099])
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.5, 1.0])
+def test_sparse_nonzero_equals_nonzero(size, density):
+    mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < density
+    assert torch.equal(_sparse_nonzero(mask), torch.nonzero(mask).squeeze(1))
+    if size > 3:  # a view that does not start on an 8-byte boundary
+        assert torch.equal(_sparse_nonzero(mask[3:]), torch.nonzero(mask[3:]).squeeze(1))
+
+
+def test_ranks_count_valid_entries_before_each_match():
+    # gallery: pid 1 at cams 1, 0 (junk for a cam-0 query), 2; distractors between them
+    g_pids = torch.tensor([0, 1, 1, 0, 1, 2])
+    g_cams = torch.tensor([1, 1, 0, 2, 2, 1])
+    dist = torch.tensor([[0.1, 0.3, 0.0, 0.2, 0.3, 0.05]])
+    ranks = match_ranks(dist, torch.tensor([1]), torch.tensor([0]), GalleryIndex.build(g_pids, g_cams))
+    # valid order: g2 is junk; 0.05(g5) 0.1(g0) 0.2(g3) 0.3(g1) 0.3(g4): matches at 3 and 4 (tie by index)
+    assert ranks.num_matches.tolist() == [2]
+    assert ranks.ranks.tolist() == [[3, 4]]
+
+
+def test_rows_per_block_leave_room_for_the_key():
+    assert max_block_rows(torch.float32, 82161) == 1 << (63 - 32 - 17)
+    assert max_block_rows(torch.float64, 82161) == 1 << 31
