@@ -6,6 +6,7 @@ Public API:
     evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, metric="euclidean",
                       max_rank=50, rerank=None, *, normalize=False, device=None, chunk_size=None)
     RerankParams(k1=20, k2=6, lambda_value=0.3), RERANK_PRESETS, resolve_rerank(spec)
+    (params below: a RerankParams, a preset name, a (k1, k2, lambda_value) tuple or a dict)
     rerank_dense(q_feats, g_feats, params, *, metric="euclidean")
     rerank_sparse(q_feats, g_feats, params, *, metric="euclidean", chunk_size=None)
 """

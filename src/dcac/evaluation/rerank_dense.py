@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from .distance import distance_operands
+from .distance import check_metric, distance_operands
 from .inputs import as_feature_matrix, resolve_device
-from .rerank_params import RerankParams
+from .rerank_params import RerankParams, RerankSpec, as_rerank_params
 
 __all__ = ["rerank_dense", "half_neighbourhood"]
 
@@ -48,9 +48,11 @@ def _reciprocal(ranks: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def rerank_dense(
-    q_feats: Any, g_feats: Any, params: RerankParams = RerankParams(), *, metric: str = "euclidean"
+    q_feats: Any, g_feats: Any, params: RerankSpec = RerankParams(), *, metric: str = "euclidean"
 ) -> torch.Tensor:
     """Re-ranked ``(num_query, num_gallery)`` distances, computed with dense matrices."""
+    params = as_rerank_params(params)
+    check_metric(metric)
     device = resolve_device(None, q_feats, g_feats)
     q = as_feature_matrix(q_feats, "q_feats", device)
     g = as_feature_matrix(g_feats, "g_feats", device).to(q.dtype)

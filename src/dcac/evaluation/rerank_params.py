@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-__all__ = ["RerankParams", "RERANK_PRESETS", "RerankSpec", "resolve_rerank"]
+__all__ = ["RerankParams", "RERANK_PRESETS", "RerankSpec", "as_rerank_params", "resolve_rerank"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,11 @@ def resolve_rerank(spec: RerankSpec) -> RerankParams | None:
             raise ValueError(f"rerank: unknown keys {sorted(unknown)}; expected k1, k2, lambda_value")
         return RerankParams(**spec)
     raise TypeError(f"rerank: expected None, a preset name, a tuple, a dict or RerankParams, got {type(spec).__name__}")
+
+
+def as_rerank_params(spec: RerankSpec) -> RerankParams:
+    """Like :func:`resolve_rerank`, for callers that always re-rank (``None`` is an error)."""
+    params = resolve_rerank(spec)
+    if params is None:
+        raise ValueError("rerank: parameters are required (a RerankParams, preset name, tuple or dict)")
+    return params

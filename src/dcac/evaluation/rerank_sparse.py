@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from .distance import distance_operands
+from .distance import check_metric, distance_operands
 from .inputs import as_feature_matrix, resolve_device
 from .rerank_dense import half_neighbourhood
-from .rerank_params import RerankParams
+from .rerank_params import RerankParams, RerankSpec, as_rerank_params
 
 __all__ = ["rerank_sparse"]
 
@@ -87,7 +87,7 @@ def _gather_rows(pointers: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tens
 def rerank_sparse(
     q_feats: Any,
     g_feats: Any,
-    params: RerankParams = RerankParams(),
+    params: RerankSpec = RerankParams(),
     *,
     metric: str = "euclidean",
     chunk_size: int | None = None,
@@ -95,6 +95,8 @@ def rerank_sparse(
     """Re-ranked ``(num_query, num_gallery)`` distances; same result as :func:`rerank_dense`
     (to float rounding of the pairwise distances) in ``O(N)`` memory besides the output.
     ``chunk_size``: rows per distance block (default: ~32M distances per block)."""
+    params = as_rerank_params(params)
+    check_metric(metric)
     device = resolve_device(None, q_feats, g_feats)
     q = as_feature_matrix(q_feats, "q_feats", device)
     g = as_feature_matrix(g_feats, "g_feats", device).to(q.dtype)
