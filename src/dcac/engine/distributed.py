@@ -24,7 +24,8 @@ same code serves ``dcac train`` on one device, ``torchrun`` and ``accelerate lau
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist

@@ -43,7 +43,7 @@ from dcac.engine.checkpoint import (
     write_json_atomic,
 )
 from dcac.engine.evaluator import evaluate_on_target, format_metrics
-from dcac.engine.features import extract_features, test_loader
+from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
 from dcac.engine.train_step import train_step
@@ -101,7 +101,11 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
 def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
     """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs."""
     cfg = config
-    accelerator = Accelerator(mixed_precision=_MIXED_PRECISION[cfg.train.mixed_precision], cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(
+        mixed_precision=_MIXED_PRECISION[cfg.train.mixed_precision],
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DDP_KWARGS],
+    )
     device, is_main = accelerator.device, accelerator.is_main_process
     run_dir = Path(cfg.train.output_dir)
     seed_everything(cfg.train.seed)
@@ -151,6 +155,8 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         if is_main:
             print(f"resuming {run_dir} after epoch {start_epoch}")
     if cfg.train.sync_bn and accelerator.num_processes > 1:
+        if device.type == "cpu":
+            raise ValueError("train.sync_bn=true needs GPU processes: torch's SyncBatchNorm does not run on CPU")
         model.reid = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.reid)
     model, optimizer = accelerator.prepare(model, optimizer)
     dcac_model: DCAC = accelerator.unwrap_model(model)
@@ -181,20 +187,28 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
             device=device,
             progress=is_main and cfg.train.progress,
         )
-    memory_loader = test_loader(records, cfg.data.height, cfg.data.width, cfg.data.test_batch_size, cfg.data.num_workers)
     labels_all = torch.tensor([r.pid for r in records], device=device)
 
     # ---- epochs ---------------------------------------------------------------------------------------
     metrics: dict[str, dict[str, Any]] = {}
     epochs_done = start_epoch
     for epoch in range(start_epoch, cfg.optim.epochs):
-        seed_everything(epoch_seed(cfg.train.seed, epoch))
+        # Per rank: the ranks' augmentation and diffusion noise/timesteps must be independent draws.
+        seed_everything(epoch_seed(cfg.train.seed, epoch) + 1_000_003 * accelerator.process_index)
         sampler.set_epoch(epoch)
         lr_factor = set_epoch_lr(optimizer, epoch, cfg.optim)
 
         # The memory is rebuilt from un-augmented features of every training image (DESIGN §1.2).
-        feats = extract_features(
-            dcac_model.reid, memory_loader, after_bn=True, device=device, autocast_dtype=_AUTOCAST_DTYPE[cfg.train.mixed_precision]
+        # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
+        feats = extract_features_sharded(
+            dcac_model.reid,
+            records,
+            height=cfg.data.height,
+            width=cfg.data.width,
+            batch_size=cfg.data.test_batch_size,
+            num_workers=cfg.data.num_workers,
+            device=device,
+            autocast_dtype=_AUTOCAST_DTYPE[cfg.train.mixed_precision],
         )
         dcac_model.memory.rebuild(feats, labels_all)
 
@@ -236,17 +250,21 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
 
 
 def evaluate_targets(model: DCAC, targets, cfg: DCACConfig, device, is_main: bool, logger: RunLogger, epoch: int):
-    """Evaluate on every target (on the main process), record the numbers and rewrite the run's report."""
-    if not is_main:
-        return {}
+    """Evaluate on every target, record the numbers and rewrite the run's report (on the main process).
+
+    Every rank takes part (each extracts a shard of the features); only the main process writes.
+    """
     run_dir = Path(cfg.train.output_dir)
     metrics, ranked = {}, {}
     for name, target in targets.items():
         result = evaluate_on_target(model.reid, target, cfg, device=device)
         metrics[name] = result.metrics
+        if not is_main:
+            continue
         ranked[name] = sample_ranked_queries(result.query_feats, result.gallery_feats, target.query, target.gallery, seed=cfg.train.seed)
         print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
         logger.log({"event": "eval", "epoch": epoch, "target": name, **{k: v for k, v in metrics[name].items() if k != "cmc"}})
-    write_json_atomic(run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
-    write_report(run_dir, metrics, ranked_samples=ranked)
+    if is_main:
+        write_json_atomic(run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
+        write_report(run_dir, metrics, ranked_samples=ranked)
     return metrics
