@@ -174,10 +174,13 @@ def _worker(data_root: Path, out: Path) -> None:
 
 
 def _torchrun(args: list[str], out: Path, timeout: float = 240) -> None:
-    """Run ``torchrun --standalone --nproc_per_node 2 ARGS`` (one thread per process: the CPU has 2 cores)."""
+    """Run ``torchrun --standalone --nproc_per_node 2 ARGS`` on CPU (gloo), one thread per process.
+
+    GPUs are hidden: two ranks need two GPUs, and this test is about the collectives, not the device.
+    """
     torchrun = Path(sys.executable).with_name("torchrun")
     launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
     cmd = [*launcher, "--standalone", f"--nproc_per_node={WORLD_SIZE}", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     (out / "launcher.log").write_text(done.stdout + done.stderr)
