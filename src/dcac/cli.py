@@ -16,7 +16,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     result = train(config, resume=not args.no_resume)
-    print(f"run folder: {result.run_dir}")
+    if result.is_main_process:
+        print(f"run folder: {result.run_dir}")
     return 0
 
 

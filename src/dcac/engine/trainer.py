@@ -43,7 +43,7 @@ from dcac.engine.checkpoint import (
     write_json_atomic,
 )
 from dcac.engine.evaluator import evaluate_on_target, format_metrics
-from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded
+from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
 from dcac.engine.train_step import train_step
@@ -63,6 +63,7 @@ class TrainResult:
     run_dir: Path
     epochs_done: int
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    is_main_process: bool = True
 
 
 def seed_everything(seed: int) -> None:
@@ -178,15 +179,18 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
 
     latent_cache = None
     if use_diffusion and cfg.diffusion.cache_latents:
-        latent_cache = LatentCache.build(
+        # Each rank encodes its shard of the training set; the gathered cache is the same on every rank.
+        start, stop = shard_bounds(len(records), accelerator.process_index, accelerator.num_processes)
+        shard = LatentCache.build(
             dcac_model.teacher,
-            records,
+            records[start:stop],
             size=cfg.data.diffusion_size,
             batch_size=cfg.data.test_batch_size,
             num_workers=cfg.data.num_workers,
             device=device,
             progress=is_main and cfg.train.progress,
         )
+        latent_cache = LatentCache(gather_shards(shard.mean, len(records)), gather_shards(shard.std, len(records)))
     labels_all = torch.tensor([r.pid for r in records], device=device)
 
     # ---- epochs ---------------------------------------------------------------------------------------
@@ -217,6 +221,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if is_main and cfg.train.progress else True, leave=False)
         started = time.perf_counter()
+        parts: dict[str, float] = {}
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
@@ -229,7 +234,11 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         bar.close()
         epochs_done = epoch + 1
         if is_main:
-            logger.log({"event": "epoch", "epoch": epochs_done, "seconds": round(time.perf_counter() - started, 2)})
+            seconds = round(time.perf_counter() - started, 2)
+            logger.log({"event": "epoch", "epoch": epochs_done, "seconds": seconds})
+            if cfg.train.progress:
+                losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
+                print(f"epoch {epochs_done}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)
 
         last = epochs_done == cfg.optim.epochs
         if cfg.train.eval_every > 0 and epochs_done % cfg.train.eval_every == 0 or last:
@@ -246,7 +255,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         if stop_after_epoch is not None and epochs_done >= stop_after_epoch:
             break
     logger.close()
-    return TrainResult(run_dir=run_dir, epochs_done=epochs_done, metrics=metrics)
+    return TrainResult(run_dir=run_dir, epochs_done=epochs_done, metrics=metrics, is_main_process=is_main)
 
 
 def evaluate_targets(model: DCAC, targets, cfg: DCACConfig, device, is_main: bool, logger: RunLogger, epoch: int):
