@@ -7,6 +7,9 @@ Peak memory is what the device can report honestly: on CUDA ``torch.cuda.max_mem
 allocated by PyTorch since the last reset); on CPU the process's peak resident set size
 (``getrusage().ru_maxrss``), which covers *everything* the process ever held — interpreter, libraries,
 both models — so it is comparable only between processes that did the same set-up.
+
+torch is imported inside the functions that use it, so a parent process that only starts benchmark
+workers and formats their results starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -33,12 +37,16 @@ _LIBRARIES = ("torch", "diffusers", "transformers", "peft", "accelerate")
 
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` if given, else CUDA when available, else the CPU."""
+    import torch
+
     if requested:
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
@@ -53,6 +61,8 @@ def result_slug(env: dict[str, Any] | None) -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Facts that decide the numbers: device, library versions, CPU count."""
+    import torch
+
     versions = {}
     for name in _LIBRARIES:
         try:
@@ -68,6 +78,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        # Other work on the machine slows every number down; on a shared CPU this says how much there was.
+        "load_average_1m": os.getloadavg()[0],
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -77,17 +89,23 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def synchronize(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def reset_peak_memory(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory(device: torch.device) -> dict[str, Any]:
     """``{"peak_memory_bytes": int, "memory_kind": str}``; see the module docstring for what each kind covers."""
+    import torch
+
     if device.type == "cuda":
         return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)), "memory_kind": "cuda_max_memory_allocated"}
     # Linux reports ru_maxrss in KiB.

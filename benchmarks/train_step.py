@@ -88,8 +88,8 @@ VARIANTS.update(
     }
 )
 VARIANT_SETS = {
-    "default": ["reference", "dcac", "dcac+channels_last", "dcac+compile"],
     "cpu": ["reference", "dcac"],
+    "cuda": ["reference", "dcac", "dcac+channels_last", "dcac+compile"],
     "ladder": [v.name for v in _ladder()] + ["dcac+channels_last", "dcac+compile"],
     "all": list(VARIANTS),
 }
@@ -130,7 +130,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
     from dcac.engine.optim import build_optimizer
-    from dcac.engine.train_step import apply_speed_switches, train_step
+    from dcac.engine.train_step import apply_speed_switches, batch_latents, train_step
     from dcac.models.build import build_dcac
     from dcac.models.single_token_attention import install_single_token_attention
 
@@ -202,6 +202,21 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         synchronize(device)
         cache_images_per_s = pool / (time.perf_counter() - start)
 
+    # A fingerprint of the first step's mathematics, before any update: the loss and every trainable tensor's
+    # gradient norm for the same batch, latents, timesteps and noise (same seeds). Speed paths must leave it
+    # unchanged (up to the precision's round-off); the parent compares the variants.
+    dcac_model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed + 2)
+    probe = batches[0]
+    latents = batch_latents(dcac_model, probe, latent_cache, device)
+    with accelerator.autocast():
+        out = model(probe["image"], probe["pid"], latents)
+    out.loss.backward()  # unscaled, unlike accelerator.backward under fp16, so every variant is comparable
+    grad_norms = {n: float(p.grad.float().norm()) if p.grad is not None else 0.0 for n, p in dcac_model.named_parameters() if p.requires_grad}
+    probe_loss = float(out.loss.detach())
+    dcac_model.zero_grad(set_to_none=True)
+    del out, latents
+
     last: dict[str, float] = {}
     counter = iter(range(10**9))
 
@@ -229,6 +244,8 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         "timed_steps": timing["repeats"],
         "latent_cache_build_images_per_s": cache_images_per_s,
         "last_losses": last,
+        "probe_loss": probe_loss,
+        "probe_grad_norms": grad_norms,
         "sizes": {
             "preset": size.preset,
             "batch_size": size.batch_size,
@@ -277,6 +294,7 @@ _TABLE = [
     ("peak_gib", "peak GiB"),
     ("speedup", "x ref speed"),
     ("memory_ratio", "x ref memory"),
+    ("probe_grad_diff", "grad diff vs dcac"),
     ("status", "status"),
 ]
 
@@ -286,7 +304,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--tiny", action="store_true", help="tiny models (seconds; smoke test)")
     scale.add_argument("--reduced", action="store_true", help="full-size models, batch 8 (CPU)")
-    parser.add_argument("--variants", default=None, help=f"comma list of {sorted(VARIANTS)} or a set {sorted(VARIANT_SETS)}; default: 'default' on CUDA, 'cpu' otherwise")
+    parser.add_argument("--variants", default=None, help=f"comma list of {sorted(VARIANTS)} or a set {sorted(VARIANT_SETS)}; default: the set named after the device ('cuda' or 'cpu')")
     parser.add_argument("--batch-size", type=int, default=None, help="override the size's batch")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (compiled variants get at least 3)")
@@ -307,8 +325,7 @@ def _size(args: argparse.Namespace) -> Size:
     return replace(size, **changes)
 
 
-def _variant_names(spec: str | None, cuda: bool) -> list[str]:
-    spec = spec or ("default" if cuda else "cpu")
+def _variant_names(spec: str) -> list[str]:
     names: list[str] = []
     for part in spec.split(","):
         part = part.strip()
@@ -349,8 +366,27 @@ def _run_worker(args: argparse.Namespace, size: Size, name: str) -> dict[str, An
         return {**asdict(VARIANTS[name]), "status": f"failed (exit {proc.returncode})", "error": "\n".join(tail)}
 
 
-def _row(result: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
-    row = dict(result)
+def _grad_difference(result: dict[str, Any], baseline: dict[str, Any]) -> float:
+    """Largest relative difference of a tensor's first-step gradient norm from the baseline variant's.
+
+    Each tensor's norm is compared relative to itself, floored at 1e-2 of the largest norm of its model part
+    (reid / conditioner / teacher), so tensors whose gradient is ~0 contribute round-off only. A speed path in
+    the baseline's precision stays at round-off (< ~1e-2); a wrong or missing gradient gives ~1.
+    """
+    want, got = baseline["probe_grad_norms"], result["probe_grad_norms"]
+    if want.keys() != got.keys():
+        return float("inf")
+    part_max: dict[str, float] = {}
+    for name, norm in want.items():
+        part = name.split(".")[0]
+        part_max[part] = max(part_max.get(part, 0.0), norm)
+    return max(abs(got[n] - w) / max(w, 1e-2 * part_max[n.split(".")[0]], 1e-30) for n, w in want.items())
+
+
+def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    row = {k: v for k, v in result.items() if k != "probe_grad_norms"}
+    if baseline and result.get("status") == "ok":
+        row["probe_grad_diff"] = _grad_difference(result, baseline)
     row["latents"] = "cache" if result["cache_latents"] else "VAE/step"
     row["peak_gib"] = gib(result.get("peak_memory_bytes"))
     if reference and reference.get("status") == "ok" and result.get("status") == "ok":
@@ -364,8 +400,9 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
     env = first_ok.get("environment")
     by_name = {r["name"]: r for r in results}
     reference, dcac = by_name.get("reference"), by_name.get("dcac") or by_name.get("+fused_adam (=dcac)")
-    rows = [_row(r, reference) for r in results]
     ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
+    baseline = dcac if ok(dcac) else first_ok or None
+    rows = [_row(r, reference, baseline) for r in results]
     sizes = {k: v for k, v in first_ok.get("sizes", {}).items() if k not in ("trainable_parameters", "latent_shape")}
     return {
         "benchmark": "train_step",
@@ -382,6 +419,11 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
             "RSS, which includes building the models",
             "each variant runs in its own process with the same seed (same random weights and batches)",
             "the latent cache build (once per run) is timed apart: latent_cache_build_images_per_s",
+            "probe_grad_diff: before timing, each variant computes the loss and every trainable tensor's gradient "
+            "norm on the same batch with the same latents, timesteps and noise; the column is the largest relative "
+            "difference from the dcac row; variants in dcac's precision (dcac+...) must stay at round-off (<~1e-2), "
+            "rows in another precision show its round-off (~0.2 at tiny size), and a wrong or missing gradient "
+            "gives ~1 (torch 2.13 CPU inductor: dcac+compile = 1.0, the compiled UNet's backward is wrong)",
             "on a CPU the reference's fp16 autocast runs as fp32 (requested_precision keeps the design's choice) "
             "unless --cpu-fp16: without fp16 arithmetic units, CPU fp16 is ~100x slower than fp32",
         ],
@@ -401,16 +443,18 @@ def main(argv: list[str] | None = None) -> int:
         args.worker_out.write_text(json.dumps(result))
         return 0
 
-    import torch
-
-    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    names = _variant_names(args.variants, cuda)
-    results = []
-    for name in names:
+    # Without --variants the set is named after the device, which the first worker reports (this process
+    # does not import torch); every set starts with the reference.
+    names = _variant_names(args.variants or "cpu")
+    results: list[dict[str, Any]] = []
+    while len(results) < len(names):
+        name = names[len(results)]
         print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
         results.append(_run_worker(args, size, name))
         status = results[-1]["status"]
         print(f"  {status}" + (f": {results[-1]['images_per_s']:.3g} images/s" if status == "ok" else f"\n{results[-1].get('error', '')}"), flush=True)
+        if args.variants is None and status == "ok" and results[-1]["environment"]["device"] == "cuda":
+            names = _variant_names("cuda")
     summary = _summary(args, size, results)
     env = summary["environment"] or {}
     print(f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}")

@@ -112,7 +112,9 @@ class TrainConfig:
     sync_bn: bool = False
     progress: bool = True
     # Speed switches (mathematically neutral; measure with benchmarks/train_step.py before turning on).
-    compile: bool = False  # torch.compile the Re-ID model and the UNet (needs torch >= 2.2)
+    # torch.compile the Re-ID model and the UNet (torch >= 2.2). Off: on torch 2.13's CPU inductor the compiled
+    # UNet's gradients are wrong; check benchmarks/train_step.py's grad-diff column before using it on a GPU.
+    compile: bool = False
     channels_last: bool = False  # channels-last memory format for the UNet and VAE convolutions
 
 

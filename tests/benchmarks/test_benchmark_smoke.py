@@ -51,6 +51,9 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert dcac["unet_attention_processors"] == ["AttnProcessor2_0", "SingleTokenCrossAttnProcessor"]
     assert dcac["latent_cache_build_images_per_s"] > 0
     assert result["speedup_dcac_vs_reference"] > 0 and result["memory_dcac_vs_reference"] > 0
+    # The first-step fingerprint: the same batch, latents, timesteps and noise give comparable gradients.
+    assert dcac["probe_grad_diff"] == 0 and 0 <= ref["probe_grad_diff"] < float("inf")
+    assert abs(ref["probe_loss"] - dcac["probe_loss"]) <= 0.05 * abs(ref["probe_loss"])
     assert result["command"].startswith("python benchmarks/train_step.py") and result["created_utc"]
 
 

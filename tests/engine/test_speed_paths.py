@@ -209,6 +209,12 @@ def test_bf16_autocast_is_close_to_float32(standard):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch 2.13 CPU inductor: the compiled diffusers UNet's backward is wrong (loss exact; gradients of "
+    "the context, the LoRA and even full-UNet weights differ or vanish; aot_eager is exact), so train.compile "
+    "stays off; re-check on the GPU with benchmarks/train_step.py (grad diff column)",
+)
 def test_compiled_model_matches_eager(standard):
     _, _, batch, reference = standard
     cfg, model = _model("diffusion.single_token_attention=false", "train.compile=true")
