@@ -8,6 +8,14 @@
 
 __version__ = "0.1.0"
 
-from dcac.api import load, rank  # noqa: E402  (the version must exist before submodules import it)
-
 __all__ = ["__version__", "load", "rank"]
+
+
+def __getattr__(name: str):
+    # ``load`` and ``rank`` pull in torch, transformers and the model code; importing them lazily keeps
+    # ``import dcac.evaluation`` (or the CLI's --help) light.
+    if name in ("load", "rank"):
+        from dcac import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dcac' has no attribute {name!r}")
