@@ -295,6 +295,7 @@ _TABLE = [
     ("speedup", "x ref speed"),
     ("memory_ratio", "x ref memory"),
     ("probe_grad_diff", "grad diff vs dcac"),
+    ("probe_grad_diff_vs_reference", "grad diff vs ref"),
     ("status", "status"),
 ]
 
@@ -387,6 +388,8 @@ def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dic
     row = {k: v for k, v in result.items() if k != "probe_grad_norms"}
     if baseline and result.get("status") == "ok":
         row["probe_grad_diff"] = _grad_difference(result, baseline)
+    if reference and reference.get("status") == "ok" and result.get("status") == "ok":
+        row["probe_grad_diff_vs_reference"] = _grad_difference(result, reference)
     row["latents"] = "cache" if result["cache_latents"] else "VAE/step"
     row["peak_gib"] = gib(result.get("peak_memory_bytes"))
     if reference and reference.get("status") == "ok" and result.get("status") == "ok":
@@ -421,7 +424,7 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
             "the latent cache build (once per run) is timed apart: latent_cache_build_images_per_s",
             "probe_grad_diff: before timing, each variant computes the loss and every trainable tensor's gradient "
             "norm on the same batch with the same latents, timesteps and noise; the column is the largest relative "
-            "difference from the dcac row; variants in dcac's precision (dcac+...) must stay at round-off (<~1e-2), "
+            "difference from the dcac row (probe_grad_diff_vs_reference: from the reference row); variants in dcac's precision (dcac+...) must stay at round-off (<~1e-2), "
             "rows in another precision show its round-off (~0.2 at tiny size), and a wrong or missing gradient "
             "gives ~1 (torch 2.13 CPU inductor: dcac+compile = 1.0, the compiled UNet's backward is wrong)",
             "on a CPU the reference's fp16 autocast runs as fp32 (requested_precision keeps the design's choice) "
