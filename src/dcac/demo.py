@@ -33,7 +33,7 @@ def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0) -> dict:
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
-    write_synthetic(data_dir, seed=seed, overwrite=True)
+    write_synthetic(data_dir, seed=seed, num_train_ids=48, num_test_ids=48, overwrite=True)
     common = [f"data.root={data_dir}", f"train.seed={seed}"] + ([f"optim.epochs={epochs}"] if epochs else [])
     baseline_cfg = load_config("demo", common + ["conditioning.variant=none", f"train.output_dir={out / 'baseline'}"])
     dcac_cfg = load_config("demo", common + [f"train.output_dir={out / 'dcac'}"])
