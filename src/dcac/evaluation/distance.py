@@ -68,6 +68,16 @@ def compute_distance(
     ``normalize=True`` L2-normalises both feature sets first (it must be a real ``bool``).
     Accepts numpy arrays or torch tensors; returns a float32 tensor (float64 for float64 input).
     """
+    q, g = feature_pair(q_feats, g_feats, normalize=normalize, device=device)
+    a, b = distance_operands(q, g, metric)
+    return a @ b.T
+
+
+def feature_pair(
+    q_feats: Any, g_feats: Any, *, normalize: bool, device: str | torch.device | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and gallery features as 2-D tensors of one dtype on the target device, checked and optionally
+    L2-normalised (``normalize`` must be a real ``bool``: a truthy string must not silently normalise)."""
     if type(normalize) is not bool:
         raise TypeError(f"normalize: expected a bool, got {normalize!r} ({type(normalize).__name__})")
     target = resolve_device(device, q_feats, g_feats)
@@ -79,5 +89,4 @@ def compute_distance(
         q, g = q.to(torch.float32), g.to(torch.float32)
     if normalize:
         q, g = l2_normalize(q), l2_normalize(g)
-    a, b = distance_operands(q, g, metric)
-    return a @ b.T
+    return q, g

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .distance import check_metric, distance_operands, l2_normalize
-from .inputs import as_feature_matrix, as_label_vector, resolve_device
+from .distance import check_metric, distance_operands, feature_pair
+from .inputs import as_label_vector
 from .match_ranks import GalleryIndex, match_ranks
 from .rank_metrics import RankAccumulator, default_rank_chunk, evaluate_rank
 from .rerank_params import RerankSpec, resolve_rerank
@@ -63,17 +63,10 @@ def evaluate_features(
     The result equals ``evaluate_rank(compute_distance(q, g, metric), ...)``: ties are ordered by
     gallery index.
     """
-    if type(normalize) is not bool:
-        raise TypeError(f"normalize: expected a bool, got {normalize!r} ({type(normalize).__name__})")
     check_metric(metric)
     params = resolve_rerank(rerank)
-    target = resolve_device(device, q_feats, g_feats)
-    q = as_feature_matrix(q_feats, "q_feats", target)
-    g = as_feature_matrix(g_feats, "g_feats", target)
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"q_feats and g_feats: feature dimensions differ ({q.shape[1]} vs {g.shape[1]})")
-    if q.dtype != g.dtype:
-        q, g = q.to(torch.float32), g.to(torch.float32)
+    q, g = feature_pair(q_feats, g_feats, normalize=normalize, device=device)
+    target = q.device
     qp = as_label_vector(q_pids, "q_pids", q.shape[0], target)
     gp = as_label_vector(g_pids, "g_pids", g.shape[0], target)
     qc = as_label_vector(q_camids, "q_camids", q.shape[0], target)
@@ -81,8 +74,6 @@ def evaluate_features(
     step = chunk_size if chunk_size is not None else default_feature_chunk(g.shape[0])
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    if normalize:
-        q, g = l2_normalize(q), l2_normalize(g)
 
     if params is not None:
         distmat = rerank_sparse(q, g, params, metric=metric, chunk_size=chunk_size)
