@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -42,9 +41,7 @@ def extract_features(
         for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
             images = batch["image"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(images)
-            feats = out.feat_bn if after_bn else out.feat
-            chunks.append(F.normalize(feats.float(), dim=1))
+                chunks.append(model.extract(images, after_bn=after_bn))
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, model.bottleneck.num_features, device=device)

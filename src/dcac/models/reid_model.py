@@ -56,8 +56,8 @@ class ReIDModel(nn.Module):
         return ReIDOutput(feat=feat, feat_bn=feat_bn, logits=logits)
 
     def extract(self, pixel_values: torch.Tensor, after_bn: bool = True) -> torch.Tensor:
-        """L2-normalised retrieval features: ``f_bn`` (default) or ``f`` (``after_bn=False``)."""
+        """L2-normalised float32 retrieval features: ``f_bn`` (default) or ``f`` (``after_bn=False``)."""
         feat = self.encoder(pixel_values)
         if after_bn:
             feat = self.bottleneck(feat)
-        return F.normalize(feat, dim=1)
+        return F.normalize(feat.float(), dim=1)
