@@ -12,8 +12,10 @@ synthetic batches already on the device: images/s measures the step, not data lo
   encoder run at every step, UNet gradient checkpointing, diffusers' plain (non-SDPA) ``AttnProcessor`` on
   every UNet and VAE attention and no single-token shortcut, plain Adam.
 * ``dcac`` is dcac's default: bf16 autocast, latents drawn from the cached VAE posterior, SDPA, the
-  single-token cross-attention, fused Adam on CUDA, no checkpointing.
+  single-token cross-attention, the frozen UNet layers stored in bf16, fused Adam on CUDA, no checkpointing.
 * the ``ladder`` set adds dcac's changes to the reference one at a time, to attribute the speed-up;
+  ``dcac+encoder_ckpt`` / ``dcac+unet_ckpt`` / ``dcac+both_ckpt`` trade time for memory with gradient
+  checkpointing (``encoder.gradient_checkpointing`` / ``diffusion.gradient_checkpointing``), and
   ``dcac+channels_last`` and ``dcac+compile`` measure the ``train.channels_last`` / ``train.compile`` switches.
 
 The CLIP ViT uses SDPA in every variant: the paper's code runs CLIP's ``nn.MultiheadAttention`` with
@@ -52,12 +54,20 @@ class Variant:
     attention: str  # plain (diffusers AttnProcessor) | sdpa (AttnProcessor2_0)
     single_token: bool  # single-token cross-attention shortcut
     fused_adam: bool  # fused Adam where the device has it (CUDA), as the trainer does
+    frozen_in_autocast_dtype: bool  # frozen UNet Linear/Conv weights stored in the autocast dtype
+    encoder_checkpointing: bool = False  # ViT gradient checkpointing
     channels_last: bool = False
     compile: bool = False
 
 
-REFERENCE = Variant("reference", "fp16", cache_latents=False, checkpointing=True, attention="plain", single_token=False, fused_adam=False)
-DCAC_DEFAULT = Variant("dcac", "bf16", cache_latents=True, checkpointing=False, attention="sdpa", single_token=True, fused_adam=True)
+REFERENCE = Variant(
+    "reference", "fp16", cache_latents=False, checkpointing=True, attention="plain", single_token=False, fused_adam=False,
+    frozen_in_autocast_dtype=False,
+)
+DCAC_DEFAULT = Variant(
+    "dcac", "bf16", cache_latents=True, checkpointing=False, attention="sdpa", single_token=True, fused_adam=True,
+    frozen_in_autocast_dtype=True,
+)
 
 
 def _ladder() -> list[Variant]:
@@ -68,6 +78,7 @@ def _ladder() -> list[Variant]:
         ("+no_checkpointing", {"checkpointing": False}),
         ("+latent_cache", {"cache_latents": True}),
         ("+bf16", {"precision": "bf16"}),
+        ("+frozen_bf16", {"frozen_in_autocast_dtype": True}),
         ("+fused_adam (=dcac)", {"fused_adam": True}),
     ]
     rungs, current = [REFERENCE], REFERENCE
@@ -83,13 +94,17 @@ VARIANTS.update(
     {
         "dcac": DCAC_DEFAULT,
         "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
+        "dcac+encoder_ckpt": replace(DCAC_DEFAULT, name="dcac+encoder_ckpt", encoder_checkpointing=True),
+        "dcac+unet_ckpt": replace(DCAC_DEFAULT, name="dcac+unet_ckpt", checkpointing=True),
+        "dcac+both_ckpt": replace(DCAC_DEFAULT, name="dcac+both_ckpt", checkpointing=True, encoder_checkpointing=True),
         "dcac+compile": replace(DCAC_DEFAULT, name="dcac+compile", compile=True),
         "dcac+channels_last+compile": replace(DCAC_DEFAULT, name="dcac+channels_last+compile", channels_last=True, compile=True),
     }
 )
 VARIANT_SETS = {
     "cpu": ["reference", "dcac"],
-    "cuda": ["reference", "dcac", "dcac+channels_last", "dcac+compile"],
+    "cuda": ["reference", "dcac", "dcac+encoder_ckpt", "dcac+unet_ckpt", "dcac+both_ckpt", "dcac+channels_last", "dcac+compile"],
+    "memory": ["reference", "dcac", "dcac+encoder_ckpt", "dcac+unet_ckpt", "dcac+both_ckpt"],
     "ladder": [v.name for v in _ladder()] + ["dcac+channels_last", "dcac+compile"],
     "all": list(VARIANTS),
 }
@@ -147,6 +162,8 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
             f"train.mixed_precision={variant.precision}",
             f"diffusion.cache_latents={variant.cache_latents}",
             f"diffusion.gradient_checkpointing={variant.checkpointing}",
+            f"encoder.gradient_checkpointing={variant.encoder_checkpointing}",
+            f"train.frozen_weights_in_autocast_dtype={variant.frozen_in_autocast_dtype}",
             f"diffusion.single_token_attention={variant.single_token}",
             f"train.channels_last={variant.channels_last}",
             f"train.compile={variant.compile}",
@@ -283,7 +300,9 @@ _TABLE = [
     ("name", "variant"),
     ("precision", "precision"),
     ("latents", "latents"),
-    ("checkpointing", "ckpt"),
+    ("checkpointing", "UNet ckpt"),
+    ("encoder_checkpointing", "ViT ckpt"),
+    ("frozen_in_autocast_dtype", "frozen bf16"),
     ("attention", "attention"),
     ("single_token", "1-token"),
     ("fused_adam_used", "fused Adam"),

@@ -45,6 +45,7 @@ class EncoderConfig:
     preset: str = "vit_b16"  # vit_b16 | tiny
     weights: str | None = None  # HF CLIP folder or OpenAI ViT-B-16.pt; None = random init
     freeze_patch_embed: bool = True
+    gradient_checkpointing: bool = False  # recompute each ViT layer in the backward pass: less memory, more time
 
 
 @dataclass
@@ -116,6 +117,9 @@ class TrainConfig:
     # UNet's gradients are wrong; check benchmarks/train_step.py's grad-diff column before using it on a GPU.
     compile: bool = False
     channels_last: bool = False  # channels-last memory format for the UNet and VAE convolutions
+    # Store the frozen UNet Linear/Conv weights in the bf16/fp16 autocast dtype: bit-identical results (autocast
+    # casts them at every call anyway), half their memory and no per-step cast copies. No effect under fp32.
+    frozen_weights_in_autocast_dtype: bool = True
 
 
 @dataclass

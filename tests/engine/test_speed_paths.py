@@ -221,3 +221,34 @@ def test_compiled_model_matches_eager(standard):
     apply_speed_switches(model, cfg.train)
     assert list(model.state_dict()) == list(standard[1].state_dict())
     _assert_same(_run(model, *batch), reference, tol=1e-4)
+
+
+def test_frozen_weights_in_autocast_dtype_are_bit_identical_under_autocast():
+    """Storing the frozen UNet layers in bf16 changes no number of a bf16-autocast pass: autocast casts them anyway."""
+    results = []
+    for cast in (False, True):
+        cfg, model = _model("train.mixed_precision=bf16", f"train.frozen_weights_in_autocast_dtype={cast}")
+        apply_speed_switches(model, cfg.train)
+        unet = model.teacher.unet
+        base = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.base_layer.weight
+        assert base.dtype == (torch.bfloat16 if cast else torch.float32)
+        assert unet.conv_in.weight.dtype == base.dtype
+        # Trainable adapters and the float32-run normalisation layers keep float32.
+        assert all(p.dtype == torch.float32 for p in lora_parameters(unet))
+        assert unet.conv_norm_out.weight.dtype == torch.float32
+        images, views, labels = _inputs(cfg)
+        results.append(_pass(model, images[:8], labels[:8], _latents(model, views[:8]), autocast_dtype=torch.bfloat16))
+    _assert_same(results[1], results[0], tol=0.0)
+
+
+def test_frozen_weights_stay_float32_without_autocast():
+    cfg, model = _model("train.mixed_precision=fp32")
+    apply_speed_switches(model, cfg.train)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_encoder_gradient_checkpointing_matches_plain_backward(standard):
+    _, _, batch, reference = standard
+    _, model = _model("diffusion.single_token_attention=false", "encoder.gradient_checkpointing=true")
+    assert model.reid.encoder.gradient_checkpointing
+    _assert_same(_run(model, *batch), reference)

@@ -141,3 +141,40 @@ def test_full_size_vit_b16_at_256x128_has_the_architectures_parameter_count():
     assert _vit_b16_parameter_count(224, 224) == 86_192_640
     with torch.no_grad():
         assert encoder(torch.randn(1, 3, 256, 128)).shape == (1, 512)
+
+
+def _saved_tensor_bytes_and_grads(encoder: CLIPReIDEncoder, images: torch.Tensor):
+    """Bytes autograd keeps for the backward pass of one forward, the output, and the input gradients."""
+    stored: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        stored[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    images = images.clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = encoder(images)
+    params = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
+    saved = sum(n for ptr, n in stored.items() if ptr not in params)
+    out.square().sum().backward()
+    return saved, out.detach(), images.grad, {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_keeps_less_and_computes_the_same_gradients():
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 64, 32)
+    plain, checkpointed = _encoder().train(), _encoder().train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.enable_gradient_checkpointing()
+    saved_plain, out_plain, dx_plain, grads_plain = _saved_tensor_bytes_and_grads(plain, images)
+    saved_ckpt, out_ckpt, dx_ckpt, grads_ckpt = _saved_tensor_bytes_and_grads(checkpointed, images)
+    # Only each layer's input is kept across the layers (the rest is recomputed in the backward pass).
+    assert saved_ckpt < 0.5 * saved_plain
+    torch.testing.assert_close(out_ckpt, out_plain, rtol=0, atol=0)
+    torch.testing.assert_close(dx_ckpt, dx_plain, rtol=1e-5, atol=1e-7)
+    assert grads_ckpt.keys() == grads_plain.keys() and len(grads_plain) > 10
+    for name in grads_plain:
+        torch.testing.assert_close(grads_ckpt[name], grads_plain[name], rtol=1e-5, atol=1e-7, msg=name)
+    # At evaluation (no autograd graph) the switch changes nothing.
+    with torch.no_grad():
+        torch.testing.assert_close(checkpointed.eval()(images), plain.eval()(images), rtol=0, atol=0)

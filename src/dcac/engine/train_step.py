@@ -10,14 +10,22 @@ from accelerate import Accelerator
 from dcac.config import LossConfig, TrainConfig
 from dcac.engine.latent_cache import LatentCache
 from dcac.models.dcac import DCAC
+from dcac.models.frozen_weights import store_frozen_weights_in
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def apply_speed_switches(model: DCAC, train: TrainConfig) -> None:
-    """Apply ``train.channels_last`` and ``train.compile`` to a built model, before ``accelerator.prepare``.
+    """Apply ``train.frozen_weights_in_autocast_dtype``, ``train.channels_last`` and ``train.compile`` to a
+    built model, before ``accelerator.prepare``.
 
-    Both change how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
+    Each changes how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
     so parameter names (checkpoints, optimiser groups) stay those of the eager model.
     """
+    autocast_dtype = _AUTOCAST_DTYPES.get(train.mixed_precision)
+    if train.frozen_weights_in_autocast_dtype and autocast_dtype is not None and model.teacher is not None:
+        store_frozen_weights_in(model.teacher.unet, autocast_dtype)
     if train.channels_last and model.teacher is not None:
         model.teacher.unet.to(memory_format=torch.channels_last)
         model.teacher.vae.to(memory_format=torch.channels_last)

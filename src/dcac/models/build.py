@@ -22,6 +22,7 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
         from dcac.models.clip_weights import load_clip_vision_weights
 
         load_clip_vision_weights(model.encoder, config.encoder.weights)
+    model.encoder.enable_gradient_checkpointing(config.encoder.gradient_checkpointing)
     return model
 
 

@@ -151,9 +151,12 @@ class DiffusionTeacher(nn.Module):
         if noise is None:
             noise = _randn(latents.shape, generator, latents.device, latents.dtype)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        prediction = self.unet(
-            noisy.to(self.unet.dtype), timesteps, encoder_hidden_states=context[:, None, :].to(self.unet.dtype)
-        ).sample
+        context = context[:, None, :]
+        if not torch.is_autocast_enabled(noisy.device.type):
+            # Under autocast every layer casts its own inputs. Casting the context here instead would make the
+            # gradients of its many cross-attention uses accumulate in the low-precision dtype.
+            noisy, context = noisy.to(self.unet.dtype), context.to(self.unet.dtype)
+        prediction = self.unet(noisy, timesteps, encoder_hidden_states=context).sample
         if self.config.prediction_type == "epsilon":
             target = noise
         else:

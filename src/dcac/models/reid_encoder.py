@@ -15,12 +15,14 @@ Parameter names follow transformers' ``CLIPVisionModel`` (``embeddings.*``, ``pr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import CLIPVisionConfig
 from transformers.models.clip.modeling_clip import CLIPEncoder
 
@@ -155,6 +157,21 @@ class CLIPReIDEncoder(nn.Module):
         nn.init.normal_(self.visual_projection.weight, std=config.hidden_size**-0.5)
         if config.freeze_patch_embed:
             self.embeddings.patch_embedding.weight.requires_grad_(False)
+        # Recompute each transformer layer in the backward pass instead of keeping its activations
+        # (a training-time switch, not part of the architecture: see enable_gradient_checkpointing).
+        self.gradient_checkpointing = False
+
+    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Keep only each layer's input during training and recompute the layer for its backward pass."""
+        self.gradient_checkpointing = enabled
+
+    def _checkpointed_layers(self, hidden: torch.Tensor) -> torch.Tensor:
+        # transformers < 5 layers take a causal mask argument and return a tuple; >= 5 return the tensor.
+        masks = (None, None) if "causal_attention_mask" in inspect.signature(self.encoder.layers[0].forward).parameters else (None,)
+        for layer in self.encoder.layers:
+            out = checkpoint(layer, hidden, *masks, use_reentrant=False)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         expected = (3, *self.config.image_size)
@@ -164,7 +181,10 @@ class CLIPReIDEncoder(nn.Module):
                 f"{expected[2]}), got {tuple(pixel_values.shape)}"
             )
         hidden = self.pre_layrnorm(self.embeddings(pixel_values))
-        hidden = self.encoder(inputs_embeds=hidden).last_hidden_state
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            hidden = self._checkpointed_layers(hidden)
+        else:
+            hidden = self.encoder(inputs_embeds=hidden).last_hidden_state
         class_token = self.post_layernorm(hidden[:, 0])
         return self.visual_projection(class_token)
 
