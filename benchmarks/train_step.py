@@ -469,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     # does not import torch); every set starts with the reference.
     names = _variant_names(args.variants or "cpu")
     results: list[dict[str, Any]] = []
+    out = args.out
     while len(results) < len(names):
         name = names[len(results)]
         print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
@@ -477,14 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {status}" + (f": {results[-1]['images_per_s']:.3g} images/s" if status == "ok" else f"\n{results[-1].get('error', '')}"), flush=True)
         if args.variants is None and status == "ok" and results[-1]["environment"]["device"] == "cuda":
             names = _variant_names("cuda")
-    summary = _summary(args, size, results)
+        # Rewritten after every variant, so an interrupted run keeps the rows it finished.
+        summary = _summary(args, size, results)
+        out = args.out or RESULTS_DIR / f"train_step_{result_slug(summary['environment'])}{'' if size.name == 'full' else '_' + size.name}.json"
+        write_json(out, {**summary, "complete": len(results) == len(names)})
     env = summary["environment"] or {}
     print(f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}")
     print(format_table(summary["variants"], _TABLE))
     if summary["speedup_dcac_vs_reference"] is not None:
         print(f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory")
-    out = args.out or RESULTS_DIR / f"train_step_{result_slug(env)}{'' if size.name == 'full' else '_' + size.name}.json"
-    print(f"wrote {write_json(out, summary)}")
+    print(f"wrote {out}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
