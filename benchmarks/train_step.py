@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -222,14 +223,21 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     # A fingerprint of the first step's mathematics, before any update: the loss and every trainable tensor's
     # gradient norm for the same batch, latents, timesteps and noise (same seeds). Speed paths must leave it
     # unchanged (up to the precision's round-off); the parent compares the variants.
-    dcac_model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed + 2)
+    # fp16 gradients of a full-size model underflow without loss scaling, so the fp16 probe scales the loss
+    # like a gradient scaler (2^16, halved while any gradient overflows) and divides the norms back.
+    scale = 2.0**16 if variant.precision == "fp16" else 1.0
     probe = batches[0]
-    latents = batch_latents(dcac_model, probe, latent_cache, device)
-    with accelerator.autocast():
-        out = model(probe["image"], probe["pid"], latents)
-    out.loss.backward()  # unscaled, unlike accelerator.backward under fp16, so every variant is comparable
-    grad_norms = {n: float(p.grad.float().norm()) if p.grad is not None else 0.0 for n, p in dcac_model.named_parameters() if p.requires_grad}
+    while True:
+        dcac_model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed + 2)
+        latents = batch_latents(dcac_model, probe, latent_cache, device)
+        with accelerator.autocast():
+            out = model(probe["image"], probe["pid"], latents)
+        (out.loss * scale).backward()
+        grad_norms = {n: float(p.grad.float().norm()) / scale if p.grad is not None else 0.0 for n, p in dcac_model.named_parameters() if p.requires_grad}
+        if scale <= 1.0 or all(math.isfinite(v) for v in grad_norms.values()):
+            break
+        scale /= 2
     probe_loss = float(out.loss.detach())
     dcac_model.zero_grad(set_to_none=True)
     del out, latents
@@ -262,6 +270,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         "latent_cache_build_images_per_s": cache_images_per_s,
         "last_losses": last,
         "probe_loss": probe_loss,
+        "probe_loss_scale": scale,
         "probe_grad_norms": grad_norms,
         "sizes": {
             "preset": size.preset,
