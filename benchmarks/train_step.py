@@ -12,11 +12,12 @@ synthetic batches already on the device: images/s measures the step, not data lo
   encoder run at every step, UNet gradient checkpointing, diffusers' plain (non-SDPA) ``AttnProcessor`` on
   every UNet and VAE attention and no single-token shortcut, plain Adam.
 * ``dcac`` is dcac's default: bf16 autocast, latents drawn from the cached VAE posterior, SDPA, the
-  single-token cross-attention, the frozen UNet layers stored in bf16, fused Adam on CUDA, no checkpointing.
-* the ``ladder`` set adds dcac's changes to the reference one at a time, to attribute the speed-up;
-  ``dcac+encoder_ckpt`` / ``dcac+unet_ckpt`` / ``dcac+both_ckpt`` trade time for memory with gradient
-  checkpointing (``encoder.gradient_checkpointing`` / ``diffusion.gradient_checkpointing``), and
-  ``dcac+channels_last`` and ``dcac+compile`` measure the ``train.channels_last`` / ``train.compile`` switches.
+  single-token cross-attention, the frozen UNet layers stored in bf16, fused Adam, ViT gradient
+  checkpointing, no UNet checkpointing, and on CUDA ``torch.compile`` of the ViT and the UNet (never on the
+  CPU, whose inductor compiles the UNet's backward wrongly in torch 2.13).
+* the default set on CUDA adds the eager steps ``+fused_adam`` (no checkpointing at all) and
+  ``+encoder_ckpt`` (dcac uncompiled); the ``ladder`` set adds dcac's changes to the reference one at a
+  time, to attribute the speed-up, plus ``dcac+unet_ckpt`` and ``dcac+channels_last`` (both slower).
 
 The CLIP ViT uses SDPA in every variant: the paper's code runs CLIP's ``nn.MultiheadAttention`` with
 ``need_weights=False``, which torch 2 already executes with scaled-dot-product attention.
@@ -56,18 +57,18 @@ class Variant:
     single_token: bool  # single-token cross-attention shortcut
     fused_adam: bool  # fused Adam where the device has it (CUDA), as the trainer does
     frozen_in_autocast_dtype: bool  # frozen UNet Linear/Conv weights stored in the autocast dtype
-    encoder_checkpointing: bool = False  # ViT gradient checkpointing
+    encoder_checkpointing: bool  # ViT gradient checkpointing
+    compile: str  # train.compile: auto (= on CUDA only) | true | false
     channels_last: bool = False
-    compile: bool = False
 
 
 REFERENCE = Variant(
     "reference", "fp16", cache_latents=False, checkpointing=True, attention="plain", single_token=False, fused_adam=False,
-    frozen_in_autocast_dtype=False,
+    frozen_in_autocast_dtype=False, encoder_checkpointing=False, compile="false",
 )
 DCAC_DEFAULT = Variant(
     "dcac", "bf16", cache_latents=True, checkpointing=False, attention="sdpa", single_token=True, fused_adam=True,
-    frozen_in_autocast_dtype=True,
+    frozen_in_autocast_dtype=True, encoder_checkpointing=True, compile="auto",
 )
 
 
@@ -76,11 +77,13 @@ def _ladder() -> list[Variant]:
     steps = [
         ("+sdpa", {"attention": "sdpa"}),
         ("+single_token", {"single_token": True}),
-        ("+no_checkpointing", {"checkpointing": False}),
+        ("+no_unet_ckpt", {"checkpointing": False}),
         ("+latent_cache", {"cache_latents": True}),
         ("+bf16", {"precision": "bf16"}),
         ("+frozen_bf16", {"frozen_in_autocast_dtype": True}),
-        ("+fused_adam (=dcac)", {"fused_adam": True}),
+        ("+fused_adam", {"fused_adam": True}),
+        ("+encoder_ckpt", {"encoder_checkpointing": True}),
+        ("+compile (=dcac)", {"compile": "auto"}),
     ]
     rungs, current = [REFERENCE], REFERENCE
     for name, change in steps:
@@ -94,19 +97,15 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in _ladder()}
 VARIANTS.update(
     {
         "dcac": DCAC_DEFAULT,
-        "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
-        "dcac+encoder_ckpt": replace(DCAC_DEFAULT, name="dcac+encoder_ckpt", encoder_checkpointing=True),
         "dcac+unet_ckpt": replace(DCAC_DEFAULT, name="dcac+unet_ckpt", checkpointing=True),
-        "dcac+both_ckpt": replace(DCAC_DEFAULT, name="dcac+both_ckpt", checkpointing=True, encoder_checkpointing=True),
-        "dcac+compile": replace(DCAC_DEFAULT, name="dcac+compile", compile=True),
-        "dcac+channels_last+compile": replace(DCAC_DEFAULT, name="dcac+channels_last+compile", channels_last=True, compile=True),
+        "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
     }
 )
 VARIANT_SETS = {
     "cpu": ["reference", "dcac"],
-    "cuda": ["reference", "dcac", "dcac+encoder_ckpt", "dcac+unet_ckpt", "dcac+both_ckpt", "dcac+channels_last", "dcac+compile"],
-    "memory": ["reference", "dcac", "dcac+encoder_ckpt", "dcac+unet_ckpt", "dcac+both_ckpt"],
-    "ladder": [v.name for v in _ladder()] + ["dcac+channels_last", "dcac+compile"],
+    # dcac's eager steps without and with ViT checkpointing, then the default (compiled on CUDA).
+    "cuda": ["reference", "+fused_adam", "+encoder_ckpt", "dcac"],
+    "ladder": [v.name for v in _ladder()] + ["dcac+unet_ckpt", "dcac+channels_last"],
     "all": list(VARIANTS),
 }
 
@@ -146,7 +145,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
     from dcac.engine.optim import build_optimizer
-    from dcac.engine.train_step import apply_speed_switches, batch_latents, train_step
+    from dcac.engine.train_step import apply_speed_switches, batch_latents, compile_enabled, train_step
     from dcac.models.build import build_dcac
     from dcac.models.single_token_attention import install_single_token_attention
 
@@ -184,7 +183,8 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
             install_single_token_attention(teacher.unet)
     else:
         teacher.vae.set_attn_processor(AttnProcessor2_0())
-    apply_speed_switches(model, cfg.train)
+    apply_speed_switches(model, cfg.train, device)
+    compiled = compile_enabled(cfg.train, device)
     fused = variant.fused_adam and device.type == "cuda"
     optimizer = build_optimizer(model, cfg.optim, fused=fused)
     model.train()
@@ -250,7 +250,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], cfg.loss, latent_cache)
 
     reset_peak_memory(device)
-    warmup = max(size.warmup, 3) if variant.compile else size.warmup
+    warmup = max(size.warmup, 3) if compiled else size.warmup
     timing = time_calls(step, warmup=warmup, repeats=size.steps, device=device)
     if not all(torch.isfinite(torch.tensor(v)) for v in last.values()):
         raise FloatingPointError(f"non-finite loss terms after the timed steps: {last}")
@@ -259,6 +259,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         "requested_precision": requested_precision,
         "status": "ok",
         "fused_adam_used": fused,
+        "compiled": compiled,
         "unet_attention_processors": sorted({type(p).__name__ for p in teacher.unet.attn_processors.values()}),
         "vae_attention_processors": sorted({type(p).__name__ for p in teacher.vae.attn_processors.values()}),
         "unet_gradient_checkpointing": bool(teacher.unet.is_gradient_checkpointing),
@@ -316,7 +317,7 @@ _TABLE = [
     ("single_token", "1-token"),
     ("fused_adam_used", "fused Adam"),
     ("channels_last", "ch-last"),
-    ("compile", "compile"),
+    ("compiled", "compiled"),
     ("images_per_s", "images/s"),
     ("step_ms_median", "step ms"),
     ("peak_gib", "peak GiB"),
@@ -430,7 +431,7 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
     first_ok = next((r for r in results if r.get("status") == "ok"), {})
     env = first_ok.get("environment")
     by_name = {r["name"]: r for r in results}
-    reference, dcac = by_name.get("reference"), by_name.get("dcac") or by_name.get("+fused_adam (=dcac)")
+    reference, dcac = by_name.get("reference"), by_name.get("dcac") or by_name.get("+compile (=dcac)")
     ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
     baseline = dcac if ok(dcac) else first_ok or None
     rows = [_row(r, reference, baseline) for r in results]
@@ -452,9 +453,9 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
             "the latent cache build (once per run) is timed apart: latent_cache_build_images_per_s",
             "probe_grad_diff: before timing, each variant computes the loss and every trainable tensor's gradient "
             "norm on the same batch with the same latents, timesteps and noise; the column is the largest relative "
-            "difference from the dcac row (probe_grad_diff_vs_reference: from the reference row); variants in dcac's precision (dcac+...) must stay at round-off (<~1e-2), "
+            "difference from the dcac row (probe_grad_diff_vs_reference: from the reference row); variants in dcac's precision must stay at round-off (<~1e-2), "
             "rows in another precision show its round-off (~0.2 at tiny size), and a wrong or missing gradient "
-            "gives ~1 (torch 2.13 CPU inductor: dcac+compile = 1.0, the compiled UNet's backward is wrong)",
+            "gives ~1 (torch 2.13 CPU inductor with train.compile=true: 1.0, the compiled UNet's backward is wrong)",
             "on a CPU the reference's fp16 autocast runs as fp32 (requested_precision keeps the design's choice) "
             "unless --cpu-fp16: without fp16 arithmetic units, CPU fp16 is ~100x slower than fp32",
         ],

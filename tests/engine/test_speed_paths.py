@@ -134,7 +134,7 @@ def test_gradient_checkpointing_matches_plain_backward(standard):
 def test_channels_last_matches_contiguous(standard):
     _, _, batch, reference = standard
     cfg, model = _model("diffusion.single_token_attention=false", "train.channels_last=true")
-    apply_speed_switches(model, cfg.train)
+    apply_speed_switches(model, cfg.train, "cpu")
     conv = model.teacher.unet.conv_in.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     _assert_same(_run(model, *batch), reference)
@@ -218,7 +218,7 @@ def test_bf16_autocast_is_close_to_float32(standard):
 def test_compiled_model_matches_eager(standard):
     _, _, batch, reference = standard
     cfg, model = _model("diffusion.single_token_attention=false", "train.compile=true")
-    apply_speed_switches(model, cfg.train)
+    apply_speed_switches(model, cfg.train, "cpu")
     assert list(model.state_dict()) == list(standard[1].state_dict())
     _assert_same(_run(model, *batch), reference, tol=1e-4)
 
@@ -228,7 +228,7 @@ def test_frozen_weights_in_autocast_dtype_are_bit_identical_under_autocast():
     results = []
     for cast in (False, True):
         cfg, model = _model("train.mixed_precision=bf16", f"train.frozen_weights_in_autocast_dtype={cast}")
-        apply_speed_switches(model, cfg.train)
+        apply_speed_switches(model, cfg.train, "cpu")
         unet = model.teacher.unet
         base = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.base_layer.weight
         assert base.dtype == (torch.bfloat16 if cast else torch.float32)
@@ -243,7 +243,7 @@ def test_frozen_weights_in_autocast_dtype_are_bit_identical_under_autocast():
 
 def test_frozen_weights_stay_float32_without_autocast():
     cfg, model = _model("train.mixed_precision=fp32")
-    apply_speed_switches(model, cfg.train)
+    apply_speed_switches(model, cfg.train, "cpu")
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 

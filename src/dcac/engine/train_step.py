@@ -16,9 +16,14 @@ from dcac.models.frozen_weights import store_frozen_weights_in
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def apply_speed_switches(model: DCAC, train: TrainConfig) -> None:
+def compile_enabled(train: TrainConfig, device: torch.device | str) -> bool:
+    """``train.compile`` resolved for a device: auto compiles on CUDA only (see TrainConfig.compile)."""
+    return train.compile == "true" or (train.compile == "auto" and torch.device(device).type == "cuda")
+
+
+def apply_speed_switches(model: DCAC, train: TrainConfig, device: torch.device | str) -> None:
     """Apply ``train.frozen_weights_in_autocast_dtype``, ``train.channels_last`` and ``train.compile`` to a
-    built model, before ``accelerator.prepare``.
+    built model that will train on ``device``, before ``accelerator.prepare``.
 
     Each changes how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
     so parameter names (checkpoints, optimiser groups) stay those of the eager model.
@@ -29,9 +34,7 @@ def apply_speed_switches(model: DCAC, train: TrainConfig) -> None:
     if train.channels_last and model.teacher is not None:
         model.teacher.unet.to(memory_format=torch.channels_last)
         model.teacher.vae.to(memory_format=torch.channels_last)
-    if train.compile:
-        if not hasattr(torch.nn.Module, "compile"):
-            raise ValueError(f"train.compile=true needs torch >= 2.2 (nn.Module.compile); this is torch {torch.__version__}")
+    if compile_enabled(train, device):
         model.reid.compile()
         if model.teacher is not None:
             model.teacher.unet.compile()

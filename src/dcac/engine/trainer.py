@@ -138,7 +138,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
 
     # ---- model and optimiser --------------------------------------------------------------------------
     model = build_dcac(cfg, num_ids)
-    apply_speed_switches(model, cfg.train)
+    apply_speed_switches(model, cfg.train, device)
     optimizer = build_optimizer(model, cfg.optim, fused=device.type == "cuda")
     start_epoch, global_step = 0, 0
     checkpoint = find_training_checkpoint(run_dir) if resume else None
