@@ -55,6 +55,7 @@ def test_overrides_are_typed():
         ("conditioning.variant=soft", "conditioning.variant"),
         ("data.batch_size=30", "data.batch_size"),
         ("train.mixed_precision=fp8", "train.mixed_precision"),
+        ("train.compile=sometimes", "train.compile"),
         ("lr", "key=value"),
     ],
 )
@@ -80,3 +81,18 @@ def test_config_round_trips_through_yaml(tmp_path):
     from omegaconf import OmegaConf
 
     assert config_from_dict(OmegaConf.to_container(OmegaConf.load(path))) == c
+
+
+def test_training_speed_defaults_and_compile_switch():
+    from dcac.engine.train_step import compile_enabled
+
+    c = load_config("ma_to_ms")
+    assert c.train.compile == "auto" and c.encoder.gradient_checkpointing and c.train.frozen_weights_in_autocast_dtype
+    assert not c.diffusion.gradient_checkpointing and c.diffusion.cache_latents and c.train.mixed_precision == "bf16"
+    # auto compiles on CUDA only: torch 2.13's CPU inductor gets the UNet's backward wrong.
+    assert compile_enabled(c.train, "cuda") and not compile_enabled(c.train, "cpu")
+    for value, expected in (("true", True), ("True", True), ("false", False)):
+        train = load_config("ma_to_ms", [f"train.compile={value}"]).train
+        assert compile_enabled(train, "cpu") is expected and compile_enabled(train, "cuda:0") is expected
+    demo = load_config("demo")
+    assert demo.train.compile == "false" and not demo.encoder.gradient_checkpointing

@@ -46,7 +46,7 @@ class EncoderConfig:
     weights: str | None = None  # HF CLIP folder or OpenAI ViT-B-16.pt; None = random init
     freeze_patch_embed: bool = True
     # Recompute each ViT layer in the backward pass instead of keeping its activations: ~3 GiB less at batch 64
-    # for ~8 % of the step time eager, and almost nothing compiled (benchmarks/train_step.py).
+    # on an H100 for 8-30 % of the eager step's speed (host-dependent), ~9 % compiled (benchmarks/README.md).
     gradient_checkpointing: bool = True
 
 

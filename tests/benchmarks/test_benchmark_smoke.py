@@ -50,6 +50,8 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert dcac["precision"] == "bf16" and dcac["cache_latents"] and not dcac["unet_gradient_checkpointing"]
     assert dcac["unet_attention_processors"] == ["AttnProcessor2_0", "SingleTokenCrossAttnProcessor"]
     assert dcac["latent_cache_build_images_per_s"] > 0
+    assert dcac["frozen_in_autocast_dtype"] and dcac["encoder_checkpointing"] and not ref["encoder_checkpointing"]
+    assert not dcac["compiled"] and not ref["compiled"]  # train.compile=auto never compiles on the CPU
     assert result["speedup_dcac_vs_reference"] > 0 and result["memory_dcac_vs_reference"] > 0
     # The first-step fingerprint: the same batch, latents, timesteps and noise give comparable gradients.
     assert dcac["probe_grad_diff"] == 0 and 0 <= ref["probe_grad_diff"] < float("inf")
@@ -69,3 +71,19 @@ def test_extract_benchmark_tiny(tmp_path):
     # fp32 at another batch size gives the same features; bf16 gives close ones.
     assert rows[1]["max_abs_feature_diff_vs_first"] < 1e-5
     assert 0 < rows[2]["max_abs_feature_diff_vs_first"] < 0.05
+
+
+def test_data_loading_benchmark_tiny(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "data_loading.py"), "--tiny", "--target", "100", "--out", str(tmp_path / "dl.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| workers | images/s |" in proc.stdout
+    result = json.loads((tmp_path / "dl.json").read_text())
+    assert result["benchmark"] == "data_loading" and result["batch_size"] == 16 and result["target_images_per_s"] == 100
+    assert [row["workers"] for row in result["rows"]] == [0, 1]
+    assert all(row["images_per_s"] > 0 and row["first_batch_s"] > 0 for row in result["rows"])
+    assert result["workers_for_target"] >= 1 and result["best_images_per_s_per_worker"] > 0

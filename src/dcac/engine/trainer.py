@@ -46,7 +46,7 @@ from dcac.engine.evaluator import evaluate_on_target, format_metrics
 from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
-from dcac.engine.train_step import apply_speed_switches, train_step
+from dcac.engine.train_step import apply_speed_switches, compile_enabled, train_step
 from dcac.engine.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger
 from dcac.inference.ranked_list import sample_ranked_queries
@@ -139,6 +139,9 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
     # ---- model and optimiser --------------------------------------------------------------------------
     model = build_dcac(cfg, num_ids)
     apply_speed_switches(model, cfg.train, device)
+    if is_main and compile_enabled(cfg.train, device):
+        print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
+              "train.compile=false runs eager", flush=True)
     optimizer = build_optimizer(model, cfg.optim, fused=device.type == "cuda")
     start_epoch, global_step = 0, 0
     checkpoint = find_training_checkpoint(run_dir) if resume else None
