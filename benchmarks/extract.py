@@ -35,9 +35,9 @@ from common import (
 )
 from dcac.config import load_config
 from dcac.engine.features import extract_features
+from dcac.engine.train_step import AUTOCAST_DTYPES
 from dcac.models.build import build_reid_model
 
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         for batch_size in grid.batch_sizes:
             # batch_size=None: the dataset's items are already batches (no collation).
             loader = DataLoader(_Batches(images, batch_size), batch_size=None)
-            extract = lambda: extract_features(model, loader, device=device, autocast_dtype=_AUTOCAST[precision])  # noqa: E731
+            extract = lambda: extract_features(model, loader, device=device, autocast_dtype=AUTOCAST_DTYPES[precision])  # noqa: E731
             row: dict[str, Any] = {"precision": precision, "batch_size": batch_size, "images": grid.images}
             try:
                 reset_peak_memory(device)
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = replace(grid, batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")))
     if args.precisions:
         precisions = tuple(p.strip() for p in args.precisions.split(","))
-        unknown = [p for p in precisions if p not in _AUTOCAST]
+        unknown = [p for p in precisions if p not in AUTOCAST_DTYPES]
         if unknown:
-            raise SystemExit(f"unknown precision(s) {unknown}; choose from {list(_AUTOCAST)}")
+            raise SystemExit(f"unknown precision(s) {unknown}; choose from {list(AUTOCAST_DTYPES)}")
         grid = replace(grid, precisions=precisions)
     if args.images:
         grid = replace(grid, images=args.images)

@@ -13,7 +13,8 @@ from dcac.models.dcac import DCAC
 from dcac.models.frozen_weights import store_frozen_weights_in
 
 
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: The autocast dtype of each ``train.mixed_precision`` (fp32 = no autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 def compile_enabled(train: TrainConfig, device: torch.device | str) -> bool:
@@ -28,7 +29,7 @@ def apply_speed_switches(model: DCAC, train: TrainConfig, device: torch.device |
     Each changes how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
     so parameter names (checkpoints, optimiser groups) stay those of the eager model.
     """
-    autocast_dtype = _AUTOCAST_DTYPES.get(train.mixed_precision)
+    autocast_dtype = AUTOCAST_DTYPES[train.mixed_precision]
     if train.frozen_weights_in_autocast_dtype and autocast_dtype is not None and model.teacher is not None:
         store_frozen_weights_in(model.teacher.unet, autocast_dtype)
     if train.channels_last and model.teacher is not None:

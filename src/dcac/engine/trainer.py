@@ -46,7 +46,7 @@ from dcac.engine.evaluator import evaluate_on_target, format_metrics
 from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
-from dcac.engine.train_step import apply_speed_switches, compile_enabled, train_step
+from dcac.engine.train_step import AUTOCAST_DTYPES, apply_speed_switches, compile_enabled, train_step
 from dcac.engine.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger
 from dcac.inference.ranked_list import sample_ranked_queries
@@ -55,7 +55,6 @@ from dcac.models.build import build_dcac
 from dcac.models.dcac import DCAC
 
 _MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
-_AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 @dataclass
@@ -216,7 +215,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
             batch_size=cfg.data.test_batch_size,
             num_workers=cfg.data.num_workers,
             device=device,
-            autocast_dtype=_AUTOCAST_DTYPE[cfg.train.mixed_precision],
+            autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
         )
         dcac_model.memory.rebuild(feats, labels_all)
 

@@ -18,20 +18,16 @@ from torch import nn
 AUTOCAST_LOW_PRECISION_LAYERS = (nn.Linear, nn.Conv2d)
 
 
-def store_frozen_weights_in(module: nn.Module, dtype: torch.dtype) -> int:
-    """Cast every frozen Linear/Conv2d of ``module`` to ``dtype`` in place; returns the parameter count cast.
+def store_frozen_weights_in(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast every frozen Linear/Conv2d of ``module`` to ``dtype`` in place.
 
     A layer is frozen when none of its own parameters requires a gradient, so a peft LoRA layer's base
     weights are cast and its adapters are not. The model must then only run under autocast to ``dtype``
     (outside it, a float32 input would meet a ``dtype`` weight).
     """
-    cast = 0
     for layer in module.modules():
         if not isinstance(layer, AUTOCAST_LOW_PRECISION_LAYERS):
             continue
         params = list(layer.parameters(recurse=False))
-        if not params or any(p.requires_grad for p in params):
-            continue
-        layer.to(dtype)
-        cast += sum(p.numel() for p in params)
-    return cast
+        if params and not any(p.requires_grad for p in params):
+            layer.to(dtype)

@@ -160,16 +160,17 @@ class CLIPReIDEncoder(nn.Module):
         # Recompute each transformer layer in the backward pass instead of keeping its activations
         # (a training-time switch, not part of the architecture: see enable_gradient_checkpointing).
         self.gradient_checkpointing = False
+        # transformers < 5 layers take a causal-mask argument and return a tuple; >= 5 return the tensor.
+        takes_causal_mask = "causal_attention_mask" in inspect.signature(self.encoder.layers[0].forward).parameters
+        self._layer_masks = (None, None) if takes_causal_mask else (None,)
 
     def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Keep only each layer's input during training and recompute the layer for its backward pass."""
         self.gradient_checkpointing = enabled
 
     def _checkpointed_layers(self, hidden: torch.Tensor) -> torch.Tensor:
-        # transformers < 5 layers take a causal mask argument and return a tuple; >= 5 return the tensor.
-        masks = (None, None) if "causal_attention_mask" in inspect.signature(self.encoder.layers[0].forward).parameters else (None,)
         for layer in self.encoder.layers:
-            out = checkpoint(layer, hidden, *masks, use_reentrant=False)
+            out = checkpoint(layer, hidden, *self._layer_masks, use_reentrant=False)
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
 
