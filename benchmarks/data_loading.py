@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS_DIR, format_table, write_json
+from common import RESULTS_DIR, environment, format_table, write_json
 
 _H100_RESULT = RESULTS_DIR / "train_step_h100.json"
 
@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             row["x_target"] = row["images_per_s"] / target
     summary = {
         "benchmark": "data_loading",
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                 "load_average_1m": os.getloadavg()[0], "torch_version": torch.__version__},
+        "environment": environment(torch.device("cpu")),
         "batch_size": args.batch_size,
         "image_size_on_disk": [128, 64],
         "diffusion_view": args.diffusion_view,
