@@ -1,4 +1,4 @@
-"""Adam with per-group learning rates and the per-epoch warm-up + multi-step schedule (DESIGN §1.5)."""
+"""Adam with per-group learning rates and the per-epoch warm-up + multi-step schedule of the official DCAC code."""
 
 from __future__ import annotations
 
@@ -28,11 +28,18 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, *, fused: bool = False
 
 
 def lr_factor(epoch: int, optim: OptimConfig) -> float:
-    """LR multiplier for a 0-based epoch: linear warm-up from ``warmup_factor``, then x``gamma`` at each milestone."""
-    if epoch < optim.warmup_epochs:
-        alpha = epoch / optim.warmup_epochs
+    """LR multiplier of the 0-based ``epoch``: linear warm-up from ``warmup_factor``, then x``gamma`` per milestone.
+
+    The official code steps its ``WarmupMultiStepLR`` with the 1-based epoch number ``e`` before each epoch, so
+    the factor is read at ``e = epoch + 1``: ``warmup_factor (1 - e/W) + e/W`` for ``e < W`` and ``gamma^k`` once
+    ``k`` milestones are ``<= e``. With W = 10 and milestones 30, 50 the first epoch trains at 0.19x, the tenth at
+    1x, epochs 30-49 at 0.1x and 50-60 at 0.01x.
+    """
+    e = epoch + 1
+    if e < optim.warmup_epochs:
+        alpha = e / optim.warmup_epochs
         return optim.warmup_factor * (1 - alpha) + alpha
-    return optim.gamma ** bisect_right(sorted(optim.milestones), epoch)
+    return optim.gamma ** bisect_right(sorted(optim.milestones), e)
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, optim: OptimConfig) -> float:
