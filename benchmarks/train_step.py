@@ -247,7 +247,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
 
     def step() -> None:
         nonlocal last
-        last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], cfg.loss, latent_cache)
+        last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], latent_cache)
 
     reset_peak_memory(device)
     warmup = max(size.warmup, 3) if compiled else size.warmup

@@ -1,6 +1,6 @@
 """Typed configuration for a DCAC run.
 
-Every default is the paper's recipe (DESIGN §1); a preset YAML (``dcac/configs/*.yaml``) overrides only
+Every default is the paper's recipe; a preset YAML (``dcac/configs/*.yaml``) overrides only
 what its setting changes, and ``key=value`` overrides from the command line go on top.  The config is a
 tree of dataclasses so a typo is an error that names the key, not a silently ignored setting.
 """
@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
+
+from dcac import choices
 
 
 class ConfigError(ValueError):
@@ -55,8 +57,8 @@ class DiffusionConfig:
     preset: str = "sd15"  # sd15 | tiny
     weights: str | None = None  # diffusers folder or v1-5-pruned.ckpt/.safetensors; None = random init
     mode: str = "lora"  # lora | full | frozen
-    lora_rank: int = 8
-    lora_alpha: float = 1.0
+    lora_rank: int = choices.LORA_RANK
+    lora_alpha: float = choices.LORA_ALPHA
     single_token_attention: bool = True
     gradient_checkpointing: bool = False
     cache_latents: bool = True  # encode each image's VAE posterior once (the view is not augmented)
@@ -68,6 +70,11 @@ class ConditioningConfig:
     prob_source: str = "fc"  # fc | memory | both
     temperature: float = 1.0  # tau in p = softmax(z / tau)
 
+    @property
+    def has_teacher(self) -> bool:
+        """Whether the run trains with the diffusion teacher (every variant but the baseline's ``none``)."""
+        return self.variant != choices.NO_TEACHER
+
 
 @dataclass
 class LossConfig:
@@ -75,9 +82,9 @@ class LossConfig:
     pcl_weight: float = 1.0
     diffusion_weight: float = 1.0
     label_smoothing: float = 0.1
-    pcl_temperature: float = 0.01
-    pcl_momentum: float = 0.2
-    pcl_update: str = "hard"  # hard | mean
+    pcl_temperature: float = choices.PCL_TEMPERATURE
+    pcl_momentum: float = choices.PCL_MOMENTUM
+    pcl_update: str = choices.PCL_UPDATE  # hard | mean
 
 
 @dataclass
@@ -123,6 +130,11 @@ class TrainConfig:
     # Store the frozen UNet Linear/Conv weights in the bf16/fp16 autocast dtype: bit-identical results (autocast
     # casts them at every call anyway), half their memory and no per-step cast copies. No effect under fp32.
     frozen_weights_in_autocast_dtype: bool = True
+    # none = the clean method; official = reproduce the official code as it ran (README "Differences from the
+    # official code"): BNNeck statistics updated twice per step, frozen random q/k/v biases in the UNet,
+    # bilinear test resize for single-source runs, fp16 autocast with a GradScaler and fp16 PCL logits, VAE
+    # re-encoded every step. It sets train.mixed_precision=fp16 and diffusion.cache_latents=false.
+    compat: str = "none"
 
 
 @dataclass
@@ -137,13 +149,17 @@ class DCACConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "DCACConfig":
-        _check_choice("encoder.preset", self.encoder.preset, ("vit_b16", "tiny"))
-        _check_choice("diffusion.preset", self.diffusion.preset, ("sd15", "tiny"))
-        _check_choice("diffusion.mode", self.diffusion.mode, ("lora", "full", "frozen"))
-        _check_choice("conditioning.variant", self.conditioning.variant, ("correlation", "hard", "instance", "none"))
-        _check_choice("conditioning.prob_source", self.conditioning.prob_source, ("fc", "memory", "both"))
-        _check_choice("loss.pcl_update", self.loss.pcl_update, ("hard", "mean"))
-        _check_choice("train.mixed_precision", self.train.mixed_precision, ("bf16", "fp16", "fp32"))
+        _check_choice("encoder.preset", self.encoder.preset, choices.ENCODER_PRESETS)
+        _check_choice("diffusion.preset", self.diffusion.preset, choices.DIFFUSION_PRESETS)
+        _check_choice("diffusion.mode", self.diffusion.mode, choices.UNET_TRAINING_MODES)
+        _check_choice("conditioning.variant", self.conditioning.variant, choices.CONDITIONING_VARIANTS)
+        _check_choice("conditioning.prob_source", self.conditioning.prob_source, choices.PROBABILITY_SOURCES)
+        _check_choice("loss.pcl_update", self.loss.pcl_update, choices.PCL_UPDATE_MODES)
+        _check_choice("train.mixed_precision", self.train.mixed_precision, choices.MIXED_PRECISIONS)
+        _check_choice("train.compat", self.train.compat, choices.COMPAT_MODES)
+        if self.train.compat == "official":
+            # The official code ran fp16 autocast and encoded every batch with the VAE.
+            self.train.mixed_precision, self.diffusion.cache_latents = "fp16", False
         self.train.compile = str(self.train.compile).lower()  # YAML/CLI booleans arrive as True/False
         _check_choice("train.compile", self.train.compile, ("auto", "true", "false"))
         _check_choice("eval.metric", self.eval.metric, ("euclidean", "cosine"))
@@ -159,6 +175,10 @@ class DCACConfig:
             raise ConfigError(f"conditioning.temperature must be > 0, got {self.conditioning.temperature}")
         if self.diffusion.lora_rank < 1:
             raise ConfigError(f"diffusion.lora_rank must be >= 1, got {self.diffusion.lora_rank}")
+        if self.loss.pcl_temperature <= 0:
+            raise ConfigError(f"loss.pcl_temperature must be > 0, got {self.loss.pcl_temperature}")
+        if not 0.0 <= self.loss.pcl_momentum <= 1.0:
+            raise ConfigError(f"loss.pcl_momentum must lie in [0, 1], got {self.loss.pcl_momentum}")
         return self
 
     def to_yaml(self) -> str:

@@ -146,7 +146,7 @@ def _worker(data_root: Path, out: Path) -> None:
     for step, indices in enumerate(_rank_batches(cfg, pids, rank, world_size)[:STEPS]):
         torch.manual_seed(_step_seed(step, rank))
         batch = default_collate([dataset[i] for i in indices])
-        train_step(model, optimizer, accelerator, batch, cfg.loss, cache)
+        train_step(model, optimizer, accelerator, batch, cache)
         save_file(grads, out / f"rank{rank}_grads{step}.safetensors")
         save_file(trainable_state(dcac_model), out / f"rank{rank}_state_before{step + 1}.safetensors")
     report["metrics"] = evaluate_on_target(dcac_model.reid, protocol.targets[TARGET], cfg, device=accelerator.device).metrics
@@ -331,7 +331,7 @@ def _compare_steps_with_reference(worker_out, cfg, model, dataset, cache, halves
             for name, grad in expected.items():
                 torch.testing.assert_close(rank_grads[name], grad, rtol=1e-4, atol=atol, msg=f"step {step}: {name}")
 
-        model.memory.update(torch.cat(embeddings), torch.cat(labels), momentum=cfg.loss.pcl_momentum, mode=cfg.loss.pcl_update)
+        model.memory.update(torch.cat(embeddings), torch.cat(labels))
         after = [load_file(worker_out / f"rank{rank}_state_before{step + 1}.safetensors") for rank in range(WORLD_SIZE)]
         torch.testing.assert_close(after[0]["memory.features"], model.memory.features, rtol=0, atol=1e-5, msg=f"step {step}")
         # Same parameters (DDP) and the same memory (the update from the gathered batch), bit for bit.

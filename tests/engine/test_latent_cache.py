@@ -60,8 +60,8 @@ def test_same_eps_gives_the_same_latent_as_the_per_step_vae(teacher, records):
     with torch.no_grad():
         reference = teacher.vae.encode(views).latent_dist.sample(generator=torch.Generator().manual_seed(5))
     cached = cache.sample(teacher, indices, generator=torch.Generator().manual_seed(5))
-    torch.testing.assert_close(cached, reference * teacher.config.latent_scale, rtol=0, atol=1e-6)
-    assert teacher.config.latent_scale == teacher.vae.config.scaling_factor == 0.18215
+    torch.testing.assert_close(cached, reference * teacher.latent_scale, rtol=0, atol=1e-6)
+    assert teacher.latent_scale == teacher.vae.config.scaling_factor == 0.18215
 
 
 def test_sample_picks_the_indexed_rows():
@@ -77,7 +77,7 @@ def test_many_draws_have_the_posterior_law(teacher, records):
     cache = LatentCache.build(teacher, records[:1], size=SIZE)
     n = 20_000
     draws = cache.sample(teacher, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(11))
-    scale = teacher.config.latent_scale
+    scale = teacher.latent_scale
     mu, sigma = cache.mean[0] * scale, cache.std[0] * scale
     emp_mean, emp_std = draws.mean(dim=0), draws.std(dim=0)
     assert ((emp_mean - mu).abs() <= 5 * sigma / n**0.5).all()

@@ -22,22 +22,30 @@ def test_schedule_is_the_official_table_for_all_60_epochs():
     assert factors == pytest.approx(OFFICIAL_TABLE, rel=1e-12)
 
 
-def test_groups_and_lr_multiplier():
-    model = torch.nn.ModuleDict(
-        {
-            "reid": torch.nn.Linear(3, 3),
-            "teacher": torch.nn.Linear(3, 3),
-            "conditioner": torch.nn.Linear(3, 3),
-            "frozen": torch.nn.Linear(3, 3),
-        }
-    )
-    model["frozen"].requires_grad_(False)
+def test_groups_come_from_the_model_with_the_lr_multiplier():
+    from dcac.config import load_config
+    from dcac.models.build import build_dcac
+
+    cfg = load_config("demo", ["conditioning.variant=instance"])
+    torch.manual_seed(0)
+    model = build_dcac(cfg, num_ids=4)
     o = OptimConfig(lr=1e-4, diffusion_lr_mult=10.0)
     opt = build_optimizer(model, o)
     groups = {g["name"]: g for g in opt.param_groups}
-    assert len(groups["reid"]["params"]) == 2 and len(groups["diffusion"]["params"]) == 4
+    trainable = lambda module: [p for p in module.parameters() if p.requires_grad]  # noqa: E731
+    assert groups["reid"]["params"] == trainable(model.reid)
+    assert groups["diffusion"]["params"] == trainable(model.teacher) + [model.conditioner.projection]
+    assert all(p.requires_grad for g in opt.param_groups for p in g["params"])
     assert all(g["weight_decay"] == o.weight_decay for g in opt.param_groups)
     set_epoch_lr(opt, 0, o)
     assert groups["reid"]["lr"] == pytest.approx(1.9e-5) and groups["diffusion"]["lr"] == pytest.approx(1.9e-4)
     set_epoch_lr(opt, 35, o)
     assert groups["reid"]["lr"] == pytest.approx(1e-5) and groups["diffusion"]["lr"] == pytest.approx(1e-4)
+
+
+def test_baseline_has_one_group():
+    from dcac.config import load_config
+    from dcac.models.build import build_dcac
+
+    model = build_dcac(load_config("demo", ["conditioning.variant=none"]), num_ids=4)
+    assert [g["name"] for g in model.parameter_groups(1e-4, 10.0)] == ["reid"]

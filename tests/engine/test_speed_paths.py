@@ -168,7 +168,7 @@ def test_train_step_with_latent_cache_updates_like_the_per_step_vae():
         if not use_cache:
             batch["diffusion_image"] = views[:8]
         torch.manual_seed(21)
-        parts = train_step(model, optimizer, accelerator, batch, cfg.loss, cache)
+        parts = train_step(model, optimizer, accelerator, batch, cache)
         states.append((parts, {k: v.clone() for k, v in model.state_dict().items()}))
     (parts_a, state_a), (parts_b, state_b) = states
     assert parts_a.keys() == parts_b.keys() and abs(parts_a["loss"] - parts_b["loss"]) <= 1e-5 * abs(parts_b["loss"])

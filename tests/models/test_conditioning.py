@@ -73,8 +73,24 @@ def test_hard_and_instance_values():
     torch.testing.assert_close(hard(**x), hard.prompts[x["labels"]])
     instance = IDConditioner(N, context_dim=D, feat_dim=F, variant="instance")
     assert not hasattr(instance, "prompts")
-    expected = x["feat_bn"] @ instance.projection.weight.T + instance.projection.bias
-    torch.testing.assert_close(instance(**x), expected)
+    assert instance.projection.shape == (F, D)  # Q: no bias
+    unit = x["feat_bn"] / x["feat_bn"].norm(dim=1, keepdim=True)
+    torch.testing.assert_close(instance(**x), unit @ instance.projection)
+    torch.testing.assert_close(instance(feat_bn=3 * x["feat_bn"]), unit @ instance.projection)  # scale-free
+
+
+def test_instance_projection_initialised_standard_normal():
+    torch.manual_seed(0)
+    projection = IDConditioner(3, context_dim=768, feat_dim=512, variant="instance").projection
+    assert projection.shape == (512, 768) and [name for name, _ in IDConditioner(3, variant="instance").named_parameters()] == ["projection"]
+    assert abs(projection.mean().item()) < 0.01 and abs(projection.std().item() - 1) < 0.01
+
+
+def test_needs_memory_logits_only_for_the_memory_sources():
+    assert not IDConditioner(N).needs_memory_logits
+    assert IDConditioner(N, prob_source="memory").needs_memory_logits
+    assert IDConditioner(N, prob_source="both").needs_memory_logits
+    assert not IDConditioner(N, variant="hard", prob_source="both").needs_memory_logits
 
 
 def test_bad_input_errors():
@@ -84,8 +100,8 @@ def test_bad_input_errors():
         IDConditioner(N, prob_source="bank")
     with pytest.raises(ValueError, match="temperature"):
         IDConditioner(N, temperature=0.0)
-    with pytest.raises(RuntimeError, match="skip"):
-        IDConditioner(N, variant="none")(**_inputs())
+    with pytest.raises(ValueError, match="variant 'none'"):
+        IDConditioner(N, variant="none")  # the baseline has no conditioner
     with pytest.raises(ValueError, match="memory_logits"):
         IDConditioner(N, prob_source="memory")(logits=torch.zeros(B, N))
     with pytest.raises(ValueError, match="B x 7"):

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from dcac.config import OptimConfig
 
-
-def parameter_groups(model: nn.Module, optim: OptimConfig) -> list[dict]:
-    """Re-ID side at the base LR; diffusion side (prompts, projection, UNet) at ``lr * diffusion_lr_mult``."""
-    reid, diffusion = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (diffusion if name.startswith(("teacher.", "conditioner.")) else reid).append(param)
-    groups = [{"params": reid, "lr": optim.lr, "name": "reid"}]
-    if diffusion:
-        groups.append({"params": diffusion, "lr": optim.lr * optim.diffusion_lr_mult, "name": "diffusion"})
-    return groups
+if TYPE_CHECKING:
+    from dcac.models.dcac import DCAC
 
 
-def build_optimizer(model: nn.Module, optim: OptimConfig, *, fused: bool = False) -> torch.optim.Adam:
-    return torch.optim.Adam(parameter_groups(model, optim), lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
+def build_optimizer(model: DCAC, optim: OptimConfig, *, fused: bool = False) -> torch.optim.Adam:
+    """Adam over the groups the model hands out (its Re-ID and diffusion sides, see ``DCAC.parameter_groups``)."""
+    groups = model.parameter_groups(optim.lr, optim.diffusion_lr_mult)
+    return torch.optim.Adam(groups, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
 
 def lr_factor(epoch: int, optim: OptimConfig) -> float:
@@ -46,6 +38,5 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, optim: OptimConfi
     """Set every group's LR for ``epoch``; stateless, so a resumed run gets exactly the same schedule."""
     factor = lr_factor(epoch, optim)
     for group in optimizer.param_groups:
-        mult = optim.diffusion_lr_mult if group.get("name") == "diffusion" else 1.0
-        group["lr"] = optim.lr * mult * factor
+        group["lr"] = group["base_lr"] * factor
     return factor

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from dcac.config import LossConfig, TrainConfig
+from dcac.config import TrainConfig
 from dcac.engine.latent_cache import LatentCache
 from dcac.models.dcac import DCAC
 from dcac.models.frozen_weights import store_frozen_weights_in
@@ -58,27 +58,32 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     accelerator: Accelerator,
     batch: dict[str, Any],
-    losses: LossConfig,
     latent_cache: LatentCache | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """Forward, backward, Adam step, then the ID-memory update from the batch of every rank.
 
-    ``model`` is what ``accelerator.prepare`` returned (possibly DDP-wrapped); returns the loss terms.
+    ``model`` is what ``accelerator.prepare`` returned (possibly DDP-wrapped); returns the loss terms. With a
+    ``scaler`` (``train.compat=official``) the step runs the official code's fp16 autocast and loss scaling on
+    any device: a step whose gradients overflow is skipped, the memory still moves.
     """
     dcac_model: DCAC = accelerator.unwrap_model(model)
     device = accelerator.device
     images = batch["image"].to(device, non_blocking=True)
     labels = batch["pid"].to(device, non_blocking=True)
-    latents = batch_latents(dcac_model, batch, latent_cache, device)
-    with accelerator.autocast():
+    with torch.autocast(device.type, dtype=torch.float16) if scaler is not None else accelerator.autocast():
+        latents = batch_latents(dcac_model, batch, latent_cache, device)
         out = model(images, labels, latents)
-    accelerator.backward(out.loss)
-    optimizer.step()
+    if scaler is None:
+        accelerator.backward(out.loss)
+        optimizer.step()
+    else:
+        scaler.scale(out.loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     optimizer.zero_grad(set_to_none=True)
     # Every rank applies the same update from the gathered batch, so the memories stay identical.
-    dcac_model.memory.update(
-        accelerator.gather(out.embeddings), accelerator.gather(labels), momentum=losses.pcl_momentum, mode=losses.pcl_update
-    )
+    dcac_model.memory.update(accelerator.gather(out.embeddings), accelerator.gather(labels))
     parts = {k: float(v) for k, v in out.parts.items()}
     parts["loss"] = float(out.loss.detach())
     return parts

@@ -101,8 +101,9 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
 def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
     """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs."""
     cfg = config
+    official = cfg.train.compat == "official"  # fp16 autocast and loss scaling run in train_step, on any device
     accelerator = Accelerator(
-        mixed_precision=_MIXED_PRECISION[cfg.train.mixed_precision],
+        mixed_precision="no" if official else _MIXED_PRECISION[cfg.train.mixed_precision],
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DDP_KWARGS],
     )
@@ -129,7 +130,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
     augment = build_train_transform(
         cfg.data.height, cfg.data.width, flip_p=cfg.data.flip_p, padding=cfg.data.padding, erasing_p=cfg.data.erasing_p
     )
-    use_diffusion = cfg.conditioning.variant != "none"
+    use_diffusion = cfg.conditioning.has_teacher
     per_step_vae = use_diffusion and not cfg.diffusion.cache_latents
     train_set = ReIDImageDataset(
         records, augment, diffusion_transform=build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
@@ -142,6 +143,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
               "train.compile=false runs eager", flush=True)
     optimizer = build_optimizer(model, cfg.optim, fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type) if official else None
     start_epoch, global_step = 0, 0
     checkpoint = find_training_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
@@ -228,7 +230,7 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
-            parts = train_step(model, optimizer, accelerator, batch, cfg.loss, latent_cache)
+            parts = train_step(model, optimizer, accelerator, batch, latent_cache, scaler)
             global_step += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})

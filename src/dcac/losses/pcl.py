@@ -1,38 +1,66 @@
-"""Prototypical contrastive loss (PCL) with an identity memory (DESIGN §1.2).
+"""Prototypical contrastive loss (PCL) with an identity memory (the paper's L_pcl).
 
 The memory ``M`` holds one unit vector per training identity. It is rebuilt from the features of every
 training image at the start of each epoch, used as the weight of a cosine classifier with temperature T
 (``L_pcl = CE(M v / T, y)``), and moved towards the current batch after every step with momentum ``m``
-(cluster-contrast's ``ClusterMemory`` update: "hard" — per identity, the batch sample least similar
-to its prototype — or "mean" — every sample in turn).
+(cluster-contrast's ``ClusterMemory`` update: "hard" -- per identity, the batch sample least similar
+to its prototype -- or "mean" -- every sample in turn).
+
+One object owns all of it: ``memory(features, labels)`` is the loss training uses, ``memory.update`` the
+step after each batch and ``memory.rebuild`` the start of each epoch; T, m and the update mode are set once
+at construction.
 
 The memory is kept in float32 whatever the feature dtype: under autocast the features may be float16 or
-bfloat16, and the small momentum steps and the division by T = 0.01 need full precision.
+bfloat16, and the small momentum steps and the division by T = 0.01 need full precision. The official code
+computes the logits in float16 (autocast); ``logits_dtype=torch.float16`` reproduces that.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-UpdateMode = Literal["hard", "mean"]
+from dcac.choices import PCL_MOMENTUM, PCL_TEMPERATURE, PCL_UPDATE, PCL_UPDATE_MODES
 
 
 class PrototypeMemory(nn.Module):
-    """An ``num_ids × dim`` memory of unit identity prototypes (buffer ``features``, float32)."""
+    """An ``num_ids x dim`` memory of unit identity prototypes (buffer ``features``, float32) and its loss."""
 
     features: torch.Tensor
 
-    def __init__(self, num_ids: int, dim: int) -> None:
+    def __init__(
+        self,
+        num_ids: int,
+        dim: int,
+        *,
+        temperature: float = PCL_TEMPERATURE,
+        momentum: float = PCL_MOMENTUM,
+        update_mode: str = PCL_UPDATE,
+        logits_dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         if num_ids <= 0 or dim <= 0:
             raise ValueError(f"PrototypeMemory needs num_ids > 0 and dim > 0, got {num_ids}, {dim}")
+        if temperature <= 0:
+            raise ValueError(f"memory temperature must be > 0, got {temperature}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"memory momentum must lie in [0, 1], got {momentum}")
+        if update_mode not in PCL_UPDATE_MODES:
+            raise ValueError(f"memory update mode must be one of {PCL_UPDATE_MODES}, got {update_mode!r}")
+        self.temperature = temperature
+        self.momentum = momentum
+        self.update_mode = update_mode
+        self.logits_dtype = logits_dtype
         # A buffer, not a parameter: it is never trained by gradients, but it is saved with the
         # model so a resumed run continues from the same prototypes.
         self.register_buffer("features", torch.zeros(num_ids, dim, dtype=torch.float32))
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_ids={self.num_ids}, dim={self.dim}, temperature={self.temperature}, momentum={self.momentum}, "
+            f"update_mode={self.update_mode}, logits_dtype={self.logits_dtype}"
+        )
 
     @property
     def num_ids(self) -> int:
@@ -65,38 +93,30 @@ class PrototypeMemory(nn.Module):
         sums = torch.zeros_like(self.features).index_add_(0, labels, unit)
         self.features.copy_(F.normalize(sums / counts.unsqueeze(1), dim=1))
 
-    def logits(self, v_normalized: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
-        """Cosine logits ``M v / T`` (B × N_ids, float32) for already L2-normalised ``v`` (B × dim)."""
+    def logits(self, v_normalized: torch.Tensor) -> torch.Tensor:
+        """Cosine logits ``M v / T`` (B x N_ids) for already L2-normalised ``v`` (B x dim), in ``logits_dtype``."""
         # Autocast would run this matmul in half precision; the memory and the 1/T = 100 scaling
-        # are kept in float32, while gradients still flow back into a half-precision ``v``.
+        # are kept in float32 (unless asked otherwise), while gradients still flow back into a half-precision ``v``.
         with torch.autocast(device_type=v_normalized.device.type, enabled=False):
-            return v_normalized.float() @ self.features.t() / temperature
+            dtype = self.logits_dtype
+            return (v_normalized.to(dtype) @ self.features.to(dtype).t()) / self.temperature
 
-    def loss(self, v: torch.Tensor, labels: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
-        """``L_pcl = CE(M v̂ / T, y)`` averaged over the batch; ``v`` is L2-normalised here."""
-        return F.cross_entropy(self.logits(F.normalize(v.float(), dim=1), temperature), labels)
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``L_pcl = CE(M v / T, y)`` averaged over the batch, ``v`` the L2-normalised ``features``."""
+        return F.cross_entropy(self.logits(F.normalize(features.float(), dim=1)).float(), labels)
 
     @torch.no_grad()
-    def update(
-        self,
-        v: torch.Tensor,
-        labels: torch.Tensor,
-        momentum: float = 0.2,
-        mode: UpdateMode = "hard",
-    ) -> None:
+    def update(self, v: torch.Tensor, labels: torch.Tensor) -> None:
         """Move the prototypes of the batch's identities towards the batch (``v`` normalised here).
 
         ``hard``: per identity, the sample with the lowest similarity to ``M[y]`` (ties: the first in
         the batch) gives ``M[y] ← normalise(m·M[y] + (1−m)·v_hard)``. ``mean``: the same step applied
         for every sample in batch order, so an identity with K samples moves K times.
         """
-        if mode not in ("hard", "mean"):
-            raise ValueError(f"memory update mode must be 'hard' or 'mean', got {mode!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"memory momentum must lie in [0, 1], got {momentum}")
+        momentum = self.momentum
         v = F.normalize(v.detach().to(self.features.device, torch.float32), dim=1)
         labels = labels.to(self.features.device).long()
-        if mode == "hard":
+        if self.update_mode == "hard":
             similarity = (v * self.features[labels]).sum(dim=1)
             # Stable sort by similarity, then stable sort by identity: each identity's run starts at
             # its least-similar sample, the earliest in the batch on ties.

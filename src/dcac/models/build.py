@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
+
+import torch
 
 from dcac.config import DCACConfig
 from dcac.models.reid_encoder import ReIDEncoderConfig
@@ -27,30 +29,29 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
 
 
 def build_dcac(config: DCACConfig, num_ids: int):
-    """The whole training module of DESIGN §1: Re-ID model, ID memory and (unless the baseline) the teacher."""
+    """The whole training module: Re-ID model, ID memory and (unless the baseline) the teacher and conditioner.
+
+    With ``train.compat=official`` the BNNeck runs twice per step, the memory's logits are float16 and the
+    teacher's q/k/v projections carry frozen random biases drawn from ``train.seed`` (``dcac.compat``).
+    """
     from dcac.losses import PrototypeMemory
     from dcac.models.conditioning import IDConditioner
     from dcac.models.dcac import DCAC
-    from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
+    official = config.train.compat == "official"
     reid = build_reid_model(config, num_ids, load_weights=True)
     feat_dim = reid.bottleneck.num_features
-    memory = PrototypeMemory(num_ids, feat_dim)
+    memory = PrototypeMemory(
+        num_ids,
+        feat_dim,
+        temperature=config.loss.pcl_temperature,
+        momentum=config.loss.pcl_momentum,
+        update_mode=config.loss.pcl_update,
+        logits_dtype=torch.float16 if official else torch.float32,
+    )
     teacher = conditioner = None
-    if config.conditioning.variant != "none":
-        d = config.diffusion
-        teacher = DiffusionTeacher(
-            DiffusionTeacherConfig(
-                preset=d.preset,
-                weights=d.weights,
-                mode=d.mode,
-                lora_rank=d.lora_rank,
-                lora_alpha=d.lora_alpha,
-                image_size=config.data.diffusion_size,
-                single_token_attention=d.single_token_attention,
-                gradient_checkpointing=d.gradient_checkpointing,
-            )
-        )
+    if config.conditioning.has_teacher:
+        teacher = build_teacher(config)
         conditioner = IDConditioner(
             num_ids,
             context_dim=teacher.cross_attention_dim,
@@ -59,4 +60,19 @@ def build_dcac(config: DCACConfig, num_ids: int):
             prob_source=config.conditioning.prob_source,
             temperature=config.conditioning.temperature,
         )
-    return DCAC(reid, memory, config.loss, teacher=teacher, conditioner=conditioner)
+    return DCAC(reid, memory, config.loss, teacher=teacher, conditioner=conditioner, bnneck_twice=official)
+
+
+def build_teacher(config: DCACConfig):
+    """The diffusion teacher of ``config.diffusion`` at ``data.diffusion_size`` (with the compat biases)."""
+    from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
+
+    official = config.train.compat == "official"
+    return DiffusionTeacher(
+        DiffusionTeacherConfig(
+            **asdict(config.diffusion),
+            image_size=config.data.diffusion_size,
+            qkv_bias_seed=config.train.seed if official and config.diffusion.mode == "lora" else None,
+            encode_under_autocast=official,
+        )
+    )

@@ -9,23 +9,21 @@ Variants (one switch, for ablations):
 * ``correlation`` -- c = p P with p from the probability source:
   ``fc`` (p = softmax(logits / tau)), ``memory`` (p = softmax(M v / T), where the caller passes
   the PCL memory logits M v / T with the PCL temperature T already applied, so tau does not act
-  on them: DESIGN §1.4), or ``both`` (the mean of the two probability vectors);
+  on them), or ``both`` (the mean of the two probability vectors);
 * ``hard`` -- c = P[y], the prompt of the true identity (no gradient into the logits);
-* ``instance`` -- c = W f_bn, a learned projection of the BNNeck feature;
-* ``none`` -- no diffusion loss; the caller skips the teacher, so ``forward`` is an error.
+* ``instance`` -- c = normalise(f_bn) Q, the unit BNNeck feature times a learned dim x D matrix Q
+  (initialised N(0, 1), no bias), as the official code's ``feature`` probability type.
+
+The baseline without a teacher has no conditioner at all (``conditioning.variant=none``).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-ConditioningVariant = Literal["correlation", "hard", "instance", "none"]
-ProbabilitySource = Literal["fc", "memory", "both"]
-CONDITIONING_VARIANTS: tuple[str, ...] = get_args(ConditioningVariant)
-PROBABILITY_SOURCES: tuple[str, ...] = get_args(ProbabilitySource)
+from dcac.choices import CONDITIONER_VARIANTS, PROBABILITY_SOURCES
 
 
 class IDConditioner(nn.Module):
@@ -36,13 +34,13 @@ class IDConditioner(nn.Module):
         num_ids: int,
         context_dim: int = 768,
         feat_dim: int = 512,
-        variant: ConditioningVariant = "correlation",
-        prob_source: ProbabilitySource = "fc",
+        variant: str = "correlation",
+        prob_source: str = "fc",
         temperature: float = 1.0,
     ) -> None:
         super().__init__()
-        if variant not in CONDITIONING_VARIANTS:
-            raise ValueError(f"unknown conditioning variant {variant!r}; expected one of {CONDITIONING_VARIANTS}")
+        if variant not in CONDITIONER_VARIANTS:
+            raise ValueError(f"unknown conditioning variant {variant!r}; expected one of {CONDITIONER_VARIANTS}")
         if prob_source not in PROBABILITY_SOURCES:
             raise ValueError(f"unknown probability source {prob_source!r}; expected one of {PROBABILITY_SOURCES}")
         if temperature <= 0:
@@ -56,8 +54,13 @@ class IDConditioner(nn.Module):
         self.temperature = temperature
         if variant in ("correlation", "hard"):
             self.prompts = nn.Parameter(torch.randn(num_ids, context_dim))
-        elif variant == "instance":
-            self.projection = nn.Linear(feat_dim, context_dim)
+        else:
+            self.projection = nn.Parameter(torch.randn(feat_dim, context_dim))
+
+    @property
+    def needs_memory_logits(self) -> bool:
+        """Whether :meth:`forward` reads the PCL memory logits (the correlation variant's memory sources)."""
+        return self.variant == "correlation" and self.prob_source != "fc"
 
     def extra_repr(self) -> str:
         return (
@@ -81,26 +84,29 @@ class IDConditioner(nn.Module):
             if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_ids):
                 raise ValueError(f"labels must lie in [0, {self.num_ids}), got range [{labels.min()}, {labels.max()}]")
             return self.prompts[labels]
-        if self.variant == "instance":
-            feat_bn = _required(feat_bn, "feat_bn", self.variant)
-            return self.projection(feat_bn.to(self.projection.weight.dtype))
-        raise RuntimeError('conditioning variant "none" means no diffusion loss: the caller must skip the teacher')
+        feat_bn = _required(feat_bn, "feat_bn", self.variant)
+        return F.normalize(feat_bn.to(self.projection.dtype), dim=1) @ self.projection
 
     def probabilities(
         self, *, logits: torch.Tensor | None = None, memory_logits: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """B x num_ids mixing weights of the correlation variant (softmax in float32)."""
-        given = {"logits": logits, "memory_logits": memory_logits}
-        wanted = {"fc": ("logits",), "memory": ("memory_logits",), "both": ("logits", "memory_logits")}
-        probabilities = []
-        for name in wanted[self.prob_source]:
-            source = _required(given[name], name, f"{self.variant}/{self.prob_source}")
-            if source.ndim != 2 or source.shape[1] != self.num_ids:
-                raise ValueError(f"{name} must be B x {self.num_ids}, got {tuple(source.shape)}")
-            # tau softens the classifier only; the memory logits already carry the PCL temperature.
-            scale = self.temperature if name == "logits" else 1.0
-            probabilities.append(torch.softmax(source.float() / scale, dim=1))
-        return torch.stack(probabilities).mean(dim=0)
+        """B x num_ids mixing weights p of the correlation variant (softmax in float32).
+
+        tau softens the classifier only; the memory logits already carry the PCL temperature.
+        """
+        if self.prob_source == "fc":
+            return torch.softmax(self._checked(logits, "logits").float() / self.temperature, dim=1)
+        if self.prob_source == "memory":
+            return torch.softmax(self._checked(memory_logits, "memory_logits").float(), dim=1)
+        p_fc = torch.softmax(self._checked(logits, "logits").float() / self.temperature, dim=1)
+        p_memory = torch.softmax(self._checked(memory_logits, "memory_logits").float(), dim=1)
+        return (p_fc + p_memory) / 2
+
+    def _checked(self, source: torch.Tensor | None, name: str) -> torch.Tensor:
+        source = _required(source, name, f"{self.variant}/{self.prob_source}")
+        if source.ndim != 2 or source.shape[1] != self.num_ids:
+            raise ValueError(f"{name} must be B x {self.num_ids}, got {tuple(source.shape)}")
+        return source
 
 
 def _required(value: torch.Tensor | None, name: str, variant: str) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The DCAC training module: the Re-ID model, its ID memory, and the diffusion teacher bridged by the conditioner.
 
-One forward pass computes the whole objective of DESIGN §1.5,
+One forward pass computes the paper's whole objective,
 ``L = w_id * L_id + w_pcl * L_pcl + w_diff * L_diff``, where ``L_diff`` is the teacher's noise-prediction loss
 conditioned on ``c = softmax(z / tau) P``.  Because ``c`` is a function of the classifier logits, the diffusion
 loss back-propagates into the classifier, the BNNeck and the encoder: that gradient path is the method.
@@ -29,6 +29,10 @@ class DCACOutput:
 
 
 class DCAC(nn.Module):
+    """``bnneck_twice`` reproduces the official code, which applies the BNNeck a second time in training
+    (once in the encoder, once in its diffusion wrapper), so the running statistics move twice per step
+    (effective momentum 1 - 0.9^2 = 0.19); the batch-normalised output is the same both times."""
+
     def __init__(
         self,
         reid: ReIDModel,
@@ -36,6 +40,8 @@ class DCAC(nn.Module):
         losses: LossConfig,
         teacher: DiffusionTeacher | None = None,
         conditioner: IDConditioner | None = None,
+        *,
+        bnneck_twice: bool = False,
     ) -> None:
         super().__init__()
         if (teacher is None) != (conditioner is None):
@@ -45,27 +51,39 @@ class DCAC(nn.Module):
         self.teacher = teacher
         self.conditioner = conditioner
         self.losses = losses
+        self.bnneck_twice = bnneck_twice
 
-    @property
-    def uses_diffusion(self) -> bool:
-        return self.teacher is not None
+    def parameter_groups(self, lr: float, diffusion_lr_mult: float = 1.0) -> list[dict]:
+        """Optimiser groups of the trainable parameters: the Re-ID model at ``lr``, and the diffusion side
+        (teacher and conditioner: UNet or LoRA, prompts, projection) at ``lr * diffusion_lr_mult``.
+
+        Each group carries its ``base_lr`` so the LR schedule scales it without knowing the groups."""
+        reid = [p for p in self.reid.parameters() if p.requires_grad]
+        groups = [{"params": reid, "lr": lr, "base_lr": lr, "name": "reid"}]
+        diffusion = [p for part in (self.teacher, self.conditioner) if part is not None for p in part.parameters()]
+        diffusion = [p for p in diffusion if p.requires_grad]
+        if diffusion:
+            diffusion_lr = lr * diffusion_lr_mult
+            groups.append({"params": diffusion, "lr": diffusion_lr, "base_lr": diffusion_lr, "name": "diffusion"})
+        return groups
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, latents: torch.Tensor | None = None) -> DCACOutput:
         out = self.reid(images)
-        embeddings = F.normalize(out.feat_bn.float(), dim=1)
+        feat_bn = self.reid.bottleneck(out.feat) if self.bnneck_twice and self.training else out.feat_bn
         loss_id = id_loss(out.logits, labels, epsilon=self.losses.label_smoothing)
-        memory_logits = self.memory.logits(embeddings, temperature=self.losses.pcl_temperature)
-        loss_pcl = F.cross_entropy(memory_logits, labels)
+        loss_pcl = self.memory(feat_bn, labels)
         loss = self.losses.id_weight * loss_id + self.losses.pcl_weight * loss_pcl
         parts = {"loss_id": loss_id.detach(), "loss_pcl": loss_pcl.detach()}
+        embeddings = F.normalize(feat_bn.detach().float(), dim=1)
         if self.teacher is not None:
             if latents is None:
                 raise ValueError("DCAC with a diffusion teacher needs the batch's latents")
-            context = self.conditioner(
-                logits=out.logits, labels=labels, feat_bn=out.feat_bn, memory_logits=memory_logits
-            )
+            memory_logits = None
+            if self.conditioner.needs_memory_logits:
+                memory_logits = self.memory.logits(F.normalize(feat_bn.float(), dim=1))
+            context = self.conditioner(logits=out.logits, labels=labels, feat_bn=feat_bn, memory_logits=memory_logits)
             loss_diff = self.teacher.loss(latents, context)
             loss = loss + self.losses.diffusion_weight * loss_diff
             parts["loss_diff"] = loss_diff.detach()
         parts["acc"] = (out.logits.detach().argmax(dim=1) == labels).float().mean()
-        return DCACOutput(loss=loss, parts=parts, embeddings=embeddings.detach())
+        return DCACOutput(loss=loss, parts=parts, embeddings=embeddings)

@@ -2,7 +2,7 @@
 
 The teacher exists only at training time. Images (un-augmented, 128x128, in [-1, 1]) are
 encoded once by the frozen VAE into a Gaussian posterior; each step draws a latent sample from it
-(x 0.18215), noises it at a uniform random timestep of the DDPM schedule, and asks the UNet,
+(x the VAE config's ``scaling_factor``, 0.18215 for SD v1.5), noises it at a uniform random timestep of the DDPM schedule, and asks the UNet,
 conditioned on one context token per image, to predict the noise. The MSE between prediction
 and target back-propagates into the context and from there into the Re-ID model.
 """
@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from dcac.models.lora import UNET_TRAINING_MODES, UNetTrainingMode, add_unet_lora, set_unet_training_mode
-from dcac.models.sd_configs import PRESETS, preset_configs
+from dcac.choices import DIFFUSION_PRESETS, UNET_TRAINING_MODES
+from dcac.config import DiffusionConfig
+from dcac.models.lora import add_frozen_qkv_biases, add_unet_lora, set_unet_training_mode
+from dcac.models.sd_configs import preset_configs
 from dcac.models.sd_weights import build_unet, build_vae, load_stable_diffusion
 from dcac.models.single_token_attention import install_single_token_attention
 
@@ -27,34 +29,35 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 @dataclass
-class DiffusionTeacherConfig:
-    """How to build the teacher. Explicit `unet_config` / `vae_config` override the preset's."""
+class DiffusionTeacherConfig(DiffusionConfig):
+    """How to build the teacher: the run's ``diffusion`` settings plus what only the teacher needs.
 
-    preset: str = "sd15"
+    Explicit `unet_config` / `vae_config` override the preset's. ``qkv_bias_seed`` (None = none) adds the
+    official code's frozen random biases to the attn1/attn2 ``to_q/to_k/to_v`` projections (LoRA mode only;
+    see :func:`dcac.models.lora.add_frozen_qkv_biases`). ``encode_under_autocast`` runs the VAE encoder under
+    the caller's autocast, as the official code does, instead of in the VAE's own dtype.
+    """
+
     unet_config: dict[str, Any] | None = None
     vae_config: dict[str, Any] | None = None
-    #: Diffusers folder or original single file; None = random initialisation (tests, demos).
-    weights: str | Path | None = None
-    mode: UNetTrainingMode = "lora"
-    lora_rank: int = 8
-    lora_alpha: float = 1.0
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"
     prediction_type: str = "epsilon"
-    latent_scale: float = 0.18215
     image_size: int = 128
-    single_token_attention: bool = True
-    gradient_checkpointing: bool = False
+    qkv_bias_seed: int | None = None
+    encode_under_autocast: bool = False
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown diffusion preset {self.preset!r}; expected one of {PRESETS}")
+        if self.preset not in DIFFUSION_PRESETS:
+            raise ValueError(f"unknown diffusion preset {self.preset!r}; expected one of {DIFFUSION_PRESETS}")
         if self.mode not in UNET_TRAINING_MODES:
             raise ValueError(f"unknown UNet training mode {self.mode!r}; expected one of {UNET_TRAINING_MODES}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction type {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
+        if self.qkv_bias_seed is not None and self.mode != "lora":
+            raise ValueError(f"qkv_bias_seed reproduces the official LoRA wrapper: it needs mode 'lora', not {self.mode!r}")
 
 
 class DiffusionTeacher(nn.Module):
@@ -75,6 +78,8 @@ class DiffusionTeacher(nn.Module):
 
         self.vae = vae.requires_grad_(False).eval()
         self.unet = unet
+        if config.qkv_bias_seed is not None:
+            add_frozen_qkv_biases(unet, torch.Generator().manual_seed(config.qkv_bias_seed))
         if config.mode == "lora":
             add_unet_lora(unet, config.lora_rank, config.lora_alpha)
         else:
@@ -97,6 +102,11 @@ class DiffusionTeacher(nn.Module):
         """Width of one context token (768 for SD v1.5)."""
         return int(self.unet.config.cross_attention_dim)
 
+    @property
+    def latent_scale(self) -> float:
+        """The factor between VAE latents and the UNet's input scale (the VAE config's ``scaling_factor``)."""
+        return float(self.vae.config.scaling_factor)
+
     def train(self, mode: bool = True) -> DiffusionTeacher:
         super().train(mode)
         # The VAE is a fixed encoder: its layers must never switch to training behaviour.
@@ -117,7 +127,11 @@ class DiffusionTeacher(nn.Module):
         size = self.config.image_size
         if images.ndim != 4 or images.shape[1:] != (3, size, size):
             raise ValueError(f"images must be B x 3 x {size} x {size} (config.image_size), got {tuple(images.shape)}")
-        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        if self.config.encode_under_autocast:
+            posterior = self.vae.encode(images).latent_dist
+        else:
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         return posterior.mean, posterior.std
 
     def sample_latents(
@@ -125,7 +139,7 @@ class DiffusionTeacher(nn.Module):
     ) -> torch.Tensor:
         """A posterior sample scaled for the UNet: (mean + std * eps) * latent_scale."""
         eps = _randn(mean.shape, generator, mean.device, mean.dtype)
-        return (mean + std * eps) * self.config.latent_scale
+        return (mean + std * eps) * self.latent_scale
 
     def loss(
         self,
