@@ -38,17 +38,23 @@ def _channel_tensor(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.float32).view(3, 1, 1)
 
 
+#: PIL filters by name (torchvision's Resize on a PIL image calls PIL's resize with the same filter).
+RESIZE_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
+
 @dataclass
 class EvalTransform:
-    """Bicubic resize to ``height`` x ``width`` (aspect ratio not kept), then ``(x - mean) / std``."""
+    """Resize to ``height`` x ``width`` (aspect ratio not kept; bicubic, or bilinear where the official code used
+    it: ``dcac.compat.eval_interpolation``), then ``(x - mean) / std``."""
 
     height: int = 256
     width: int = 128
     mean: Sequence[float] = MEAN_STD_HALF
     std: Sequence[float] = MEAN_STD_HALF
+    interpolation: str = "bicubic"
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
+        resized = image.convert("RGB").resize((self.width, self.height), RESIZE_FILTERS[self.interpolation])
         return (to_tensor(resized) - _channel_tensor(self.mean)) / _channel_tensor(self.std)
 
 
@@ -120,8 +126,10 @@ def build_train_transform(height: int = 256, width: int = 128, flip_p: float = 0
 
 
 def build_test_transform(height: int = 256, width: int = 128, mean: Sequence[float] = MEAN_STD_HALF,
-                         std: Sequence[float] = MEAN_STD_HALF) -> EvalTransform:
-    return EvalTransform(height=height, width=width, mean=tuple(mean), std=tuple(std))
+                         std: Sequence[float] = MEAN_STD_HALF, interpolation: str = "bicubic") -> EvalTransform:
+    if interpolation not in RESIZE_FILTERS:
+        raise ValueError(f"interpolation must be one of {tuple(RESIZE_FILTERS)}, got {interpolation!r}")
+    return EvalTransform(height=height, width=width, mean=tuple(mean), std=tuple(std), interpolation=interpolation)
 
 
 def build_diffusion_transform(size: int = 128) -> DiffusionTransform:

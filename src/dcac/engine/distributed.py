@@ -110,6 +110,7 @@ def extract_features_sharded(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: str | None = None,
+    interpolation: str = "bicubic",
 ) -> torch.Tensor:
     """L2-normalised features of every record, in record order, on every rank (see :func:`extract_features`).
 
@@ -119,7 +120,7 @@ def extract_features_sharded(
     rank, world_size = rank_and_world_size()
     broadcast_buffers_from_main(model)
     start, stop = shard_bounds(len(records), rank, world_size)
-    loader = test_loader(records[start:stop], height, width, batch_size, num_workers)
+    loader = test_loader(records[start:stop], height, width, batch_size, num_workers, interpolation)
     local = extract_features(
         model,
         loader,

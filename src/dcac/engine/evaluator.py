@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
+from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
 from dcac.engine.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size
@@ -48,6 +49,7 @@ def extract_target_features(
                 after_bn=config.eval.after_bn,
                 device=device,
                 progress=f"{target.name} {split}" if progress else None,
+                interpolation=eval_interpolation(config),
             )
         )
     return feats[0], feats[1]

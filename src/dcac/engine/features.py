@@ -14,8 +14,10 @@ from dcac.data.transforms import build_test_transform
 from dcac.models.reid_model import ReIDModel
 
 
-def test_loader(records: Sequence[ImageRecord], height: int, width: int, batch_size: int, num_workers: int) -> DataLoader:
-    dataset = ReIDImageDataset(list(records), build_test_transform(height, width))
+def test_loader(
+    records: Sequence[ImageRecord], height: int, width: int, batch_size: int, num_workers: int, interpolation: str = "bicubic"
+) -> DataLoader:
+    dataset = ReIDImageDataset(list(records), build_test_transform(height, width, interpolation=interpolation))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch.cuda.is_available())
 
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
 from dcac.engine.run_folder import load_reid_model
@@ -45,7 +46,9 @@ class ReIDPredictor:
         self.config = config
         self.run_info = dict(run_info or {})
         self.source = source
-        self.transform = build_test_transform(config.data.height, config.data.width)
+        self.transform = build_test_transform(
+            config.data.height, config.data.width, interpolation=eval_interpolation(config)
+        )
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> "ReIDPredictor":
