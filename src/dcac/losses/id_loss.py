@@ -1,4 +1,4 @@
-"""Identity classification loss: cross-entropy with label smoothing (DESIGN §1.2, ε = 0.1)."""
+"""Identity classification loss: cross-entropy with label smoothing (the paper's L_id, ε = 0.1)."""
 
 from __future__ import annotations
 

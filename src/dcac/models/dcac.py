@@ -71,7 +71,9 @@ class DCAC(nn.Module):
         out = self.reid(images)
         feat_bn = self.reid.bottleneck(out.feat) if self.bnneck_twice and self.training else out.feat_bn
         loss_id = id_loss(out.logits, labels, epsilon=self.losses.label_smoothing)
-        loss_pcl = self.memory(feat_bn, labels)
+        # One float32 copy for both memory paths, so their gradients add up before the cast back to autocast's dtype.
+        feat_bn_f32 = feat_bn.float()
+        loss_pcl = self.memory(feat_bn_f32, labels)
         loss = self.losses.id_weight * loss_id + self.losses.pcl_weight * loss_pcl
         parts = {"loss_id": loss_id.detach(), "loss_pcl": loss_pcl.detach()}
         embeddings = F.normalize(feat_bn.detach().float(), dim=1)
@@ -80,7 +82,7 @@ class DCAC(nn.Module):
                 raise ValueError("DCAC with a diffusion teacher needs the batch's latents")
             memory_logits = None
             if self.conditioner.needs_memory_logits:
-                memory_logits = self.memory.logits(F.normalize(feat_bn.float(), dim=1))
+                memory_logits = self.memory.logits(F.normalize(feat_bn_f32, dim=1))
             context = self.conditioner(logits=out.logits, labels=labels, feat_bn=feat_bn, memory_logits=memory_logits)
             loss_diff = self.teacher.loss(latents, context)
             loss = loss + self.losses.diffusion_weight * loss_diff

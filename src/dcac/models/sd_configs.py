@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Names accepted by :func:`preset_configs`.
-PRESETS = ("sd15", "tiny")
+from dcac.choices import DIFFUSION_PRESETS
 
 #: Cross-attention width of SD v1.5 (the CLIP ViT-L/14 text width); the ID prompts use it.
 SD15_CROSS_ATTENTION_DIM = 768
@@ -117,4 +116,4 @@ def preset_configs(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return sd15_unet_config(), sd15_vae_config()
     if preset == "tiny":
         return tiny_unet_config(), tiny_vae_config()
-    raise ValueError(f"unknown diffusion preset {preset!r}; expected one of {PRESETS}")
+    raise ValueError(f"unknown diffusion preset {preset!r}; expected one of {DIFFUSION_PRESETS}")
