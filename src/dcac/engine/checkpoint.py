@@ -107,6 +107,23 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, meta
     _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata))
 
 
+def restore_deliverable(path: str | Path, expected: dict[str, torch.Tensor]) -> bool:
+    """Make the weights file at ``path`` hold exactly ``expected``; returns True when it had to be (re)written.
+
+    A missing, unreadable or different file is rewritten, so a checkpoint that holds the weights repairs it.
+    """
+    try:
+        current = load_tensors(path)
+    except CheckpointError:
+        current = None
+    if current is not None and current.keys() == expected.keys() and all(
+        current[k].dtype == v.dtype and torch.equal(current[k], v.detach().cpu()) for k, v in expected.items()
+    ):
+        return False
+    save_tensors_atomic(expected, path)
+    return True
+
+
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
