@@ -43,10 +43,6 @@ from typing import Any
 
 from common import RESULTS_DIR, format_table, gib, result_slug, write_json
 
-#: accelerate's names for train.mixed_precision (as the trainer maps them).
-_ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
-
-
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -138,15 +134,13 @@ SIZES = {
 def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp16: bool = False, seed: int = 0) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
-    from accelerate import Accelerator
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     from common import environment, peak_memory, pick_device, reset_peak_memory, synchronize, time_calls
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
-    from dcac.engine.optim import build_optimizer
-    from dcac.engine.train_step import apply_speed_switches, batch_latents, compile_enabled, train_step
-    from dcac.models.build import build_dcac
+    from dcac.engine.train_step import batch_latents, compile_enabled, train_step
+    from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
     from dcac.models.single_token_attention import install_single_token_attention
 
     device = pick_device(device_arg)
@@ -169,27 +163,27 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
             f"train.compile={variant.compile}",
         ],
     )
-    accelerator = Accelerator(mixed_precision=_ACCELERATE_PRECISION[variant.precision], cpu=device.type == "cpu")
+    accelerator = make_accelerator(cfg.train, cpu=device.type == "cpu")
+
+    def set_attention(model) -> None:
+        model.to(device)
+        if variant.attention == "plain":
+            model.teacher.unet.set_attn_processor(AttnProcessor())
+            model.teacher.vae.set_attn_processor(AttnProcessor())
+            if variant.single_token:
+                install_single_token_attention(model.teacher.unet)
+        else:
+            model.teacher.vae.set_attn_processor(AttnProcessor2_0())
+
     torch.manual_seed(seed)
-    # Initialising on the device is much faster for the 1B parameters than initialising on the CPU.
+    # The trainer's own setup. Initialising on the device is much faster for the 1B parameters than on the CPU.
     with torch.device(device):
-        model = build_dcac(cfg, size.num_ids)
-    model.to(device)
+        model, optimizer = build_model_and_optimizer(cfg, size.num_ids, device, fused_adam=variant.fused_adam, customize=set_attention)
     teacher = model.teacher
-    if variant.attention == "plain":
-        teacher.unet.set_attn_processor(AttnProcessor())
-        teacher.vae.set_attn_processor(AttnProcessor())
-        if variant.single_token:
-            install_single_token_attention(teacher.unet)
-    else:
-        teacher.vae.set_attn_processor(AttnProcessor2_0())
-    apply_speed_switches(model, cfg.train, device)
     compiled = compile_enabled(cfg.train, device)
     fused = variant.fused_adam and device.type == "cuda"
-    optimizer = build_optimizer(model, cfg.optim, fused=fused)
     model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    dcac_model = accelerator.unwrap_model(model)
+    model, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer)
     with torch.no_grad():
         dim = dcac_model.memory.features.shape[1]
         dcac_model.memory.rebuild(F.normalize(torch.randn(size.num_ids, dim, device=device), dim=1), torch.arange(size.num_ids, device=device))

@@ -16,13 +16,17 @@ A run folder looks like::
 Every file is written to a temporary name and moved into place with ``os.replace``; the checkpoint folder is
 swapped as a whole (new folder complete first, the old one removed last), so a crash at any moment leaves
 either the previous or the new checkpoint intact.
+A temporary left behind by a writer killed mid-write is removed by the next write of the same file, and every
+file gets the permissions the umask gives a new file (not the 0600 of a temporary).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,12 +44,45 @@ class CheckpointError(RuntimeError):
     """A run folder or checkpoint that cannot be read; the message names the file."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(path: Path) -> str:
+    # The writer's host and pid in the name let a later write tell a dead writer's leftover from a live one.
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by writers on this host that were killed mid-write."""
+    ours = f".{path.name}.{socket.gethostname()}-"
+    for tmp in path.parent.glob(f"{glob.escape(ours)}*.tmp"):
+        pid = tmp.name[len(ours) :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp creates the file 0600; the output gets the mode any new file would (0666 minus the umask).
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -68,6 +105,23 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, meta
     # safetensors refuses shared or non-contiguous storage; a detached contiguous CPU copy is what we want anyway.
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata))
+
+
+def restore_deliverable(path: str | Path, expected: dict[str, torch.Tensor]) -> bool:
+    """Make the weights file at ``path`` hold exactly ``expected``; returns True when it had to be (re)written.
+
+    A missing, unreadable or different file is rewritten, so a checkpoint that holds the weights repairs it.
+    """
+    try:
+        current = load_tensors(path)
+    except CheckpointError:
+        current = None
+    if current is not None and current.keys() == expected.keys() and all(
+        current[k].dtype == v.dtype and torch.equal(current[k], v.detach().cpu()) for k, v in expected.items()
+    ):
+        return False
+    save_tensors_atomic(expected, path)
+    return True
 
 
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

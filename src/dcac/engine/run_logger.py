@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dcac.engine.checkpoint import write_text_atomic
+
 
 class RunLogger:
     def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
@@ -42,3 +44,26 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()
     return value
+
+
+def drop_log_entries_after(path: str | Path, epoch: int) -> None:
+    """Remove the entries of epochs after ``epoch`` (and torn lines) from a log, before training resumes there.
+
+    A run interrupted between checkpoints logged steps that the resumed run repeats; keeping them would
+    show those steps twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or (isinstance(record.get("epoch"), int) and record["epoch"] > epoch):
+            dropped += 1
+        else:
+            kept.append(line + "\n")
+    if dropped:
+        write_text_atomic(path, "".join(kept))

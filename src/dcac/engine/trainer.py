@@ -6,7 +6,7 @@
         for each P x K batch:
             L = L_id + L_pcl + L_diff   (L_diff: UNet noise prediction conditioned on softmax(z / tau) P)
             Adam step; move each batch identity's memory row toward its hardest sample
-        evaluate / checkpoint when due
+        save the model and the checkpoint when due, then evaluate when due
 
 Seeding every RNG from (seed, epoch) at the start of each epoch, and checkpointing at epoch ends, makes a
 resumed run follow exactly the trajectory of an uninterrupted one.
@@ -14,6 +14,7 @@ resumed run follow exactly the trajectory of an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -29,32 +30,33 @@ from tqdm.auto import tqdm
 import dcac
 from dcac.config import DCACConfig, load_run_config
 from dcac.data.image_dataset import ReIDImageDataset
-from dcac.data.protocols import build_protocol
 from dcac.data.image_io import verify_images
+from dcac.data.protocols import build_protocol
+from dcac.data.records import ReIDDataset
 from dcac.data.sampler import PKBatchSampler
+from dcac.data.target_check import checked_target
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
 from dcac.engine.checkpoint import (
     REID_WEIGHTS,
     RUN_CONFIG,
     find_training_checkpoint,
     load_training_checkpoint,
+    restore_deliverable,
     save_tensors_atomic,
     save_training_checkpoint,
     write_json_atomic,
 )
+from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.evaluator import evaluate_on_target, format_metrics
-from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.latent_cache import LatentCache
-from dcac.engine.optim import build_optimizer, set_epoch_lr
-from dcac.engine.train_step import AUTOCAST_DTYPES, apply_speed_switches, compile_enabled, train_step
+from dcac.engine.optim import set_epoch_lr
 from dcac.engine.run_folder import write_run_metadata
-from dcac.engine.run_logger import RunLogger
+from dcac.engine.run_logger import RunLogger, drop_log_entries_after
+from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, train_step
+from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
 from dcac.inference.ranked_list import sample_ranked_queries
 from dcac.inference.report import write_report
-from dcac.models.build import build_dcac
 from dcac.models.dcac import DCAC
-
-_MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
 
 @dataclass
@@ -98,169 +100,220 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
         )
 
 
+@dataclass
+class TrainingData:
+    """The training records with their sampler and dataset, and the checked targets."""
+
+    records: list
+    num_ids: int
+    num_cams: int
+    sampler: PKBatchSampler
+    train_set: ReIDImageDataset
+    targets: dict[str, ReIDDataset]
+
+
+@dataclass
+class TrainingRun:
+    """Everything an epoch works on; ``epoch`` and ``global_step`` count what is done."""
+
+    cfg: DCACConfig
+    accelerator: Accelerator
+    data: TrainingData
+    model: torch.nn.Module  # what accelerator.prepare returned (possibly DDP-wrapped)
+    dcac: DCAC  # the same model, unwrapped
+    optimizer: torch.optim.Optimizer
+    logger: RunLogger
+    latent_cache: LatentCache | None
+    labels: torch.Tensor  # the pid of every training record, on the device
+    scaler: torch.amp.GradScaler | None  # train.compat=official: fp16 loss scaling, as the official code
+    epoch: int = 0
+    global_step: int = 0
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.train.output_dir)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
 def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
     """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs."""
-    cfg = config
-    official = cfg.train.compat == "official"  # fp16 autocast and loss scaling run in train_step, on any device
-    accelerator = Accelerator(
-        mixed_precision="no" if official else _MIXED_PRECISION[cfg.train.mixed_precision],
-        cpu=not torch.cuda.is_available(),
-        kwargs_handlers=[DDP_KWARGS],
-    )
-    device, is_main = accelerator.device, accelerator.is_main_process
-    run_dir = Path(cfg.train.output_dir)
-    seed_everything(cfg.train.seed)
+    run = start_run(config, resume=resume)
+    for epoch in range(run.epoch, config.optim.epochs):
+        train_one_epoch(run, epoch)
+        end_of_epoch(run, stop_after_epoch)
+        if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
+            break
+    else:
+        evaluate_if_missing(run)
+    run.logger.close()
+    return TrainResult(run_dir=run.run_dir, epochs_done=run.epoch, metrics=run.metrics, is_main_process=run.is_main)
 
-    # ---- data ---------------------------------------------------------------------------------------
+
+def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
+    """Data, model and optimiser (restored from the run folder's checkpoint when there is one), run folder."""
+    accelerator = make_accelerator(cfg.train)
+    device, is_main = accelerator.device, accelerator.is_main_process
+    seed_everything(cfg.train.seed)
+    data = load_training_data(cfg, accelerator)
+    model, optimizer = build_model_and_optimizer(cfg, data.num_ids, device)
+    if is_main and compile_enabled(cfg.train, device):
+        print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
+              "train.compile=false runs eager", flush=True)
+    epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, is_main) if resume else (0, 0)
+    wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
+    run_dir = Path(cfg.train.output_dir)
+    if is_main:
+        run_info = {"num_ids": data.num_ids, "num_cams": data.num_cams, "num_train_images": len(data.records),
+                    "sources": list(cfg.data.sources), "targets": list(cfg.data.targets), "dcac_version": dcac.__version__}
+        write_run_metadata(run_dir, cfg, run_info)
+        drop_log_entries_after(run_dir / "log.jsonl", epoch)
+    return TrainingRun(
+        cfg, accelerator, data, wrapped, dcac_model, optimizer, RunLogger(run_dir, enabled=is_main),
+        build_latent_cache(cfg, dcac_model, data.records, accelerator),
+        torch.tensor([r.pid for r in data.records], device=device),
+        torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None, epoch, global_step,
+    )
+
+
+def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingData:
+    """The merged sources (unreadable images skipped with ``data.on_corrupt=skip``) and the checked targets."""
+    is_main = accelerator.is_main_process
     protocol = build_protocol(cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits, verbose=is_main)
     records = protocol.train.records
     if cfg.data.on_corrupt == "skip":
         records, skipped = verify_images(records, on_corrupt="skip")
         if skipped and is_main:
             print(f"skipped {skipped} unreadable training images")
-    num_ids = protocol.train.num_ids
+    # Checked now, so that a target which cannot be evaluated fails before training, not after it.
+    targets = {}
+    for name, target in protocol.targets.items():
+        targets[name], skipped = checked_target(target, cfg.data.on_corrupt, num_workers=max(cfg.data.num_workers, 1))
+        if skipped and is_main:
+            print(f"skipped {skipped} unreadable images of target {name}")
     sampler = PKBatchSampler(
-        [r.pid for r in records],
-        cfg.data.batch_size,
-        cfg.data.num_instances,
-        seed=cfg.train.seed,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
+        [r.pid for r in records], cfg.data.batch_size, cfg.data.num_instances, seed=cfg.train.seed,
+        rank=accelerator.process_index, world_size=accelerator.num_processes,
     )
     augment = build_train_transform(
         cfg.data.height, cfg.data.width, flip_p=cfg.data.flip_p, padding=cfg.data.padding, erasing_p=cfg.data.erasing_p
     )
-    use_diffusion = cfg.conditioning.has_teacher
-    per_step_vae = use_diffusion and not cfg.diffusion.cache_latents
-    train_set = ReIDImageDataset(
-        records, augment, diffusion_transform=build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
-    )
+    per_step_vae = cfg.conditioning.has_teacher and not cfg.diffusion.cache_latents
+    diffusion_transform = build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
+    train_set = ReIDImageDataset(records, augment, diffusion_transform=diffusion_transform)
+    return TrainingData(records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets)
 
-    # ---- model and optimiser --------------------------------------------------------------------------
-    model = build_dcac(cfg, num_ids)
-    apply_speed_switches(model, cfg.train, device)
-    if is_main and compile_enabled(cfg.train, device):
-        print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
-              "train.compile=false runs eager", flush=True)
-    optimizer = build_optimizer(model, cfg.optim, fused=device.type == "cuda")
-    scaler = torch.amp.GradScaler(device.type) if official else None
-    start_epoch, global_step = 0, 0
-    checkpoint = find_training_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        check_resumable(run_dir, cfg)
-        model_state, optimizer_state, trainer_state = load_training_checkpoint(checkpoint)
-        missing, unexpected = model.load_state_dict(model_state, strict=False)
-        needed = set(trainable_state(model))
-        missing = [k for k in missing if k in needed]
-        if missing or unexpected:
-            raise ValueError(
-                f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        optimizer.load_state_dict(optimizer_state)
-        start_epoch, global_step = int(trainer_state["epoch"]), int(trainer_state["global_step"])
-        if is_main:
-            print(f"resuming {run_dir} after epoch {start_epoch}")
-    if cfg.train.sync_bn and accelerator.num_processes > 1:
-        if device.type == "cpu":
-            raise ValueError("train.sync_bn=true needs GPU processes: torch's SyncBatchNorm does not run on CPU")
-        model.reid = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.reid)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    dcac_model: DCAC = accelerator.unwrap_model(model)
 
+def resume_from_checkpoint(cfg: DCACConfig, model: DCAC, optimizer: torch.optim.Optimizer, is_main: bool) -> tuple[int, int]:
+    """Load the run folder's checkpoint, if any, into model and optimiser; returns (epochs done, global step).
+
+    The deliverable ``reid_model.safetensors`` is made to match the checkpoint (rewritten if it is missing,
+    unreadable or from another epoch), so re-running a finished command repairs it.
+    """
+    run_dir = Path(cfg.train.output_dir)
+    checkpoint = find_training_checkpoint(run_dir)
+    if checkpoint is None:
+        return 0, 0
+    check_resumable(run_dir, cfg)
+    model_state, optimizer_state, trainer_state = load_training_checkpoint(checkpoint)
+    missing, unexpected = model.load_state_dict(model_state, strict=False)
+    needed = set(trainable_state(model))
+    missing = [k for k in missing if k in needed]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    optimizer.load_state_dict(optimizer_state)
+    epoch, global_step = int(trainer_state["epoch"]), int(trainer_state["global_step"])
     if is_main:
-        write_run_metadata(
-            run_dir,
-            cfg,
-            {
-                "num_ids": num_ids,
-                "num_cams": protocol.train.num_cams,
-                "num_train_images": len(records),
-                "sources": list(cfg.data.sources),
-                "targets": list(cfg.data.targets),
-                "dcac_version": dcac.__version__,
-            },
-        )
-    logger = RunLogger(run_dir, enabled=is_main)
+        print(f"resuming {run_dir} after epoch {epoch}")
+        if restore_deliverable(run_dir / REID_WEIGHTS, model.reid.state_dict()):
+            print(f"restored {run_dir / REID_WEIGHTS} from the checkpoint of epoch {epoch}")
+    return epoch, global_step
 
-    latent_cache = None
-    if use_diffusion and cfg.diffusion.cache_latents:
-        # Each rank encodes its shard of the training set; the gathered cache is the same on every rank.
-        start, stop = shard_bounds(len(records), accelerator.process_index, accelerator.num_processes)
-        shard = LatentCache.build(
-            dcac_model.teacher,
-            records[start:stop],
-            size=cfg.data.diffusion_size,
-            batch_size=cfg.data.test_batch_size,
-            num_workers=cfg.data.num_workers,
-            device=device,
-            progress=is_main and cfg.train.progress,
-        )
-        latent_cache = LatentCache(gather_shards(shard.mean, len(records)), gather_shards(shard.std, len(records)))
-    labels_all = torch.tensor([r.pid for r in records], device=device)
 
-    # ---- epochs ---------------------------------------------------------------------------------------
-    metrics: dict[str, dict[str, Any]] = {}
-    epochs_done = start_epoch
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        # Per rank: the ranks' augmentation and diffusion noise/timesteps must be independent draws.
-        seed_everything(epoch_seed(cfg.train.seed, epoch) + 1_000_003 * accelerator.process_index)
-        sampler.set_epoch(epoch)
-        lr_factor = set_epoch_lr(optimizer, epoch, cfg.optim)
+def build_latent_cache(cfg: DCACConfig, model: DCAC, records, accelerator: Accelerator) -> LatentCache | None:
+    """The VAE posterior of every training image (``diffusion.cache_latents``); None without a teacher."""
+    if not cfg.conditioning.has_teacher or not cfg.diffusion.cache_latents:
+        return None
+    # Each rank encodes its shard of the training set; the gathered cache is the same on every rank.
+    start, stop = shard_bounds(len(records), accelerator.process_index, accelerator.num_processes)
+    shard = LatentCache.build(
+        model.teacher, records[start:stop], size=cfg.data.diffusion_size, batch_size=cfg.data.test_batch_size,
+        num_workers=cfg.data.num_workers, device=accelerator.device, progress=accelerator.is_main_process and cfg.train.progress,
+    )
+    return LatentCache(gather_shards(shard.mean, len(records)), gather_shards(shard.std, len(records)))
 
-        # The memory is rebuilt from un-augmented features of every training image (DESIGN §1.2).
-        # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
-        feats = extract_features_sharded(
-            dcac_model.reid,
-            records,
-            height=cfg.data.height,
-            width=cfg.data.width,
-            batch_size=cfg.data.test_batch_size,
-            num_workers=cfg.data.num_workers,
-            device=device,
-            autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
-        )
-        dcac_model.memory.rebuild(feats, labels_all)
 
-        model.train()
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
-        steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if is_main and cfg.train.progress else True, leave=False)
-        started = time.perf_counter()
-        parts: dict[str, float] = {}
-        for step, batch in enumerate(loader):
-            if step >= steps:
-                break
-            parts = train_step(model, optimizer, accelerator, batch, latent_cache, scaler)
-            global_step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
-            if global_step % cfg.train.log_every == 0 or step == steps - 1:
-                logger.log({"epoch": epoch + 1, "step": global_step, "lr": cfg.optim.lr * lr_factor, **parts}, step=global_step)
-        bar.close()
-        epochs_done = epoch + 1
-        if is_main:
-            seconds = round(time.perf_counter() - started, 2)
-            logger.log({"event": "epoch", "epoch": epochs_done, "seconds": seconds})
-            if cfg.train.progress:
-                losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
-                print(f"epoch {epochs_done}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)
+def train_one_epoch(run: TrainingRun, epoch: int) -> None:
+    """Rebuild the ID memory, then the epoch's P x K steps; logs the steps and the epoch's time."""
+    cfg, accelerator, device = run.cfg, run.accelerator, run.accelerator.device
+    # Per rank: the ranks' augmentation and diffusion noise/timesteps must be independent draws.
+    seed_everything(epoch_seed(cfg.train.seed, epoch) + 1_000_003 * accelerator.process_index)
+    run.data.sampler.set_epoch(epoch)
+    lr_factor = set_epoch_lr(run.optimizer, epoch, cfg.optim)
 
-        last = epochs_done == cfg.optim.epochs
-        if cfg.train.eval_every > 0 and epochs_done % cfg.train.eval_every == 0 or last:
-            metrics = evaluate_targets(dcac_model, protocol.targets, cfg, device, is_main, logger, epochs_done)
-        if is_main and (last or epochs_done % max(cfg.train.checkpoint_every, 1) == 0 or epochs_done == stop_after_epoch):
-            save_tensors_atomic(dcac_model.reid.state_dict(), run_dir / REID_WEIGHTS)
-            save_training_checkpoint(
-                run_dir,
-                trainable_state(dcac_model),
-                optimizer.state_dict(),
-                {"epoch": epochs_done, "global_step": global_step},
-            )
-        accelerator.wait_for_everyone()
-        if stop_after_epoch is not None and epochs_done >= stop_after_epoch:
+    # The memory is rebuilt from un-augmented features of every training image (DESIGN §1.2).
+    # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
+    feats = extract_features_sharded(
+        run.dcac.reid, run.data.records, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.test_batch_size,
+        num_workers=cfg.data.num_workers, device=device, autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
+    )
+    run.dcac.memory.rebuild(feats, run.labels)
+
+    run.model.train()
+    sampler = run.data.sampler
+    loader = DataLoader(run.data.train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
+    show = run.is_main and cfg.train.progress
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if show else True, leave=False)
+    started = time.perf_counter()
+    parts: dict[str, float] = {}
+    for step, batch in enumerate(loader):
+        if step >= steps:
             break
-    logger.close()
-    return TrainResult(run_dir=run_dir, epochs_done=epochs_done, metrics=metrics, is_main_process=is_main)
+        parts = train_step(run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler)
+        run.global_step += 1
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
+        if run.global_step % cfg.train.log_every == 0 or step == steps - 1:
+            run.logger.log({"epoch": epoch + 1, "step": run.global_step, "lr": cfg.optim.lr * lr_factor, **parts}, step=run.global_step)
+    bar.close()
+    run.epoch = epoch + 1
+    if run.is_main:
+        seconds = round(time.perf_counter() - started, 2)
+        run.logger.log({"event": "epoch", "epoch": run.epoch, "seconds": seconds})
+        if cfg.train.progress:
+            losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
+            print(f"epoch {run.epoch}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)
+
+
+def end_of_epoch(run: TrainingRun, stop_after_epoch: int | None) -> None:
+    """Save when due, then evaluate when due: a failing evaluation never costs the training it follows."""
+    cfg, done = run.cfg, run.epoch
+    last = done == cfg.optim.epochs
+    if run.is_main and (last or done % max(cfg.train.checkpoint_every, 1) == 0 or done == stop_after_epoch):
+        save_tensors_atomic(run.dcac.reid.state_dict(), run.run_dir / REID_WEIGHTS)
+        save_training_checkpoint(
+            run.run_dir, trainable_state(run.dcac), run.optimizer.state_dict(), {"epoch": done, "global_step": run.global_step}
+        )
+    run.accelerator.wait_for_everyone()
+    if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 or last:
+        run.metrics = evaluate_targets(run.dcac, run.data.targets, cfg, run.accelerator.device, run.is_main, run.logger, done)
+
+
+def evaluate_if_missing(run: TrainingRun) -> None:
+    """A finished run whose final evaluation did not complete (it failed, or was interrupted) is evaluated now."""
+    if run.epoch != run.cfg.optim.epochs or run.metrics:
+        return
+    try:
+        evaluated = json.loads((run.run_dir / "metrics.json").read_text()).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        evaluated = None
+    # Every rank reads the same file (a shared run folder), so all of them take part or none does.
+    if evaluated != run.epoch:
+        run.metrics = evaluate_targets(run.dcac, run.data.targets, run.cfg, run.accelerator.device, run.is_main, run.logger, run.epoch)
 
 
 def evaluate_targets(model: DCAC, targets, cfg: DCACConfig, device, is_main: bool, logger: RunLogger, epoch: int):

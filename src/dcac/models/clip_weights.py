@@ -4,7 +4,7 @@ Kept apart from the model definition (as diffusers separates modelling from load
 
 * a Hugging Face folder (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``, sharded or not)
   of a ``CLIPModel``, ``CLIPVisionModel`` or ``CLIPVisionModelWithProjection``;
-* OpenAI's original ``ViT-B-16.pt``, which is a TorchScript archive;
+* OpenAI's original ``ViT-B-16.pt``, a TorchScript archive (its tensors are read without running its code);
 * a plain state dict (``.pt``/``.pth``/``.bin`` via ``torch.load(weights_only=True)``, or ``.safetensors``)
   in either the OpenAI layout (``visual.conv1.weight``, ...; the ``visual.`` prefix optional) or the
   Hugging Face layout (``vision_model.embeddings...``; the prefix optional, as in a saved encoder).
@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig
 
 from dcac.models.reid_encoder import CLIPReIDEncoder
+from dcac.models.torchscript_tensors import TorchScriptReadError, read_torchscript_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +146,12 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return load_file(str(path), device="cpu")
     if _is_torchscript_archive(path):
-        # OpenAI distributes CLIP as TorchScript archives, which torch.load(weights_only=True)
-        # cannot read; torch.jit.load is the only way. It deserialises code from the file, so it is
-        # only ever applied to the file the user named as their CLIP weights.
-        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        # OpenAI distributes CLIP as TorchScript archives, which torch.load(weights_only=True) cannot
+        # read and torch.jit.load would run code from; their tensors are read without running anything.
+        try:
+            return read_torchscript_tensors(path)
+        except TorchScriptReadError as err:
+            raise CLIPWeightsError(str(err)) from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

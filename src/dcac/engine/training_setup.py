@@ -1,0 +1,67 @@
+"""Building what a training step needs, shared by the trainer and the training-step benchmark.
+
+    build the model -> (a benchmark's changes) -> speed switches -> Adam -> [resume] -> accelerator.prepare
+
+so the benchmark measures exactly the model and optimiser that training runs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+
+from dcac.config import DCACConfig, TrainConfig
+from dcac.engine.distributed import DDP_KWARGS
+from dcac.engine.optim import build_optimizer
+from dcac.engine.train_step import apply_speed_switches
+from dcac.models.build import build_dcac
+from dcac.models.dcac import DCAC
+
+#: accelerate's name for each ``train.mixed_precision``.
+MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+
+
+def make_accelerator(train: TrainConfig, *, cpu: bool | None = None) -> Accelerator:
+    """The run's accelerator: ``train.mixed_precision``, DDP settings; the CPU when no GPU is there (or ``cpu``).
+
+    ``train.compat=official`` runs fp16 autocast and loss scaling in the train step itself, on any device.
+    """
+    return Accelerator(
+        mixed_precision="no" if train.compat == "official" else MIXED_PRECISION[train.mixed_precision],
+        cpu=not torch.cuda.is_available() if cpu is None else cpu,
+        kwargs_handlers=[DDP_KWARGS],
+    )
+
+
+def build_model_and_optimizer(
+    cfg: DCACConfig,
+    num_ids: int,
+    device: torch.device,
+    *,
+    fused_adam: bool = True,
+    customize: Callable[[DCAC], None] | None = None,
+) -> tuple[DCAC, torch.optim.Optimizer]:
+    """The DCAC model with the configured speed switches applied, and its Adam (fused on CUDA if ``fused_adam``).
+
+    ``customize`` changes the built model before the switches (the benchmark swaps attention processors).
+    """
+    model = build_dcac(cfg, num_ids)
+    if customize is not None:
+        customize(model)
+    apply_speed_switches(model, cfg.train, device)
+    optimizer = build_optimizer(model, cfg.optim, fused=fused_adam and device.type == "cuda")
+    return model, optimizer
+
+
+def prepare_for_training(
+    accelerator: Accelerator, model: DCAC, optimizer: torch.optim.Optimizer, *, sync_bn: bool = False
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, DCAC]:
+    """Hand model and optimiser to accelerate; returns (possibly DDP-wrapped model, optimiser, plain DCAC)."""
+    if sync_bn and accelerator.num_processes > 1:
+        if accelerator.device.type == "cpu":
+            raise ValueError("train.sync_bn=true needs GPU processes: torch's SyncBatchNorm does not run on CPU")
+        model.reid = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.reid)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    return wrapped, optimizer, accelerator.unwrap_model(wrapped)
