@@ -145,7 +145,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
     from dcac.engine.optim import build_optimizer
-    from dcac.engine.train_step import apply_speed_switches, batch_latents, compile_enabled, train_step
+    from dcac.engine.train_step import apply_speed_switches, batch_latents, compile_enabled, step_values, train_step
     from dcac.models.build import build_dcac
     from dcac.models.single_token_attention import install_single_token_attention
 
@@ -242,7 +242,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     dcac_model.zero_grad(set_to_none=True)
     del out, latents
 
-    last: dict[str, float] = {}
+    last: dict[str, Any] = {}
     counter = iter(range(10**9))
 
     def step() -> None:
@@ -252,7 +252,8 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     reset_peak_memory(device)
     warmup = max(size.warmup, 3) if compiled else size.warmup
     timing = time_calls(step, warmup=warmup, repeats=size.steps, device=device)
-    if not all(torch.isfinite(torch.tensor(v)) for v in last.values()):
+    last = step_values(last)
+    if not all(math.isfinite(v) for v in last.values()):
         raise FloatingPointError(f"non-finite loss terms after the timed steps: {last}")
     return {
         **asdict(variant),

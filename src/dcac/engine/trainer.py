@@ -46,7 +46,7 @@ from dcac.engine.evaluator import evaluate_on_target, format_metrics
 from dcac.engine.distributed import DDP_KWARGS, extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
-from dcac.engine.train_step import AUTOCAST_DTYPES, apply_speed_switches, compile_enabled, train_step
+from dcac.engine.train_step import AUTOCAST_DTYPES, apply_speed_switches, compile_enabled, step_values, train_step
 from dcac.engine.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger
 from dcac.inference.ranked_list import sample_ranked_queries
@@ -228,11 +228,13 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
-            parts = train_step(model, optimizer, accelerator, batch, cfg.loss, latent_cache)
+            step_parts = train_step(model, optimizer, accelerator, batch, cfg.loss, latent_cache)
             global_step += 1
             bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
+            # Reading the values waits for the GPU, so only logging steps read them (the epoch's last step is one).
             if global_step % cfg.train.log_every == 0 or step == steps - 1:
+                parts = step_values(step_parts)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
                 logger.log({"epoch": epoch + 1, "step": global_step, "lr": cfg.optim.lr * lr_factor, **parts}, step=global_step)
         bar.close()
         epochs_done = epoch + 1
