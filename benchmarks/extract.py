@@ -33,6 +33,7 @@ from common import (
     time_calls,
     write_json,
 )
+from flops import extraction_flops, utilisation
 from dcac.config import load_config
 from dcac.engine.features import extract_features
 from dcac.engine.train_step import AUTOCAST_DTYPES
@@ -78,6 +79,9 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         model = build_reid_model(cfg, grid.num_ids)
     model.to(device)
     images = (torch.randn(grid.images, 3, cfg.data.height, cfg.data.width, generator=torch.Generator().manual_seed(1)) * 0.5).to(device)
+    model.eval()
+    flops_per_image = extraction_flops(model, images[:2])
+    device_label = environment(device)["device_name"]
     rows = []
     first: tuple[str, torch.Tensor] | None = None  # (label, features) of the first configuration
     for precision in grid.precisions:
@@ -101,6 +105,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
                     **row,
                     "status": "ok",
                     "images_per_s": grid.images * timing["repeats"] / timing["total_s"],
+                    **utilisation(grid.images * timing["repeats"] / timing["total_s"], flops_per_image, device_label),
                     "ms_per_pass": timing["median_s"] * 1000,
                     **peak_memory(device),
                     "max_abs_feature_diff_vs_first": float((feats - first[1]).abs().max()),
@@ -116,6 +121,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
             "timed_passes": grid.repeats,
             "parameters": sum(p.numel() for p in model.parameters()),
         },
+        "model_flops_per_image": flops_per_image,
         "environment": environment(device),
         "configurations": rows,
         "notes": [
@@ -123,6 +129,9 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
             "device (one untimed pass first); features are L2-normalised f_bn in float32",
             "peak memory: CUDA max_memory_allocated per configuration; on CPU the process's peak RSS so far "
             "(cumulative over the configurations, so only the largest is meaningful)",
+            "model_flops_per_image: torch.utils.flop_counter count of the Re-ID model's forward (benchmarks/flops.py); "
+            "tflops_per_s = images/s x that count; mfu = tflops_per_s / the device's dense bf16 peak (absent for "
+            "devices not in flops.PEAK_BF16_DENSE_TFLOPS)",
             "max_abs_feature_diff_vs_first: largest elementwise difference of the unit-norm features from the "
             f"first configuration ({first[0] if first else 'none'})",
         ],
@@ -134,6 +143,8 @@ _TABLE = [
     ("precision", "precision"),
     ("batch_size", "batch"),
     ("images_per_s", "images/s"),
+    ("tflops_per_s", "TFLOP/s"),
+    ("mfu", "MFU"),
     ("ms_per_pass", "ms / pass"),
     ("peak_gib", "peak GiB"),
     ("max_abs_feature_diff_vs_first", "max |f - f_first|"),
@@ -171,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         row["peak_gib"] = gib(row.get("peak_memory_bytes"))
     env = result["environment"]
     print(f"{grid.name} extraction on {env['device_name']} (torch {env['torch_version']}), {result['sizes']['image_hw']} images")
-    print(format_table(result["configurations"], _TABLE))
+    has_mfu = any(row.get("mfu") is not None for row in result["configurations"])
+    print(format_table(result["configurations"], [c for c in _TABLE if has_mfu or c[0] != "mfu"]))
+    print(f"model FLOPs per image (forward): {result['model_flops_per_image'] / 1e9:.4g} GFLOP")
     out = args.out or RESULTS_DIR / f"extract_{result_slug(env)}{'' if grid.name == 'full' else '_' + grid.name}.json"
     print(f"wrote {write_json(out, result)}")
     return 0 if all(r["status"] == "ok" for r in result["configurations"]) else 1

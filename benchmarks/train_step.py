@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, format_table, gib, result_slug, write_json
+from flops import utilisation
 
 @dataclass(frozen=True)
 class Variant:
@@ -56,6 +57,7 @@ class Variant:
     encoder_checkpointing: bool  # ViT gradient checkpointing
     compile: str  # train.compile: auto (= on CUDA only) | true | false
     channels_last: bool = False
+    read_every_step: bool = False  # read the loss values back after every step, as dcac v0.1's step did
 
 
 REFERENCE = Variant(
@@ -95,12 +97,15 @@ VARIANTS.update(
         "dcac": DCAC_DEFAULT,
         "dcac+unet_ckpt": replace(DCAC_DEFAULT, name="dcac+unet_ckpt", checkpointing=True),
         "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
+        "dcac+per_step_reads": replace(DCAC_DEFAULT, name="dcac+per_step_reads", read_every_step=True),
     }
 )
+#: The worker name that counts the model FLOPs of a step instead of timing a variant.
+FLOPS_WORKER = "model-flops"
 VARIANT_SETS = {
     "cpu": ["reference", "dcac"],
     # dcac's eager steps without and with ViT checkpointing, then the default (compiled on CUDA).
-    "cuda": ["reference", "+fused_adam", "+encoder_ckpt", "dcac"],
+    "cuda": ["reference", "+fused_adam", "+encoder_ckpt", "dcac+per_step_reads", "dcac"],
     "ladder": [v.name for v in _ladder()] + ["dcac+unet_ckpt", "dcac+channels_last"],
     "all": list(VARIANTS),
 }
@@ -139,7 +144,7 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     from common import environment, peak_memory, pick_device, reset_peak_memory, synchronize, time_calls
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
-    from dcac.engine.train_step import batch_latents, compile_enabled, train_step
+    from dcac.engine.train_step import batch_latents, compile_enabled, step_values, train_step
     from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
     from dcac.models.single_token_attention import install_single_token_attention
 
@@ -236,17 +241,20 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     dcac_model.zero_grad(set_to_none=True)
     del out, latents
 
-    last: dict[str, float] = {}
+    last: dict[str, Any] = {}
     counter = iter(range(10**9))
 
     def step() -> None:
         nonlocal last
         last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], latent_cache)
+        if variant.read_every_step:
+            step_values(last)
 
     reset_peak_memory(device)
     warmup = max(size.warmup, 3) if compiled else size.warmup
     timing = time_calls(step, warmup=warmup, repeats=size.steps, device=device)
-    if not all(torch.isfinite(torch.tensor(v)) for v in last.values()):
+    last = step_values(last)
+    if not all(math.isfinite(v) for v in last.values()):
         raise FloatingPointError(f"non-finite loss terms after the timed steps: {last}")
     return {
         **asdict(variant),
@@ -313,6 +321,8 @@ _TABLE = [
     ("channels_last", "ch-last"),
     ("compiled", "compiled"),
     ("images_per_s", "images/s"),
+    ("tflops_per_s", "TFLOP/s"),
+    ("mfu", "MFU"),
     ("step_ms_median", "step ms"),
     ("peak_gib", "peak GiB"),
     ("speedup", "x ref speed"),
@@ -383,11 +393,26 @@ def _run_worker(args: argparse.Namespace, size: Size, name: str) -> dict[str, An
         try:
             proc = subprocess.run(_worker_command(args, name, out), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {**asdict(VARIANTS[name]), "status": f"timeout after {timeout:.0f} s"}
+            return {**_identity(name), "status": f"timeout after {timeout:.0f} s"}
         if out.is_file():
             return json.loads(out.read_text())
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-12:]
-        return {**asdict(VARIANTS[name]), "status": f"failed (exit {proc.returncode})", "error": "\n".join(tail)}
+        return {**_identity(name), "status": f"failed (exit {proc.returncode})", "error": "\n".join(tail)}
+
+
+def _identity(name: str) -> dict[str, Any]:
+    return asdict(VARIANTS[name]) if name in VARIANTS else {"name": name}
+
+
+def _model_flops(size: Size, device_arg: str | None) -> dict[str, Any]:
+    """The model FLOPs of the benchmarked step (see flops.py), counted at one P x K batch of one identity."""
+    from common import environment, pick_device
+    from dcac.config import load_config
+    from flops import train_step_flops
+
+    device = pick_device(device_arg)
+    k = load_config(size.preset, list(size.overrides)).data.num_instances
+    return {"status": "ok", **train_step_flops(size.preset, list(size.overrides), size.num_ids, device, batch_size=k), "environment": environment(device)}
 
 
 def _grad_difference(result: dict[str, Any], baseline: dict[str, Any]) -> float:
@@ -421,7 +446,7 @@ def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dic
     return row
 
 
-def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]], flops: dict[str, Any] | None = None) -> dict[str, Any]:
     first_ok = next((r for r in results if r.get("status") == "ok"), {})
     env = first_ok.get("environment")
     by_name = {r["name"]: r for r in results}
@@ -429,6 +454,10 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
     ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
     baseline = dcac if ok(dcac) else first_ok or None
     rows = [_row(r, reference, baseline) for r in results]
+    flops_per_image = flops.get("flops_per_image") if flops else None
+    for row in rows:
+        if row.get("status") == "ok":
+            row.update(utilisation(row["images_per_s"], flops_per_image, (env or {}).get("device_name")))
     sizes = {k: v for k, v in first_ok.get("sizes", {}).items() if k not in ("trainable_parameters", "latent_shape")}
     return {
         "benchmark": "train_step",
@@ -438,7 +467,14 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
         "speedup_dcac_vs_reference": dcac["images_per_s"] / reference["images_per_s"] if ok(reference) and ok(dcac) else None,
         "memory_dcac_vs_reference": dcac["peak_memory_bytes"] / reference["peak_memory_bytes"] if ok(reference) and ok(dcac) else None,
         "variants": rows,
+        "model_flops": flops,
         "notes": [
+            "model_flops: torch.utils.flop_counter count of one step of the size's dcac model without activation "
+            "checkpointing and without the per-step VAE (see benchmarks/flops.py); tflops_per_s = images/s x "
+            "model_flops.flops_per_image, the same count for every row, so rows compare as their images/s do; mfu = "
+            "tflops_per_s / the device's dense bf16 peak (absent for devices not in flops.PEAK_BF16_DENSE_TFLOPS)",
+            "dcac+per_step_reads: dcac's default step plus reading its loss values back to the host after every "
+            "step, as dcac v0.1's step did (v0.1's memory update also synchronised; that part is not emulated)",
             "images/s = batch x timed steps / synchronised wall time of dcac.engine.train_step (warm-up excluded); "
             "synthetic batches already on the device, so data loading is not measured",
             "peak memory: CUDA max_memory_allocated from the first warm-up step on; on CPU the worker process's peak "
@@ -462,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     size = _size(args)
     if args.worker:
         try:
-            result = run_variant(VARIANTS[args.worker], size, args.device, cpu_fp16=args.cpu_fp16)
+            if args.worker == FLOPS_WORKER:
+                result = _model_flops(size, args.device)
+            else:
+                result = run_variant(VARIANTS[args.worker], size, args.device, cpu_fp16=args.cpu_fp16)
         except Exception:  # noqa: BLE001 - the parent records the failure in the variant's row
             traceback.print_exc()
             return 1
@@ -474,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     names = _variant_names(args.variants or "cpu")
     results: list[dict[str, Any]] = []
     out = args.out
+    print(f"[train_step benchmark] {size.name}: counting the model FLOPs of a step ...", flush=True)
+    flops = _run_worker(args, size, FLOPS_WORKER)
+    print(f"  {flops['status']}" + (f": {flops['flops_per_image'] / 1e9:.4g} GFLOP per image" if flops["status"] == "ok" else f"\n{flops.get('error', '')}"), flush=True)
     while len(results) < len(names):
         name = names[len(results)]
         print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
@@ -483,16 +525,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.variants is None and status == "ok" and results[-1]["environment"]["device"] == "cuda":
             names = _variant_names("cuda")
         # Rewritten after every variant, so an interrupted run keeps the rows it finished.
-        summary = _summary(args, size, results)
+        summary = _summary(args, size, results, flops)
         out = args.out or RESULTS_DIR / f"train_step_{result_slug(summary['environment'])}{'' if size.name == 'full' else '_' + size.name}.json"
         write_json(out, {**summary, "complete": len(results) == len(names)})
     env = summary["environment"] or {}
     print(f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}")
-    print(format_table(summary["variants"], _TABLE))
+    has_mfu = any(row.get("mfu") is not None for row in summary["variants"])
+    print(format_table(summary["variants"], [c for c in _TABLE if has_mfu or c[0] != "mfu"]))
     if summary["speedup_dcac_vs_reference"] is not None:
         print(f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory")
     print(f"wrote {out}")
-    return 0 if all(r["status"] == "ok" for r in results) else 1
+    return 0 if all(r["status"] == "ok" for r in [*results, flops]) else 1
 
 
 if __name__ == "__main__":

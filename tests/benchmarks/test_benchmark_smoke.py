@@ -53,6 +53,12 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert dcac["frozen_in_autocast_dtype"] and dcac["encoder_checkpointing"] and not ref["encoder_checkpointing"]
     assert not dcac["compiled"] and not ref["compiled"]  # train.compile=auto never compiles on the CPU
     assert result["speedup_dcac_vs_reference"] > 0 and result["memory_dcac_vs_reference"] > 0
+    # Model FLOPs: one count for the step, every row's TFLOP/s from it; a CPU has no peak, so no MFU.
+    flops = result["model_flops"]
+    assert flops["status"] == "ok" and flops["flops_per_image"] == flops["forward_per_image"] + flops["backward_per_image"] > 0
+    for row in rows.values():
+        assert row["tflops_per_s"] == row["images_per_s"] * flops["flops_per_image"] / 1e12
+        assert row["mfu"] is None and row["peak_tflops"] is None
     # The first-step fingerprint: the same batch, latents, timesteps and noise give comparable gradients.
     assert dcac["probe_grad_diff"] == 0 and 0 <= ref["probe_grad_diff"] < float("inf")
     assert abs(ref["probe_loss"] - dcac["probe_loss"]) <= 0.05 * abs(ref["probe_loss"])
@@ -68,6 +74,8 @@ def test_extract_benchmark_tiny(tmp_path):
     assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 8), ("fp32", 32), ("bf16", 8), ("bf16", 32)]
     for row in rows:
         assert row["status"] == "ok" and row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
+        assert row["tflops_per_s"] == row["images_per_s"] * result["model_flops_per_image"] / 1e12 and row["mfu"] is None
+    assert result["model_flops_per_image"] > 0
     # fp32 at another batch size gives the same features; bf16 gives close ones.
     assert rows[1]["max_abs_feature_diff_vs_first"] < 1e-5
     assert 0 < rows[2]["max_abs_feature_diff_vs_first"] < 0.05

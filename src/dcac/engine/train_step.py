@@ -46,7 +46,8 @@ def batch_latents(model: DCAC, batch: dict[str, Any], latent_cache: LatentCache 
     if model.teacher is None:
         return None
     if latent_cache is not None:
-        return latent_cache.sample(model.teacher, batch["index"])
+        # Non-blocking: a blocking host-to-device copy would wait for every queued kernel.
+        return latent_cache.sample(model.teacher, batch["index"].to(latent_cache.mean.device, non_blocking=True))
     if "diffusion_image" not in batch:
         raise ValueError("without a latent cache the batch must carry 'diffusion_image' (the 128x128 view)")
     mean, std = model.teacher.encode_posterior(batch["diffusion_image"].to(device, non_blocking=True))
@@ -60,12 +61,14 @@ def train_step(
     batch: dict[str, Any],
     latent_cache: LatentCache | None = None,
     scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """Forward, backward, Adam step, then the ID-memory update from the batch of every rank.
 
-    ``model`` is what ``accelerator.prepare`` returned (possibly DDP-wrapped); returns the loss terms. With a
-    ``scaler`` (``train.compat=official``) the step runs the official code's fp16 autocast and loss scaling on
-    any device: a step whose gradients overflow is skipped, the memory still moves.
+    ``model`` is what ``accelerator.prepare`` returned (possibly DDP-wrapped); returns the loss terms as
+    detached 0-dim tensors on the device: reading a value makes the host wait for the GPU, so the caller
+    converts them (:func:`step_values`) only when it logs. With a ``scaler`` (``train.compat=official``) the
+    step runs the official code's fp16 autocast and loss scaling on any device: a step whose gradients
+    overflow is skipped, the memory still moves.
     """
     dcac_model: DCAC = accelerator.unwrap_model(model)
     device = accelerator.device
@@ -84,6 +87,16 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     # Every rank applies the same update from the gathered batch, so the memories stay identical.
     dcac_model.memory.update(accelerator.gather(out.embeddings), accelerator.gather(labels))
-    parts = {k: float(v) for k, v in out.parts.items()}
-    parts["loss"] = float(out.loss.detach())
-    return parts
+    return {**out.parts, "loss": out.loss.detach()}
+
+
+def step_values(parts: dict[str, Any]) -> dict[str, float]:
+    """The values of :func:`train_step`'s terms as Python floats, read from the device in one transfer.
+
+    Each value equals ``float(v)``: float64 holds every float32/bfloat16/float16 value exactly.
+    """
+    tensors = {k: v.detach() for k, v in parts.items() if isinstance(v, torch.Tensor)}
+    device = next(iter(tensors.values())).device if tensors else None
+    read = torch.stack([v.to(device, torch.float64).reshape(()) for v in tensors.values()]).tolist() if tensors else []
+    floats = dict(zip(tensors, read))
+    return {k: floats[k] if k in floats else float(v) for k, v in parts.items()}

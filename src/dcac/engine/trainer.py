@@ -52,7 +52,7 @@ from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
-from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, train_step
+from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
 from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
 from dcac.inference.ranked_list import sample_ranked_queries
 from dcac.inference.report import write_report
@@ -273,11 +273,13 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     for step, batch in enumerate(loader):
         if step >= steps:
             break
-        parts = train_step(run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler)
+        step_parts = train_step(run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler)
         run.global_step += 1
         bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
+        # Reading the values waits for the GPU, so only logging steps read them (the epoch's last step is one).
         if run.global_step % cfg.train.log_every == 0 or step == steps - 1:
+            parts = step_values(step_parts)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
             run.logger.log({"epoch": epoch + 1, "step": run.global_step, "lr": cfg.optim.lr * lr_factor, **parts}, step=run.global_step)
     bar.close()
     run.epoch = epoch + 1

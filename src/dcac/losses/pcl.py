@@ -122,8 +122,12 @@ class PrototypeMemory(nn.Module):
             # its least-similar sample, the earliest in the batch on ties.
             by_similarity = torch.argsort(similarity, stable=True)
             order = by_similarity[torch.argsort(labels[by_similarity], stable=True)]
-            first = _run_starts(labels[order])
-            self._step(labels[order[first]], v[order[first]], momentum)
+            sorted_labels = labels[order]
+            run_start = _run_start_positions(sorted_labels)
+            # Every sample of an identity writes its identity's row, all with the value computed at the run
+            # start: no boolean selection (whose data-dependent size would make a GPU wait for the host).
+            moved = momentum * self.features[sorted_labels] + (1.0 - momentum) * v[order[run_start]]
+            self.features[sorted_labels] = F.normalize(moved, dim=1)[run_start]
             return
         # "mean": sorted stably by identity, each identity's samples form a run in batch order. The
         # k-th samples of different identities do not interact, so round k updates them together;
@@ -131,8 +135,7 @@ class PrototypeMemory(nn.Module):
         order = torch.argsort(labels, stable=True)
         sorted_labels = labels[order]
         position = torch.arange(len(order), device=order.device)
-        run_start = torch.cummax(torch.where(_run_starts(sorted_labels), position, 0), dim=0).values
-        rank = position - run_start
+        rank = position - _run_start_positions(sorted_labels)
         for k in range(int(rank.max()) + 1 if len(order) else 0):
             in_round = rank == k
             self._step(sorted_labels[in_round], v[order[in_round]], momentum)
@@ -143,8 +146,9 @@ class PrototypeMemory(nn.Module):
         self.features[ids] = F.normalize(moved, dim=1)
 
 
-def _run_starts(sorted_labels: torch.Tensor) -> torch.Tensor:
-    """Mask of the first position of every run of equal values in a sorted label vector."""
+def _run_start_positions(sorted_labels: torch.Tensor) -> torch.Tensor:
+    """For each position of a sorted label vector, the first position of its run of equal values."""
     starts = torch.ones_like(sorted_labels, dtype=torch.bool)
     starts[1:] = sorted_labels[1:] != sorted_labels[:-1]
-    return starts
+    position = torch.arange(len(sorted_labels), device=sorted_labels.device)
+    return torch.cummax(torch.where(starts, position, 0), dim=0).values
