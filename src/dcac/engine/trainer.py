@@ -111,7 +111,8 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
     seed_everything(cfg.train.seed)
 
     # ---- data ---------------------------------------------------------------------------------------
-    protocol = build_protocol(cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits, verbose=is_main)
+    protocol = build_protocol(cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits,
+                              dataset_options=cfg.data.options, verbose=is_main)
     records = protocol.train.records
     if cfg.data.on_corrupt == "skip":
         records, skipped = verify_images(records, on_corrupt="skip")
