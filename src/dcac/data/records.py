@@ -97,9 +97,13 @@ class ReIDDataset:
                     gallery: Iterable[ImageRecord], train_only: bool = False,
                     notes: Iterable[str] = (), eval_only: bool = False,
                     distractor_pids: Iterable[int] = ()) -> ReIDDataset:
-        """Drop junk everywhere, relabel train pids from the sorted original ids, and validate."""
-        return cls(name=name, root=str(root), train=relabel_pids(drop_junk(train)), query=drop_junk(query),
-                   gallery=drop_junk(gallery), train_only=train_only, notes=list(notes), eval_only=eval_only,
+        """Drop junk everywhere (counted in the notes), relabel train pids from the sorted ids, and validate."""
+        splits = {"train": list(train), "query": list(query), "gallery": list(gallery)}
+        kept = {split: drop_junk(records) for split, records in splits.items()}
+        junk = sum(len(splits[s]) - len(kept[s]) for s in splits)
+        all_notes = list(notes) + ([f"dropped {junk} junk images (pid -1)"] if junk else [])
+        return cls(name=name, root=str(root), train=relabel_pids(kept["train"]), query=kept["query"],
+                   gallery=kept["gallery"], train_only=train_only, notes=all_notes, eval_only=eval_only,
                    distractor_pids=frozenset(distractor_pids))
 
     @property
