@@ -97,9 +97,16 @@ class _RankSearch:
     collected: list[torch.Tensor] | None = None
     value: float | None = None
     below_value: int = 0  # impostors strictly below the value: its exact FPR numerator
+    extremes: tuple[float, float] | None = None  # min and max in [lo, hi) seen by this histogram pass
 
     def narrow(self) -> int:
-        """After a histogram pass: keep only the bin holding the wanted rank; return that bin's count."""
+        """After a histogram pass: keep only the bin holding the wanted rank; return that bin's count.
+
+        A range whose values are all equal (ties, or floats too dense to split, as near 0) is resolved.
+        """
+        if self.extremes is not None and self.extremes[0] == self.extremes[1]:
+            self.value, self.below_value = self.extremes[0], self.offset
+            return 0
         cumulated = torch.cumsum(self.counts, 0)
         index = int(torch.searchsorted(cumulated, cumulated.new_tensor(self.rank), right=True))
         below = int(cumulated[index - 1]) if index > 0 else 0
@@ -110,10 +117,10 @@ class _RankSearch:
 
     def plan(self, num_in_range: int, max_collect: int, num_bins: int, like: torch.Tensor) -> None:
         """Choose the next pass: collect if the range is small (or open-ended), else histogram it again."""
-        self.collected, self.edges = None, None
-        if math.isfinite(self.lo) and float(torch.nextafter(like.new_tensor(self.lo), like.new_tensor(math.inf))) >= self.hi:
-            self.value, self.below_value = self.lo, self.offset  # a one-float range: every value in it is lo
-        elif num_in_range <= max_collect or not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+        self.collected, self.edges, self.extremes = None, None, None
+        if self.value is not None:
+            return
+        if num_in_range <= max_collect or not (math.isfinite(self.lo) and math.isfinite(self.hi)):
             self.collected = []
         else:
             self.edges = torch.linspace(self.lo, self.hi, num_bins + 1, dtype=like.dtype, device=like.device)[1:-1]
@@ -123,9 +130,12 @@ class _RankSearch:
         inside = _in_range(impostors, self.lo, self.hi)
         if self.edges is None:
             self.collected.append(inside)
-        else:
+        elif len(inside):
             self.counts += torch.bincount(torch.bucketize(inside, self.edges, right=True),
                                           minlength=len(self.edges) + 1)
+            low, high = float(inside.min()), float(inside.max())
+            self.extremes = (low, high) if self.extremes is None else (min(self.extremes[0], low),
+                                                                         max(self.extremes[1], high))
 
     def resolve(self) -> None:
         """After a collect pass: the value is the rank-th of the sorted collected values."""
