@@ -29,6 +29,10 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ["market1501"])
     targets: list[str] = field(default_factory=lambda: ["msmt17"])
     all_splits: bool = False  # train on train+query+gallery of the sources
+    # Per-dataset loader options, keyed by dataset name (or a user's dataset's folder name), e.g.
+    # data.options.msmt17.use_val=false, data.options.cuhk03.variant=labeled, data.options.grid.split=3,
+    # data.options.shop_a.layout=folders. Sources and targets may be paths to a user's own datasets.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     height: int = 256
     width: int = 128
     diffusion_size: int = 128  # the un-augmented square view the VAE encodes

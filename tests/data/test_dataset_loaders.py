@@ -186,14 +186,14 @@ def test_msmt17_bad_camera_field_is_named(tmp_path: Path) -> None:
 def test_msmt17_lists_that_do_not_match_the_images(tmp_path: Path) -> None:
     root = _msmt_list_tree(tmp_path / "MSMT17_V1")
     (root / "list_train.txt").write_text("0099/0099_000_01_0303morning_0015_0.jpg 99\n")
-    with pytest.raises(ImageNameError, match="does not exist"):
+    with pytest.raises(DatasetLayoutError, match="list_train.txt, line 1 lists .* which does not exist"):
         get_dataset("ms", root)
 
 
 # --------------------------------------------------------------------------------------------------- CUHK03
 @pytest.mark.parametrize("variant", ["detected", "labeled"])
 def test_cuhk03_np_variants(tmp_path: Path, make_market_tree: Callable[..., Path], variant: str) -> None:
-    make_market_tree(tmp_path / "cuhk03np" / variant, suffix=".png")
+    make_market_tree(tmp_path / "cuhk03np" / variant, suffix=".png", num_cameras=2)
     dataset = get_dataset("c3", tmp_path, variant=variant)
     assert dataset.root == str(tmp_path / "cuhk03np" / variant)
     assert all(r.path.endswith(".png") for r in dataset.train) and dataset.num_train_pids == 3

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcac.data.datasets import canonical_name, get_dataset
+from dcac.data.datasets import canonical_name, dataset_key, get_dataset, is_custom
 from dcac.data.records import ImageRecord, ReIDDataset, sorted_label_map
 
 # Leave-one-out multi-source settings over Market-1501, DukeMTMC-reID, MSMT17 and CUHK03 (detected).
@@ -75,8 +75,10 @@ def _training_records(dataset: ReIDDataset, all_splits: bool) -> list[tuple[tupl
     """(identity key, record) pairs; the key keeps train ids apart from query/gallery ids of the source."""
     keyed = [((_TRAIN_GROUP, r.pid), r) for r in dataset.train]
     if all_splits:
-        # pid 0 (distractors) and -1 (junk) are not identities; every other test id is a new class.
-        keyed += [((_TEST_GROUP, r.pid), r) for r in dataset.query + dataset.gallery if r.pid > 0]
+        # The dataset's distractor ids (Market-1501's 0) are not identities (junk -1 is already dropped);
+        # every other test id is a new class, MSMT17's test identity 0 included.
+        keyed += [((_TEST_GROUP, r.pid), r) for r in dataset.query + dataset.gallery
+                  if r.pid not in dataset.distractor_pids]
     return keyed
 
 
@@ -86,7 +88,13 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
     id_offsets: dict[str, int] = {}
     cam_offsets: dict[str, int] = {}
     num_ids = num_cams = 0
+    names = [d.name for d in datasets]
     for dataset in datasets:
+        if names.count(dataset.name) > 1:
+            raise ValueError(f"two sources are named {dataset.name!r} ({', '.join(d.root for d in datasets if d.name == dataset.name)}): "
+                             "rename one folder, a dataset's name keys its identity and camera offsets")
+        if dataset.eval_only:
+            raise ValueError(f"{dataset.name} ({dataset.root}) has no train split (evaluation-only) and cannot be a source")
         keyed = _training_records(dataset, all_splits)
         label_of = sorted_label_map(key for key, _ in keyed)
         id_offsets[dataset.name], cam_offsets[dataset.name] = num_ids, num_cams
@@ -96,28 +104,38 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
     return TrainSet(records, num_ids, num_cams, tuple(d.name for d in datasets), id_offsets, cam_offsets)
 
 
+def _options_key(name: str) -> str:
+    """Options are keyed by a registered dataset's name (full or short) or by a user's dataset's folder name."""
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return Path(name).stem if is_custom(name) else name
+
+
 def build_protocol(sources: Sequence[str], targets: Sequence[str], root: str | Path, *, all_splits: bool = False,
                    dataset_options: Mapping[str, Mapping[str, object]] | None = None,
                    verbose: bool = False) -> Protocol:
     """Load the sources and targets from the data root ``root`` and merge the sources for training.
 
-    ``dataset_options`` maps a dataset name (full or short) to its loader options, e.g.
-    ``{"ms": {"use_val": False}, "c3": {"variant": "labeled"}}``. ``all_splits=True`` trains on the
-    sources' train, query and gallery images (distractors and junk excluded).
+    A source or target may be the path of a user's dataset (its own root; see ``datasets.custom``).
+    ``dataset_options`` maps a dataset name (full or short; a user's dataset by its folder name) to its
+    loader options, e.g. ``{"ms": {"use_val": False}, "c3": {"variant": "labeled"}, "shop_a": {"layout":
+    "folders"}}``. ``all_splits=True`` trains on the sources' train, query and gallery images (distractors
+    and junk excluded).
     """
-    source_names = [canonical_name(n) for n in sources]
-    target_names = [canonical_name(n) for n in targets]
+    source_names = [dataset_key(n) for n in sources]
+    target_names = [dataset_key(n) for n in targets]
     if not source_names or not target_names:
         raise ValueError("a protocol needs at least one source and one target dataset")
-    options = {canonical_name(n): dict(o) for n, o in (dataset_options or {}).items()}
+    options = {_options_key(n): dict(o) for n, o in (dataset_options or {}).items()}
     loaded: dict[str, ReIDDataset] = {}
     for name in dict.fromkeys(source_names + target_names):
-        loaded[name] = get_dataset(name, root, verbose=verbose, **options.get(name, {}))
+        loaded[name] = get_dataset(name, root, verbose=verbose, **options.get(_options_key(name), {}))
     for name in target_names:
         if loaded[name].train_only:
             raise ValueError(f"{name} is a training-only dataset (no query/gallery) and cannot be a target")
     protocol = Protocol(merge_sources([loaded[n] for n in source_names], all_splits=all_splits),
-                        {n: loaded[n] for n in target_names})
+                        {loaded[n].name: loaded[n] for n in target_names})
     if verbose:
         print(protocol.summary())
     return protocol

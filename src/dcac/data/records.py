@@ -2,7 +2,8 @@
 
 Conventions shared by every loader (DESIGN.md section 2):
 - pid -1 marks junk images and is dropped from every split;
-- pid 0 marks distractors (Market-1501 style) and is kept where it appears (the gallery);
+- pid 0 marks distractors only in the datasets that use it so (Market-1501, GRID, the Market layout of a
+  user's folder): ``ReIDDataset.distractor_pids``; elsewhere (MSMT17, ...) 0 is an ordinary identity;
 - train pids are relabelled to 0..N-1 in the order of the *sorted* original ids, so every process of a
   distributed run builds the same label map (unsorted maps are a known fast-reid DDP bug);
 - query/gallery keep their original pids, because evaluation only compares them with each other;
@@ -55,7 +56,8 @@ class ReIDDataset:
 
     Construct it with :meth:`from_splits`, which applies the conventions of this module; the plain
     constructor only validates. ``train_only`` datasets (CUHK02, CUHK-SYSU in the classic protocol) have
-    empty query and gallery lists; every other dataset must have images in all three splits.
+    empty query and gallery lists; ``eval_only`` datasets (a user's query + gallery folder) have an empty
+    train list; every other dataset must have images in all three splits.
     """
 
     name: str
@@ -65,10 +67,17 @@ class ReIDDataset:
     gallery: list[ImageRecord]
     train_only: bool = False
     notes: list[str] = field(default_factory=list)
+    eval_only: bool = False
+    distractor_pids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
-        required = {"train": self.train} if self.train_only else {
-            "train": self.train, "query": self.query, "gallery": self.gallery}
+        if self.train_only and self.eval_only:
+            raise ValueError(f"dataset {self.name!r}: cannot be both train_only and eval_only")
+        required = {"train": self.train, "query": self.query, "gallery": self.gallery}
+        if self.train_only:
+            required = {"train": self.train}
+        elif self.eval_only:
+            required = {"query": self.query, "gallery": self.gallery}
         for split, records in required.items():
             if not records:
                 raise EmptySplitError(
@@ -86,10 +95,16 @@ class ReIDDataset:
     @classmethod
     def from_splits(cls, name: str, root: str, *, train: Iterable[ImageRecord], query: Iterable[ImageRecord],
                     gallery: Iterable[ImageRecord], train_only: bool = False,
-                    notes: Iterable[str] = ()) -> ReIDDataset:
-        """Drop junk everywhere, relabel train pids from the sorted original ids, and validate."""
-        return cls(name=name, root=str(root), train=relabel_pids(drop_junk(train)), query=drop_junk(query),
-                   gallery=drop_junk(gallery), train_only=train_only, notes=list(notes))
+                    notes: Iterable[str] = (), eval_only: bool = False,
+                    distractor_pids: Iterable[int] = ()) -> ReIDDataset:
+        """Drop junk everywhere (counted in the notes), relabel train pids from the sorted ids, and validate."""
+        splits = {"train": list(train), "query": list(query), "gallery": list(gallery)}
+        kept = {split: drop_junk(records) for split, records in splits.items()}
+        junk = sum(len(splits[s]) - len(kept[s]) for s in splits)
+        all_notes = list(notes) + ([f"dropped {junk} junk images (pid -1)"] if junk else [])
+        return cls(name=name, root=str(root), train=relabel_pids(kept["train"]), query=kept["query"],
+                   gallery=kept["gallery"], train_only=train_only, notes=all_notes, eval_only=eval_only,
+                   distractor_pids=frozenset(distractor_pids))
 
     @property
     def num_train_pids(self) -> int:

@@ -182,7 +182,10 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
 def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingData:
     """The merged sources (unreadable images skipped with ``data.on_corrupt=skip``) and the checked targets."""
     is_main = accelerator.is_main_process
-    protocol = build_protocol(cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits, verbose=is_main)
+    protocol = build_protocol(
+        cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits,
+        dataset_options=cfg.data.options, verbose=is_main,
+    )
     records = protocol.train.records
     if cfg.data.on_corrupt == "skip":
         records, skipped = verify_images(records, on_corrupt="skip")

@@ -25,6 +25,7 @@ from dcac.data.records import ReIDDataset
 NAME = "cuhk03"
 ALIASES = ("c3",)
 FOLDER_NAMES = ("cuhk03np", "cuhk03-np", "CUHK03-NP", "cuhk03_np", "cuhk03")
+NUM_CAMERAS = 2
 VARIANTS = ("detected", "labeled")
 LAYOUT = "cuhk03np/\n    detected/   or   labeled/\n" + "\n".join(
     "        " + line for line in MARKET_LAYOUT.replace(".jpg", ".png").splitlines()[1:])
@@ -38,4 +39,4 @@ def load(dataset_dir: Path, variant: str = "detected") -> ReIDDataset:
     if variant not in VARIANTS:
         raise ValueError(f"cuhk03: variant must be one of {VARIANTS}, got {variant!r}")
     variant_dir = require_dir(dataset_dir / variant, NAME, LAYOUT)
-    return load_market_style(variant_dir, name=NAME, layout=LAYOUT)
+    return load_market_style(variant_dir, name=NAME, layout=LAYOUT, num_cameras=NUM_CAMERAS)

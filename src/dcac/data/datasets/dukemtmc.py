@@ -20,9 +20,10 @@ from dcac.data.records import ReIDDataset
 NAME = "dukemtmc"
 ALIASES = ("d", "duke")
 FOLDER_NAMES = ("DukeMTMC-reID", "dukemtmc", "dukemtmcreid", "dukemtmc-reid", "DukeMTMC")
+NUM_CAMERAS = 8
 LAYOUT = MARKET_LAYOUT
 is_dataset_dir = is_market_dir
 
 
 def load(dataset_dir: Path) -> ReIDDataset:
-    return load_market_style(dataset_dir, name=NAME)
+    return load_market_style(dataset_dir, name=NAME, num_cameras=NUM_CAMERAS)

@@ -45,25 +45,43 @@ def require_file(path: Path, dataset: str, layout: str) -> Path:
     return path
 
 
+def is_image_file(path: Path) -> bool:
+    """An image by its suffix; macOS ``._*`` resource-fork files (left by copying from a Mac) are not images."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (so loading order never depends on the OS)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
-def parse_market_name(path: Path) -> tuple[int, int]:
+def check_camera(camera: int, num_cameras: int | None, dataset: str, where: object) -> None:
+    """Raise naming ``where`` if the 1-based ``camera`` is outside ``1..num_cameras`` (None: no upper bound).
+
+    A camera out of range almost always means another dataset's folder was given (Duke has 8 cameras,
+    Market 6), which would otherwise load silently under the wrong name.
+    """
+    if camera < 1 or (num_cameras is not None and camera > num_cameras):
+        bound = f"1..{num_cameras}" if num_cameras is not None else ">= 1"
+        raise ImageNameError(f"{where}: camera {camera} is outside {dataset}'s cameras {bound}; is this folder "
+                             f"really {dataset}?")
+
+
+def parse_market_name(path: Path, *, num_cameras: int | None = None, dataset: str = "dataset") -> tuple[int, int]:
     """``(pid, 0-based camid)`` from a Market-style file name; raise naming the file if it does not parse."""
     match = _MARKET_NAME.match(path.name)
-    if match is None or int(match.group(2)) < 1:
+    if match is None:
         raise ImageNameError(f"cannot parse image name {path}: expected 'PPPP_cC...' "
                              "(person id, '_c', camera number from 1), e.g. 0002_c1s1_000451_03.jpg")
+    check_camera(int(match.group(2)), num_cameras, dataset, f"image {path}")
     return int(match.group(1)), int(match.group(2)) - 1
 
 
-def scan_market_folder(folder: Path, dataset: str) -> list[ImageRecord]:
-    """Records for every image in a Market-style split folder."""
+def scan_market_folder(folder: Path, dataset: str, num_cameras: int | None = None) -> list[ImageRecord]:
+    """Records for every image in a Market-style split folder (cameras checked against ``num_cameras``)."""
     records = []
     for path in list_images(folder):
-        pid, camid = parse_market_name(path)
+        pid, camid = parse_market_name(path, num_cameras=num_cameras, dataset=dataset)
         records.append(ImageRecord(str(path), pid, camid, dataset))
     return records
 
@@ -73,8 +91,9 @@ def is_market_dir(path: Path) -> bool:
     return any((path / folder).is_dir() for folder in SPLIT_FOLDERS.values())
 
 
-def load_market_style(dataset_dir: Path, *, name: str, layout: str = MARKET_LAYOUT) -> ReIDDataset:
-    """Load a dataset stored in the Market-1501 layout."""
-    splits = {split: scan_market_folder(require_dir(dataset_dir / folder, name, layout), name)
+def load_market_style(dataset_dir: Path, *, name: str, layout: str = MARKET_LAYOUT, num_cameras: int | None = None,
+                      distractor_pids: tuple[int, ...] = ()) -> ReIDDataset:
+    """Load a dataset stored in the Market-1501 layout (cameras checked against ``num_cameras``)."""
+    splits = {split: scan_market_folder(require_dir(dataset_dir / folder, name, layout), name, num_cameras)
               for split, folder in SPLIT_FOLDERS.items()}
-    return ReIDDataset.from_splits(name, str(dataset_dir), **splits)
+    return ReIDDataset.from_splits(name, str(dataset_dir), **splits, distractor_pids=distractor_pids)

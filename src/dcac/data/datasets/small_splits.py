@@ -1,7 +1,7 @@
 """Seeded identity splits for the small test sets of the classic multi-source protocol.
 
-GRID, iLIDS, PRID and VIPeR have no official train/test split file that ships with the images; the
-classic protocol (torchreid, DualNorm, M3L, META) draws 10 random identity splits, evaluates on each and
+iLIDS, PRID and VIPeR have no official train/test split file that ships with the images (GRID's
+published partitions are read when present, see ``grid``); the classic protocol (torchreid, DualNorm, M3L, META) draws 10 random identity splits, evaluates on each and
 averages. dcac draws split ``split`` from a random generator seeded with the dataset name and the split
 index, so split k is the same on every machine and in every process. These are not the same random draws
 as torchreid's ``splits.json`` files (which are themselves random per user).
