@@ -41,15 +41,43 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         after_bn = not args.before_bn
         feats = predictor.extract(files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True)
         names = [f.relative_to(folder).as_posix() for f in files]
-        save_features(args.out, FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint)))
+        save_features(args.out, FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256))
     except CheckpointError as err:
         return _fail("extract", err)
     print(f"{len(names)} features ({feats.shape[1]}-d, {'f_bn' if after_bn else 'f'}) -> {args.out}")
     return 0
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
+def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tuple[torch.Tensor, list[str]]:
+    """The gallery's features and paths: read from an ``extract`` file (checked to match the model) or extracted."""
     from dcac.inference.feature_store import load_features
+    from dcac.inference.image_inputs import expand_inputs
+    from dcac.inference.weights_identity import check_same_weights
+
+    gallery_arg = Path(args.gallery)
+    if not gallery_arg.is_file():
+        gallery_files = expand_inputs(gallery_arg)
+        return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [str(p) for p in gallery_files]
+    stored = load_features(gallery_arg)
+    if stored.after_bn != after_bn:
+        raise ValueError(
+            f"{gallery_arg} holds {'f_bn' if stored.after_bn else 'f'} features but the query would use "
+            f"{'f_bn' if after_bn else 'f'}: {'drop' if stored.after_bn else 'add'} --before-bn"
+        )
+    warning = check_same_weights(gallery_arg, stored.checkpoint, stored.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    if warning:
+        print(f"dcac search: {warning}", file=sys.stderr)
+    return stored.features, [str(p) for p in stored.paths()]
+
+
+def _rerank_params(args: argparse.Namespace, predictor):
+    if not args.rerank:
+        return None
+    ev = predictor.config.eval  # the run's own k1/k2/lambda, as `dcac eval --rerank` uses them
+    return (ev.k1, ev.k2, ev.lambda_value)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
@@ -58,26 +86,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     try:
         predictor = _load(args.checkpoint, args.device)
         after_bn = not args.before_bn
-        gallery_arg = Path(args.gallery)
-        if gallery_arg.is_file():
-            stored = load_features(gallery_arg)
-            if stored.after_bn != after_bn:
-                raise ValueError(
-                    f"{gallery_arg} holds {'f_bn' if stored.after_bn else 'f'} features but the query would use "
-                    f"{'f_bn' if after_bn else 'f'}: {'drop' if stored.after_bn else 'add'} --before-bn"
-                )
-            gallery_feats, gallery_paths = stored.features, [str(p) for p in stored.paths()]
-        else:
-            gallery_files = expand_inputs(gallery_arg)
-            gallery_feats = predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn)
-            gallery_paths = [str(p) for p in gallery_files]
+        gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
         query_files = expand_inputs([Path(q) for q in args.queries])
         query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
         if query_feats.shape[1] != gallery_feats.shape[1]:
             raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
-        indices, distances = rank(query_feats, gallery_feats, topk=args.topk)
+        rerank = _rerank_params(args, predictor)
+        indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
         queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
-        json_path, html_path = write_search_results(args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn)
+        json_path, html_path = write_search_results(
+            args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn, rerank=rerank, html_queries=args.html_queries
+        )
     except CheckpointError as err:
         return _fail("search", err)
     print(f"{len(queries)} queries against {len(gallery_paths)} gallery images -> {json_path}, {html_path}")
@@ -133,6 +152,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", required=True, help="gallery image folder, or a features file from 'dcac extract'")
     _add_model_arguments(p)
     p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking with the run's eval.k1/k2/lambda_value, as dcac eval --rerank")
+    p.add_argument("--html-queries", type=int, default=100,
+                   help="queries shown in results.html (default 100; results.json always holds all of them)")
     p.add_argument("--out", default="search_results", help="output folder (default: search_results)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's data.test_batch_size")
     p.set_defaults(func=_cmd_search)

@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
-from dcac.engine.run_folder import load_reid_model
+from dcac.engine.run_folder import load_reid_model, resolve_run
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
+from dcac.inference.weights_identity import file_sha256
 from dcac.models.reid_model import ReIDModel
 
 # A progress bar for a handful of images is noise; above this many images extraction takes a while.
@@ -46,12 +47,23 @@ class ReIDPredictor:
         self.run_info = dict(run_info or {})
         self.source = source
         self.transform = build_test_transform(config.data.height, config.data.width)
+        self.weights_file: Path | None = None
+        self._weights_sha256: str | None = None
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> "ReIDPredictor":
         """Load a run folder (or the ``reid_model.safetensors`` inside one)."""
         model, config, run_info = load_reid_model(run_or_checkpoint, device)
-        return cls(model, config, run_info=run_info, source=str(run_or_checkpoint), device=device)
+        predictor = cls(model, config, run_info=run_info, source=str(run_or_checkpoint), device=device)
+        predictor.weights_file = resolve_run(run_or_checkpoint)[1]
+        return predictor
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file this model was loaded from ("" for a model built in memory)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = file_sha256(self.weights_file) if self.weights_file is not None else ""
+        return self._weights_sha256
 
     @property
     def image_size(self) -> tuple[int, int]:
