@@ -119,11 +119,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from dcac.engine.run_folder import resolve_run
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
+    from dcac.inference.onnx_inputs import InputSpec
 
     try:
+        spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
         predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
         out = Path(args.out) if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx"
-        export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify)
+        export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify, input_spec=spec, precision=args.precision)
     except (CheckpointError, ExportMismatchError) as err:
         return _fail("export", err)
     print(f"ONNX model -> {out}" + ("" if args.no_verify else " (onnxruntime output checked against PyTorch)"))
@@ -174,4 +176,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: RUN/reid_model.onnx)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    p.add_argument("--input", choices=("pixel_values", "raw", "imagenet"), default="pixel_values",
+                   help="pixel_values: preprocessed N×3×H×W (default); raw: uint8 crops of any size, resized and "
+                        "normalised in the graph; imagenet: ImageNet-normalised float crops (BoxMOT-style trackers)")
+    p.add_argument("--layout", choices=("nhwc", "nchw"), help="raw input layout (default nhwc)")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="raw input channel order (OpenCV: bgr)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
     p.set_defaults(func=_cmd_export)
