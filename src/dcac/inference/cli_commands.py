@@ -1,6 +1,6 @@
-"""``dcac extract | search | explain | export``: using a trained run from the command line.
+"""``dcac extract | search | explain | export | push``: using and sharing a trained run from the command line.
 
-``add_commands(subparsers)`` registers the four subcommands on the main ``dcac`` parser; each command
+``add_commands(subparsers)`` registers the subcommands on the main ``dcac`` parser; each command
 returns an exit code (0 done, 2 bad input with a message on stderr).
 """
 
@@ -118,12 +118,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from dcac.engine.run_folder import resolve_run
+    from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
     from dcac.inference.onnx_inputs import InputSpec
 
     try:
         spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
         predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
+        if not args.out and parse_hub_id(args.checkpoint):
+            raise ValueError(f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)")
         out = Path(args.out) if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx"
         export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify, input_spec=spec, precision=args.precision)
     except (CheckpointError, ExportMismatchError) as err:
@@ -132,8 +135,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from dcac.inference.hub import push_run, stage_run
+
+    try:
+        if args.stage_only:
+            folder = stage_run(args.run, args.repo_id, args.stage_only)
+            print(f"staged {args.repo_id} (model card {folder / 'README.md'}) in {folder}; nothing uploaded")
+            return 0
+        url = push_run(args.run, args.repo_id, private=args.private, token=args.token)
+    except CheckpointError as err:
+        return _fail("push", err)
+    print(f"{args.run} -> https://huggingface.co/{args.repo_id} ({url})")
+    return 0
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    parser.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
+    parser.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name")
     parser.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck (f) instead of f_bn")
     if device:
         parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -184,3 +202,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
     p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser("push", help="upload a run (weights, config, metrics, generated model card) to the Hugging Face Hub")
+    p.add_argument("run", help="run folder")
+    p.add_argument("repo_id", help="Hub repository, org/name (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved huggingface-cli login)")
+    p.add_argument("--stage-only", metavar="DIR", help="write the files and model card to DIR and upload nothing")
+    p.set_defaults(func=_cmd_push)

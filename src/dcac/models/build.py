@@ -19,15 +19,17 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
+        from dcac.hub_cache import CLIP_FILES, resolve_weights
         from dcac.models.clip_weights import load_clip_vision_weights
 
-        load_clip_vision_weights(model.encoder, config.encoder.weights)
+        load_clip_vision_weights(model.encoder, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
     model.encoder.enable_gradient_checkpointing(config.encoder.gradient_checkpointing)
     return model
 
 
 def build_dcac(config: DCACConfig, num_ids: int):
     """The whole training module of DESIGN §1: Re-ID model, ID memory and (unless the baseline) the teacher."""
+    from dcac.hub_cache import DIFFUSERS_FILES, resolve_weights
     from dcac.losses import PrototypeMemory
     from dcac.models.conditioning import IDConditioner
     from dcac.models.dcac import DCAC
@@ -42,7 +44,7 @@ def build_dcac(config: DCACConfig, num_ids: int):
         teacher = DiffusionTeacher(
             DiffusionTeacherConfig(
                 preset=d.preset,
-                weights=d.weights,
+                weights=resolve_weights(d.weights, DIFFUSERS_FILES, what="diffusion.weights"),
                 mode=d.mode,
                 lora_rank=d.lora_rank,
                 lora_alpha=d.lora_alpha,
