@@ -70,6 +70,27 @@ def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tu
     return stored.features, [str(p) for p in stored.paths()]
 
 
+def _is_index(path: Path) -> bool:
+    from dcac.inference.ann_index import is_index_file
+
+    return path.is_file() and is_index_file(path)
+
+
+def _search_index(args: argparse.Namespace, predictor, query_feats: torch.Tensor):
+    """Top-k from a ``dcac index`` file: (indices, distances, gallery paths)."""
+    from dcac.inference.ann_index import GalleryIndex
+    from dcac.inference.weights_identity import check_same_weights
+
+    if args.rerank:
+        raise ValueError(f"--rerank needs the gallery's features; {args.gallery} is an index: pass the extract file instead")
+    index = GalleryIndex.load(args.gallery)
+    warning = check_same_weights(args.gallery, "its index", index.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    if warning:
+        print(f"dcac search: {warning}", file=sys.stderr)
+    indices, distances = index.search(query_feats, args.topk)
+    return indices, distances, index.names
+
+
 def _rerank_params(args: argparse.Namespace, predictor):
     if not args.rerank:
         return None
@@ -86,13 +107,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     try:
         predictor = _load(args.checkpoint, args.device)
         after_bn = not args.before_bn
-        gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
+        indexed = _is_index(Path(args.gallery))
+        if not indexed:
+            gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
         query_files = expand_inputs([Path(q) for q in args.queries])
         query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
-        if query_feats.shape[1] != gallery_feats.shape[1]:
-            raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
         rerank = _rerank_params(args, predictor)
-        indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
+        if indexed:
+            indices, distances, gallery_paths = _search_index(args, predictor, query_feats)
+        else:
+            if query_feats.shape[1] != gallery_feats.shape[1]:
+                raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
+            indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
         queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
         json_path, html_path = write_search_results(
             args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn, rerank=rerank, html_queries=args.html_queries
@@ -135,6 +161,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from dcac.inference.ann_index import GalleryIndex
+    from dcac.inference.feature_store import load_features
+
+    stored = load_features(args.features)
+    if args.append:
+        index = GalleryIndex.load(args.out)
+        if index.weights_sha256 != stored.weights_sha256:
+            raise ValueError(f"{args.features} comes from other weights than the features already in {args.out}: re-extract it")
+    else:
+        index = GalleryIndex(stored.features.shape[1], args.kind, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
+                             ivf_lists=args.ivf_lists, nprobe=args.nprobe, weights_sha256=stored.weights_sha256)
+    index.add(stored.features, [str(p) for p in stored.paths()])
+    index.save(args.out)
+    print(f"{args.out}: {index.kind} index of {len(index)} gallery images ({len(stored.names)} added)")
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from dcac.inference.hub import push_run, stage_run
 
@@ -169,7 +213,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("search", help="rank a gallery for query images -> results.json + self-contained results.html")
     p.add_argument("queries", nargs="+", help="query image files or folders")
-    p.add_argument("--gallery", required=True, help="gallery image folder, or a features file from 'dcac extract'")
+    p.add_argument("--gallery", required=True, help="gallery image folder, a features file from 'dcac extract' or an index from 'dcac index'")
     _add_model_arguments(p)
     p.add_argument("--topk", type=int, default=10)
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking with the run's eval.k1/k2/lambda_value, as dcac eval --rerank")
@@ -202,6 +246,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
     p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser("index", help="a persistent gallery index (exact, HNSW or IVF; faiss) from an extract file")
+    p.add_argument("features", help="features file from 'dcac extract'")
+    p.add_argument("--out", required=True, help="index file (search it with dcac search --gallery FILE)")
+    p.add_argument("--kind", choices=("exact", "hnsw", "ivf"), default="exact", help="exact (default), hnsw or ivf")
+    p.add_argument("--append", action="store_true", help="add the features to the existing index --out")
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node")
+    p.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    p.add_argument("--ivf-lists", type=int, default=1024, help="IVF cells (trained on the first features added)")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query")
+    p.set_defaults(func=_cmd_index)
 
     p = subparsers.add_parser("push", help="upload a run (weights, config, metrics, generated model card) to the Hugging Face Hub")
     p.add_argument("run", help="run folder")
