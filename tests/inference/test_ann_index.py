@@ -66,3 +66,12 @@ def test_cli_index_then_search_gives_the_exact_search_results(tiny_run, image_tr
     assert [[r["path"] for r in q["results"]] for q in a] == [[r["path"] for r in q["results"]] for q in b]
     assert main(["index", str(feats), "--out", str(index), "--append"]) == 0
     assert len(GalleryIndex.load(index)) == 16
+
+
+def test_search_refuses_an_index_of_other_weights(run_factory, tiny_run, image_tree, tmp_path, capsys):
+    feats, index = tmp_path / "g.safetensors", tmp_path / "g.index"
+    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats)]) == 0
+    assert main(["index", str(feats), "--out", str(index), "--kind", "hnsw"]) == 0
+    other = run_factory(tmp_path / "run_b", seed=3)
+    code = main(["search", str(image_tree["query"]), "--gallery", str(index), "--checkpoint", str(other), "--out", str(tmp_path / "o")])
+    assert code == 2 and "re-extract the gallery" in capsys.readouterr().err

@@ -112,3 +112,14 @@ def test_search_reranks_and_caps_the_page(tiny_run, image_tree, tmp_path):
     page = (out / "results.html").read_text()
     assert "showing the first 2 of 8 queries" in page
     assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 2 * (1 + 3)
+
+
+def test_search_warns_when_a_features_file_records_no_weights_hash(tiny_run, image_tree, tmp_path, capsys):
+    from dcac.inference.feature_store import FeatureSet, save_features
+
+    feats = tmp_path / "old.safetensors"
+    files = list_images(image_tree["gallery"])
+    save_features(feats, FeatureSet(api.load(tiny_run).extract(files), [f.name for f in files], image_tree["gallery"], True, "somewhere"))
+    assert main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "records no weights hash" in err and str(feats) in err
