@@ -8,6 +8,9 @@ Example::
     gallery = model.extract("path/to/gallery_folder")          # N×D, L2-normalised f_bn
     query = model.extract(["a.jpg", "b.jpg"], after_bn=True)
     indices, distances = dcac.rank(query, gallery, topk=10)    # nearest first, squared Euclidean
+    indices, distances = dcac.rank(query, gallery, topk=10, rerank=True)  # k-reciprocal re-ranked
+
+    model = dcac.load("org/name")   # a run pushed with `dcac push` (Hugging Face cache; HF_HUB_OFFLINE honoured)
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dcac.inference.ranking import rank
 
 
 def load(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ReIDPredictor:
-    """The trained Re-ID model of a run folder (or of its ``reid_model.safetensors``), ready to ``extract``."""
+    """The trained Re-ID model of a run folder (or of its ``reid_model.safetensors``, or a Hub id ``org/name``
+    of a pushed run), ready to ``extract``."""
     return ReIDPredictor.from_run(run_or_checkpoint, device=device)
 
 

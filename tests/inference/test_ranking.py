@@ -63,3 +63,31 @@ def test_api_exports_the_same_function_and_empty_queries_work():
 def test_bad_input_is_a_clear_error(query, gallery, topk, message):
     with pytest.raises(ValueError, match=message):
         rank(query, gallery, topk=topk)
+
+
+def _clustered(n: int, centres: torch.Tensor, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, centres.shape[0], (n,), generator=g)
+    return F.normalize(centres[picks] + 0.3 * torch.randn(n, centres.shape[1], generator=g), dim=1)
+
+
+def test_rerank_ranks_by_the_evaluations_reranked_distance():
+    from dcac.evaluation import rerank_dense
+
+    centres = torch.randn(6, 16, generator=torch.Generator().manual_seed(7))
+    query, gallery = _clustered(12, centres, 8), _clustered(60, centres, 9)
+    reference = rerank_dense(query.double(), gallery.double(), (20, 6, 0.3), metric="euclidean")
+    ref_dist, ref_idx = reference.sort(dim=1, stable=True)
+    indices, distances = rank(query, gallery, topk=8, rerank="default")
+    assert torch.equal(indices, ref_idx[:, :8])
+    torch.testing.assert_close(distances.double(), ref_dist[:, :8], atol=1e-5, rtol=0)
+    plain, _ = rank(query, gallery, topk=8)
+    assert not torch.equal(plain, indices)  # re-ranking really changed the order
+    assert torch.equal(rank(query, gallery, topk=8, rerank=True)[0], indices)
+    assert torch.equal(rank(query, gallery, topk=8, rerank=(20, 6, 0.3))[0], indices)
+    assert torch.equal(rank(query, gallery, topk=8, rerank=False)[0], plain)
+
+
+def test_rerank_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="unknown preset"):
+        rank(_feats(3), _feats(5), rerank="nope")

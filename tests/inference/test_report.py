@@ -67,7 +67,7 @@ def test_sample_ranked_queries_follows_the_evaluation_rule(image_tree):
     assert len(ranked) == 3
     for q in ranked:
         qi = next(i for i, r in enumerate(query) if r.path == q.path)
-        allowed = [g for g, r in enumerate(gallery) if not (r.pid == q.pid and r.camid == q.camid)]
+        allowed = [g for g, r in enumerate(gallery) if not (r.pid == q.pid and r.camid + 1 == q.camid)]  # q.camid: 1-based
         dist = (gallery_feats[allowed] - query_feats[qi]).pow(2).sum(1)
         order = dist.argsort()
         assert [e.path for e in q.entries] == [gallery[allowed[i]].path for i in order.tolist()]
@@ -141,3 +141,17 @@ def test_report_renders_in_headless_chromium(tmp_path, image_tree):
     with Image.open(io.BytesIO(shot.read_bytes())) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert image.size == (1000, 1400) and len(colours) > 50  # the plots and thumbnails are drawn, not a blank page
+
+
+def test_captions_show_the_camera_number_of_the_file_name(tmp_path, draw_person):
+    # Records count cameras from 0 (c2 -> camid 1); a page must say what the file name says: "cam 2".
+    names = ["0067_c2s1_000001_00.jpg", "0067_c5s1_000002_00.jpg", "0068_c1s1_000003_00.jpg"]
+    for seed, name in enumerate(names):
+        draw_person(seed).save(tmp_path / name)
+    records = [ImageRecord(str(tmp_path / n), int(n[:4]), int(n[6]) - 1, "synth") for n in names]
+    feats = F.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    ranked = sample_ranked_queries(feats[:1], feats, records[:1], records, num_queries=1, topk=2)
+    page = write_report(tmp_path / "run", {}, ranked_samples={"synth": ranked}).read_text()
+    assert "query<br>id 67 cam 2<" in page
+    assert "id 67 cam 5<" in page and "id 68 cam 1<" in page
+    assert "cam 0" not in page and "cam 4" not in page

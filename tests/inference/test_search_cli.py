@@ -74,3 +74,52 @@ def test_search_refuses_mixed_features(tiny_run, image_tree, tmp_path, capsys):
     assert code == 2 and "holds f features" in capsys.readouterr().err
     code = main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2 and "not a dcac run folder" in capsys.readouterr().err
+
+
+def test_search_refuses_features_of_other_weights(run_factory, tiny_run, image_tree, tmp_path, capsys):
+    import shutil
+
+    feats = tmp_path / "g.safetensors"
+    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats)]) == 0
+    other = run_factory(tmp_path / "run_b", seed=1)
+    args = ["search", str(image_tree["query"]), "--gallery", str(feats), "--out", str(tmp_path / "o")]
+    assert main([*args, "--checkpoint", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert str(feats) in err and "re-extract the gallery" in err and "weights sha256" in err
+    assert not (tmp_path / "o" / "results.json").exists()
+    # The same weights under another path are the same feature space: accepted, without a warning.
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run, moved)
+    assert main([*args, "--checkpoint", str(moved)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_search_reranks_and_caps_the_page(tiny_run, image_tree, tmp_path):
+    from dcac.evaluation import rerank_dense
+
+    out = tmp_path / "o"
+    code = main(["search", str(image_tree["gallery"]), "--gallery", str(image_tree["gallery"]), "--checkpoint", str(tiny_run),
+                 "--topk", "3", "--rerank", "--html-queries", "2", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["queries"]) == 8 and "re-ranked (k1=50, k2=15" in results["distance"]
+    model = api.load(tiny_run)
+    feats = model.extract(image_tree["gallery"])
+    reference = rerank_dense(feats.double(), feats.double(), (50, 15, 0.3)).sort(dim=1, stable=True)
+    files = list_images(image_tree["gallery"])
+    for q, row in zip(results["queries"], reference.indices[:, :3].tolist()):
+        assert [r["path"] for r in q["results"]] == [str(files[g]) for g in row]
+    page = (out / "results.html").read_text()
+    assert "showing the first 2 of 8 queries" in page
+    assert len(re.findall(r'src="data:image/jpeg;base64,', page)) == 2 * (1 + 3)
+
+
+def test_search_warns_when_a_features_file_records_no_weights_hash(tiny_run, image_tree, tmp_path, capsys):
+    from dcac.inference.feature_store import FeatureSet, save_features
+
+    feats = tmp_path / "old.safetensors"
+    files = list_images(image_tree["gallery"])
+    save_features(feats, FeatureSet(api.load(tiny_run).extract(files), [f.name for f in files], image_tree["gallery"], True, "somewhere"))
+    assert main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "records no weights hash" in err and str(feats) in err

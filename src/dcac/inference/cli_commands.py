@@ -1,6 +1,6 @@
-"""``dcac extract | search | explain | export``: using a trained run from the command line.
+"""``dcac extract | search | explain | export | push``: using and sharing a trained run from the command line.
 
-``add_commands(subparsers)`` registers the four subcommands on the main ``dcac`` parser; each command
+``add_commands(subparsers)`` registers the subcommands on the main ``dcac`` parser; each command
 returns an exit code (0 done, 2 bad input with a message on stderr).
 """
 
@@ -41,15 +41,64 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         after_bn = not args.before_bn
         feats = predictor.extract(files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True)
         names = [f.relative_to(folder).as_posix() for f in files]
-        save_features(args.out, FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint)))
+        save_features(args.out, FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256))
     except CheckpointError as err:
         return _fail("extract", err)
     print(f"{len(names)} features ({feats.shape[1]}-d, {'f_bn' if after_bn else 'f'}) -> {args.out}")
     return 0
 
 
-def _cmd_search(args: argparse.Namespace) -> int:
+def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tuple[torch.Tensor, list[str]]:
+    """The gallery's features and paths: read from an ``extract`` file (checked to match the model) or extracted."""
     from dcac.inference.feature_store import load_features
+    from dcac.inference.image_inputs import expand_inputs
+    from dcac.inference.weights_identity import check_same_weights
+
+    gallery_arg = Path(args.gallery)
+    if not gallery_arg.is_file():
+        gallery_files = expand_inputs(gallery_arg)
+        return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [str(p) for p in gallery_files]
+    stored = load_features(gallery_arg)
+    if stored.after_bn != after_bn:
+        raise ValueError(
+            f"{gallery_arg} holds {'f_bn' if stored.after_bn else 'f'} features but the query would use "
+            f"{'f_bn' if after_bn else 'f'}: {'drop' if stored.after_bn else 'add'} --before-bn"
+        )
+    warning = check_same_weights(gallery_arg, stored.checkpoint, stored.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    if warning:
+        print(f"dcac search: {warning}", file=sys.stderr)
+    return stored.features, [str(p) for p in stored.paths()]
+
+
+def _is_index(path: Path) -> bool:
+    from dcac.inference.ann_index import is_index_file
+
+    return path.is_file() and is_index_file(path)
+
+
+def _search_index(args: argparse.Namespace, predictor, query_feats: torch.Tensor):
+    """Top-k from a ``dcac index`` file: (indices, distances, gallery paths)."""
+    from dcac.inference.ann_index import GalleryIndex
+    from dcac.inference.weights_identity import check_same_weights
+
+    if args.rerank:
+        raise ValueError(f"--rerank needs the gallery's features; {args.gallery} is an index: pass the extract file instead")
+    index = GalleryIndex.load(args.gallery)
+    warning = check_same_weights(args.gallery, "its index", index.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    if warning:
+        print(f"dcac search: {warning}", file=sys.stderr)
+    indices, distances = index.search(query_feats, args.topk)
+    return indices, distances, index.names
+
+
+def _rerank_params(args: argparse.Namespace, predictor):
+    if not args.rerank:
+        return None
+    ev = predictor.config.eval  # the run's own k1/k2/lambda, as `dcac eval --rerank` uses them
+    return (ev.k1, ev.k2, ev.lambda_value)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
@@ -58,26 +107,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
     try:
         predictor = _load(args.checkpoint, args.device)
         after_bn = not args.before_bn
-        gallery_arg = Path(args.gallery)
-        if gallery_arg.is_file():
-            stored = load_features(gallery_arg)
-            if stored.after_bn != after_bn:
-                raise ValueError(
-                    f"{gallery_arg} holds {'f_bn' if stored.after_bn else 'f'} features but the query would use "
-                    f"{'f_bn' if after_bn else 'f'}: {'drop' if stored.after_bn else 'add'} --before-bn"
-                )
-            gallery_feats, gallery_paths = stored.features, [str(p) for p in stored.paths()]
-        else:
-            gallery_files = expand_inputs(gallery_arg)
-            gallery_feats = predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn)
-            gallery_paths = [str(p) for p in gallery_files]
+        indexed = _is_index(Path(args.gallery))
+        if not indexed:
+            gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
         query_files = expand_inputs([Path(q) for q in args.queries])
         query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
-        if query_feats.shape[1] != gallery_feats.shape[1]:
-            raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
-        indices, distances = rank(query_feats, gallery_feats, topk=args.topk)
+        rerank = _rerank_params(args, predictor)
+        if indexed:
+            indices, distances, gallery_paths = _search_index(args, predictor, query_feats)
+        else:
+            if query_feats.shape[1] != gallery_feats.shape[1]:
+                raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
+            indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
         queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
-        json_path, html_path = write_search_results(args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn)
+        json_path, html_path = write_search_results(
+            args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn, rerank=rerank, html_queries=args.html_queries
+        )
     except CheckpointError as err:
         return _fail("search", err)
     print(f"{len(queries)} queries against {len(gallery_paths)} gallery images -> {json_path}, {html_path}")
@@ -99,20 +144,58 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from dcac.engine.run_folder import resolve_run
+    from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
+    from dcac.inference.onnx_inputs import InputSpec
 
     try:
+        spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
         predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
+        if not args.out and parse_hub_id(args.checkpoint):
+            raise ValueError(f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)")
         out = Path(args.out) if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx"
-        export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify)
+        export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify, input_spec=spec, precision=args.precision)
     except (CheckpointError, ExportMismatchError) as err:
         return _fail("export", err)
     print(f"ONNX model -> {out}" + ("" if args.no_verify else " (onnxruntime output checked against PyTorch)"))
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from dcac.inference.ann_index import GalleryIndex
+    from dcac.inference.feature_store import load_features
+
+    stored = load_features(args.features)
+    if args.append:
+        index = GalleryIndex.load(args.out)
+        if index.weights_sha256 != stored.weights_sha256:
+            raise ValueError(f"{args.features} comes from other weights than the features already in {args.out}: re-extract it")
+    else:
+        index = GalleryIndex(stored.features.shape[1], args.kind, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
+                             ivf_lists=args.ivf_lists, nprobe=args.nprobe, weights_sha256=stored.weights_sha256)
+    index.add(stored.features, [str(p) for p in stored.paths()])
+    index.save(args.out)
+    print(f"{args.out}: {index.kind} index of {len(index)} gallery images ({len(stored.names)} added)")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from dcac.inference.hub import push_run, stage_run
+
+    try:
+        if args.stage_only:
+            folder = stage_run(args.run, args.repo_id, args.stage_only)
+            print(f"staged {args.repo_id} (model card {folder / 'README.md'}) in {folder}; nothing uploaded")
+            return 0
+        url = push_run(args.run, args.repo_id, private=args.private, token=args.token)
+    except CheckpointError as err:
+        return _fail("push", err)
+    print(f"{args.run} -> https://huggingface.co/{args.repo_id} ({url})")
+    return 0
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    parser.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
+    parser.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name")
     parser.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck (f) instead of f_bn")
     if device:
         parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -130,9 +213,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("search", help="rank a gallery for query images -> results.json + self-contained results.html")
     p.add_argument("queries", nargs="+", help="query image files or folders")
-    p.add_argument("--gallery", required=True, help="gallery image folder, or a features file from 'dcac extract'")
+    p.add_argument("--gallery", required=True, help="gallery image folder, a features file from 'dcac extract' or an index from 'dcac index'")
     _add_model_arguments(p)
     p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking with the run's eval.k1/k2/lambda_value, as dcac eval --rerank")
+    p.add_argument("--html-queries", type=int, default=100,
+                   help="queries shown in results.html (default 100; results.json always holds all of them)")
     p.add_argument("--out", default="search_results", help="output folder (default: search_results)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's data.test_batch_size")
     p.set_defaults(func=_cmd_search)
@@ -152,4 +238,30 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: RUN/reid_model.onnx)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
+    p.add_argument("--input", choices=("pixel_values", "raw", "imagenet"), default="pixel_values",
+                   help="pixel_values: preprocessed N×3×H×W (default); raw: uint8 crops of any size, resized and "
+                        "normalised in the graph; imagenet: ImageNet-normalised float crops (BoxMOT-style trackers)")
+    p.add_argument("--layout", choices=("nhwc", "nchw"), help="raw input layout (default nhwc)")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="raw input channel order (OpenCV: bgr)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
     p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser("index", help="a persistent gallery index (exact, HNSW or IVF; faiss) from an extract file")
+    p.add_argument("features", help="features file from 'dcac extract'")
+    p.add_argument("--out", required=True, help="index file (search it with dcac search --gallery FILE)")
+    p.add_argument("--kind", choices=("exact", "hnsw", "ivf"), default="exact", help="exact (default), hnsw or ivf")
+    p.add_argument("--append", action="store_true", help="add the features to the existing index --out")
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node")
+    p.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    p.add_argument("--ivf-lists", type=int, default=1024, help="IVF cells (trained on the first features added)")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query")
+    p.set_defaults(func=_cmd_index)
+
+    p = subparsers.add_parser("push", help="upload a run (weights, config, metrics, generated model card) to the Hugging Face Hub")
+    p.add_argument("run", help="run folder")
+    p.add_argument("repo_id", help="Hub repository, org/name (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved huggingface-cli login)")
+    p.add_argument("--stage-only", metavar="DIR", help="write the files and model card to DIR and upload nothing")
+    p.set_defaults(func=_cmd_push)

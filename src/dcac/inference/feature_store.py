@@ -7,6 +7,7 @@ Layout: tensor ``features`` (``num_images × dim``, float32, L2-normalised rows)
 - ``root``: the absolute folder the images were read from (so a search page can show them later)
 - ``after_bn``: ``"true"`` / ``"false"``: which feature (``f_bn`` or ``f``) was extracted
 - ``checkpoint``: the run folder or weights file the features come from
+- ``weights_sha256``: SHA-256 of that weights file, so a search can tell whether a model matches the features
 
 Keeping the names inside the same file means features and names cannot drift apart.  Read them with
 ``safetensors.safe_open(path, "pt").metadata()`` or ``load_features``.
@@ -38,6 +39,7 @@ class FeatureSet:
     root: Path
     after_bn: bool
     checkpoint: str
+    weights_sha256: str = ""
 
     def paths(self) -> list[Path]:
         return [self.root / name for name in self.names]
@@ -52,6 +54,7 @@ def save_features(path: str | Path, feature_set: FeatureSet) -> None:
         "root": str(Path(feature_set.root).resolve()),
         "after_bn": "true" if feature_set.after_bn else "false",
         "checkpoint": feature_set.checkpoint,
+        "weights_sha256": feature_set.weights_sha256,
     }
     save_tensors_atomic({FEATURES_KEY: feature_set.features.float()}, path, metadata=metadata)
 
@@ -84,4 +87,5 @@ def load_features(path: str | Path) -> FeatureSet:
         root=Path(metadata.get("root", ".")),
         after_bn=metadata.get("after_bn", "true") == "true",
         checkpoint=metadata.get("checkpoint", ""),
+        weights_sha256=metadata.get("weights_sha256", ""),
     )

@@ -1,10 +1,14 @@
 """ONNX export of the deployable part: Re-ID encoder + BNNeck → L2-normalised features, dynamic batch.
 
-The graph takes ``pixel_values`` (``batch × 3 × H × W``, preprocessed as ``build_test_transform`` does:
-bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``) and returns ``features`` (``batch × D``).  The
-exported file records its input size, normalisation and feature choice in the model's metadata, and the
-export is checked against PyTorch with onnxruntime before it is reported done (toolkits' ONNX exports are
-known to break silently: torchreid #316, fast-reid #438).
+By default the graph takes ``pixel_values`` (``batch × 3 × H × W``, preprocessed as ``build_test_transform``
+does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``) and returns ``features`` (``batch × D``).
+With ``InputSpec(format="raw")`` it takes uint8 crops of any size and does the resize and normalisation
+itself; ``format="imagenet"`` takes ImageNet-normalised crops as trackers feed them (``onnx_inputs``).
+``precision`` ``fp16``/``int8`` writes a converted variant (``onnx_precision``).
+
+The file records its input contract, size, normalisation, interpolation, feature choice and dimension in
+the model's metadata (``dcac_*`` keys), and the export is checked against PyTorch with onnxruntime before
+it is reported done (toolkits' ONNX exports are known to break silently: torchreid #316, fast-reid #438).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
+from dcac.inference.onnx_precision import PRECISIONS, convert_precision
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.reid_model import ReIDModel
 
 ONNX_OPSET = 18
-INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "features"
+# The least cosine similarity to PyTorch's fp32 features a converted variant must keep to be written.
+MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
 
 
 # The exporter's op registry logs a warning for each torchvision op it skips; dcac never uses torchvision.
@@ -50,15 +58,16 @@ class ExportMismatchError(RuntimeError):
 
 
 class FeatureExtractorModule(nn.Module):
-    """The traced graph: ``ReIDModel.extract`` (no classifier, eval-mode BN)."""
+    """The traced graph: the input adapter, then ``ReIDModel.extract`` (no classifier, eval-mode BN)."""
 
-    def __init__(self, model: ReIDModel, after_bn: bool) -> None:
+    def __init__(self, model: ReIDModel, after_bn: bool, to_model_input: nn.Module | None = None) -> None:
         super().__init__()
+        self.to_model_input = to_model_input if to_model_input is not None else nn.Identity()
         self.model = model
         self.after_bn = after_bn
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.extract(pixel_values, after_bn=self.after_bn)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.extract(self.to_model_input(inputs), after_bn=self.after_bn)
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
@@ -71,13 +80,71 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
-def onnx_features(path: str | Path, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Run an exported model with onnxruntime on the CPU."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``dcac_*`` metadata of an exported file (what a runtime needs to feed it)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def onnx_features(path: str | Path, inputs: torch.Tensor) -> torch.Tensor:
+    """Run an exported model with onnxruntime on the CPU (whatever its input format)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (features,) = session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values.cpu().numpy()})
-    return torch.from_numpy(features)
+    (features,) = session.run([OUTPUT_NAME], {session.get_inputs()[0].name: inputs.cpu().numpy()})
+    return torch.from_numpy(features).float()
+
+
+def build_export_module(predictor: ReIDPredictor, after_bn: bool, spec: InputSpec) -> FeatureExtractorModule:
+    """A CPU copy of the graph to export: exporting must not move the predictor's own model off its device."""
+    transform = predictor.transform
+    height, width = predictor.image_size
+    adapter = ToModelInput(spec, height, width, transform.mean, transform.std)
+    return FeatureExtractorModule(copy.deepcopy(predictor.model).cpu(), after_bn, adapter).eval()
+
+
+def _export_fp32(module: FeatureExtractorModule, spec: InputSpec, height: int, width: int, path: Path) -> None:
+    # Two different inputs: a batch of one could let the exporter specialise the batch axis away.
+    example = spec.example(2, height, width, seed=0)
+    with torch.no_grad(), _quiet_exporter():
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[spec.name],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"inputs": spec.dynamic_axes()},
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def compare_with_pytorch(path: str | Path, module: FeatureExtractorModule, inputs: torch.Tensor) -> tuple[float, float]:
+    """``(max |onnx − torch|, min cosine(onnx, torch))`` of the features of ``inputs``."""
+    with torch.no_grad():
+        expected = module(inputs)
+    got = onnx_features(path, inputs)
+    cosine = torch.nn.functional.cosine_similarity(got, expected, dim=1)
+    return (got - expected).abs().max().item(), cosine.min().item()
+
+
+def _metadata(predictor: ReIDPredictor, spec: InputSpec, after_bn: bool, precision: str) -> dict[str, str]:
+    transform = predictor.transform
+    height, width = predictor.image_size
+    return {
+        "dcac_input": json.dumps(spec.metadata(height, width)),
+        "dcac_input_size": json.dumps([height, width]),
+        "dcac_normalization": json.dumps({"mean": list(transform.mean), "std": list(transform.std), "resize": "bicubic"}),
+        "dcac_interpolation": RESIZE_DESCRIPTION,
+        "dcac_feature": "f_bn" if after_bn else "f",
+        "dcac_feature_dim": str(predictor.feat_dim),
+        "dcac_output": f"{OUTPUT_NAME}: batch x {predictor.feat_dim} float32, L2-normalised",
+        "dcac_precision": precision,
+        "dcac_checkpoint": predictor.source,
+    }
 
 
 def export_onnx(
@@ -87,44 +154,33 @@ def export_onnx(
     after_bn: bool = True,
     verify: bool = True,
     atol: float = 1e-4,
+    input_spec: InputSpec = InputSpec(),
+    precision: str = "fp32",
 ) -> Path:
-    """Write the feature extractor of ``predictor`` as ONNX; with ``verify``, compare onnxruntime to PyTorch."""
+    """Write the feature extractor of ``predictor`` as ONNX; with ``verify``, compare onnxruntime to PyTorch
+    (fp32: every feature within ``atol``; fp16/int8: cosine at least ``MIN_COSINE``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # A CPU copy: exporting must not move the predictor's own model off its device.
-    module = FeatureExtractorModule(copy.deepcopy(predictor.model).cpu(), after_bn).eval()
+    module = build_export_module(predictor, after_bn, input_spec)
     height, width = predictor.image_size
-    # Two different images: a batch of one could let the exporter specialise the batch axis away.
-    example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), _quiet_exporter():
-        torch.onnx.export(
-            module,
-            (example,),
-            str(out_path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
-            opset_version=ONNX_OPSET,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    transform = predictor.transform
-    _add_metadata(
-        out_path,
-        {
-            "dcac_input_size": json.dumps([height, width]),
-            "dcac_normalization": json.dumps({"mean": list(transform.mean), "std": list(transform.std), "resize": "bicubic"}),
-            "dcac_feature": "f_bn" if after_bn else "f",
-            "dcac_checkpoint": predictor.source,
-        },
-    )
-    if verify:
-        check = torch.randn(3, 3, height, width, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            expected = module(check)
-        got = onnx_features(out_path, check)
-        error = (got - expected).abs().max().item()
-        if error > atol:
-            raise ExportMismatchError(f"{out_path}: onnxruntime features differ from PyTorch by {error:.3g} (> {atol})")
+    # Written next to the output and renamed at the end, so a failed export never leaves a half file.
+    fp32_tmp, final_tmp = out_path.with_name(f".{out_path.name}.fp32.tmp"), out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        _export_fp32(module, input_spec, height, width, fp32_tmp)
+        convert_precision(fp32_tmp, final_tmp, precision)
+        _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
+        if verify:
+            max_error, min_cosine = compare_with_pytorch(final_tmp, module, input_spec.example(3, height, width, seed=1))
+            if precision == "fp32" and max_error > atol:
+                raise ExportMismatchError(f"{out_path}: onnxruntime features differ from PyTorch by {max_error:.3g} (> {atol})")
+            if precision != "fp32" and min_cosine < MIN_COSINE[precision]:
+                raise ExportMismatchError(
+                    f"{out_path}: {precision} features have cosine {min_cosine:.4f} to PyTorch's (< {MIN_COSINE[precision]})"
+                )
+        os.replace(final_tmp, out_path)
+    finally:
+        for leftover in (fp32_tmp, final_tmp):
+            leftover.unlink(missing_ok=True)
     return out_path

@@ -17,8 +17,10 @@ from tqdm.auto import tqdm
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
-from dcac.engine.run_folder import load_reid_model
+from dcac.engine.run_folder import load_reid_model, resolve_run
+from dcac.hub_cache import RUN_FILES, resolve_weights
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
+from dcac.inference.weights_identity import file_sha256
 from dcac.models.reid_model import ReIDModel
 
 # A progress bar for a handful of images is noise; above this many images extraction takes a while.
@@ -49,12 +51,35 @@ class ReIDPredictor:
         self.transform = build_test_transform(
             config.data.height, config.data.width, interpolation=eval_interpolation(config)
         )
+        self.weights_file: Path | None = None
+        self._weights_sha256: str | None = None
 
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> "ReIDPredictor":
-        """Load a run folder (or the ``reid_model.safetensors`` inside one)."""
-        model, config, run_info = load_reid_model(run_or_checkpoint, device)
-        return cls(model, config, run_info=run_info, source=str(run_or_checkpoint), device=device)
+        """Load a run folder (or the ``reid_model.safetensors`` inside one), or a Hub id ``org/name[@revision]``
+        of a run pushed with ``dcac push`` (fetched into the Hugging Face cache, see ``dcac.hub_cache``)."""
+        local = resolve_weights(run_or_checkpoint, RUN_FILES, what="checkpoint")
+        model, config, run_info = load_reid_model(local, device)
+        predictor = cls(model, config, run_info=run_info, source=str(run_or_checkpoint), device=device)
+        predictor.weights_file = resolve_run(local)[1]
+        return predictor
+
+    from_pretrained = from_run  # the Hugging Face name for the same thing
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the run folder this model was loaded from to the Hub (``dcac.inference.hub.push_run``)."""
+        from dcac.inference.hub import push_run
+
+        if self.weights_file is None:
+            raise ValueError("push_to_hub needs a model loaded from a run folder (dcac.load(RUN))")
+        return push_run(self.weights_file.parent, repo_id, **kwargs)
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file this model was loaded from ("" for a model built in memory)."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = file_sha256(self.weights_file) if self.weights_file is not None else ""
+        return self._weights_sha256
 
     @property
     def image_size(self) -> tuple[int, int]:

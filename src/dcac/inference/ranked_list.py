@@ -3,6 +3,9 @@
 A match is *true* when both the query's and the gallery image's identities are known and equal, *false*
 when both are known and differ, and unknown otherwise (``None``).  Identities come from the caller
 (dataset records) or, for plain files, from Market-style names (``dcac.inference.market_names``).
+
+``camid`` here is the camera number as file names write it (1-based: ``0067_c2…`` is camera 2), what a
+person reading a page expects; dataset records count cameras from 0, so records are shifted by one.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def sample_ranked_queries(
     """Ranked lists of a fixed random sample of queries, for a report.
 
     Gallery images of the query's identity taken by the query's camera are left out, exactly as evaluation
-    leaves them out (DESIGN §2), so a red border here is an error that the metrics count.  The same
+    leaves them out, so a red border here is an error that the metrics count.  The same
     ``seed`` picks the same queries in every report of a run, so successive reports show progress on
     the same people.
     """
@@ -116,8 +119,8 @@ def sample_ranked_queries(
         k = min(topk, int(torch.isfinite(dist).sum()))
         top_dist, top_idx = torch.topk(dist, k, largest=False, sorted=True)
         entries = tuple(
-            RankedEntry(rank, str(gallery_records[g].path), float(d), gallery_records[g].pid, gallery_records[g].camid)
+            RankedEntry(rank, str(gallery_records[g].path), float(d), gallery_records[g].pid, gallery_records[g].camid + 1)
             for rank, (g, d) in enumerate(zip(top_idx.tolist(), top_dist.tolist()), start=1)
         )
-        queries.append(RankedQuery(str(record.path), entries, record.pid, record.camid))
+        queries.append(RankedQuery(str(record.path), entries, record.pid, record.camid + 1))
     return queries

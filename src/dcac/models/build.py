@@ -21,9 +21,10 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
+        from dcac.hub_cache import CLIP_FILES, resolve_weights
         from dcac.models.clip_weights import load_clip_vision_weights
 
-        load_clip_vision_weights(model.encoder, config.encoder.weights)
+        load_clip_vision_weights(model.encoder, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
     model.encoder.enable_gradient_checkpointing(config.encoder.gradient_checkpointing)
     return model
 
@@ -65,12 +66,14 @@ def build_dcac(config: DCACConfig, num_ids: int):
 
 def build_teacher(config: DCACConfig):
     """The diffusion teacher of ``config.diffusion`` at ``data.diffusion_size`` (with the compat biases)."""
+    from dcac.hub_cache import DIFFUSERS_FILES, resolve_weights
     from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
     official = config.train.compat == "official"
     return DiffusionTeacher(
         DiffusionTeacherConfig(
-            **asdict(config.diffusion),
+            # A Hub id in diffusion.weights is resolved to its local snapshot in the Hub cache.
+            **{**asdict(config.diffusion), "weights": resolve_weights(config.diffusion.weights, DIFFUSERS_FILES, what="diffusion.weights")},
             image_size=config.data.diffusion_size,
             qkv_bias_seed=config.train.seed if official and config.diffusion.mode == "lora" else None,
             encode_under_autocast=official,

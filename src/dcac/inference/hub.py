@@ -1,0 +1,67 @@
+"""Sharing a trained run on the Hugging Face Hub: ``dcac push RUN org/name`` and ``ReIDPredictor.push_to_hub``.
+
+A pushed repository is a run folder (``config.yaml``, ``run_info.json``, ``reid_model.safetensors``,
+``metrics.json`` when the run was evaluated) plus a generated model card ``README.md``, so
+``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub_cache``).
+The files are staged in a folder first (``stage_run``; ``dcac push --stage-only DIR`` stops there, to look
+at the card before anything leaves the machine), then sent in one commit with ``HfApi.upload_folder``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dcac.engine.checkpoint import write_text_atomic
+from dcac.engine.run_folder import resolve_run
+from dcac.inference.model_card import model_card
+from dcac.inference.predictor import ReIDPredictor
+
+PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json")
+CARD = "README.md"
+
+
+def stage_run(run_dir: str | Path, repo_id: str, out_dir: str | Path) -> Path:
+    """Copy what a Hub repository of the run holds into ``out_dir`` and write its model card there."""
+    run_dir, weights = resolve_run(run_dir)
+    predictor = ReIDPredictor.from_run(run_dir)  # proves the run loads before anything is published
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in PUSHED_FILES:
+        source = weights if name == "reid_model.safetensors" else run_dir / name
+        if source.is_file():
+            shutil.copyfile(source, out_dir / name)
+    write_text_atomic(out_dir / CARD, model_card(run_dir, repo_id, predictor))
+    return out_dir
+
+
+def push_run(
+    run_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    api: Any = None,
+) -> str:
+    """Create ``repo_id`` (if needed) and upload the staged run in one commit; return the commit URL.
+
+    ``api``: an ``huggingface_hub.HfApi`` (default: a new one, using ``token`` or the saved login)."""
+    if api is None:
+        try:
+            from huggingface_hub import HfApi
+        except ImportError as err:
+            raise ImportError("dcac push needs huggingface_hub: pip install 'dcac[hub]'") from err
+        api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="dcac-push-") as staging:
+        folder = stage_run(run_dir, repo_id, staging)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type="model",
+            commit_message=commit_message or f"dcac push of {Path(run_dir).resolve().name}",
+        )
+    return str(getattr(commit, "commit_url", commit))

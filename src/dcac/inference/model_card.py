@@ -1,0 +1,99 @@
+"""The model card (``README.md``) that ``dcac push`` uploads with a run: protocol, metrics, preprocessing, citation.
+
+Everything on the card is read from the run folder (``config.yaml``, ``run_info.json``, ``metrics.json``),
+so the card states what the run did, not what it was meant to do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dcac.inference.predictor import ReIDPredictor
+
+CITATION = """@article{li2025unleashing,
+  title={Unleashing the Potential of Pre-Trained Diffusion Models for Generalizable Person Re-Identification},
+  author={Li, Jiachen and Gong, Xiaojin},
+  journal={arXiv preprint arXiv:2502.06619},
+  year={2025}
+}"""
+
+_METRICS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    targets = metrics.get("targets") or {}
+    if not targets:
+        return "No evaluation was recorded for this run (`metrics.json` is missing or empty).\n"
+    header = "| target | " + " | ".join(_METRICS) + " |\n|---|" + "---|" * len(_METRICS) + "\n"
+    rows = "".join(
+        f"| {name} | " + " | ".join(f"{values[k]:.1f}" if isinstance(values.get(k), (int, float)) else "-" for k in _METRICS) + " |\n"
+        for name, values in targets.items()
+    )
+    return f"After epoch {metrics.get('epoch', '?')}, single query, no re-ranking, in percent:\n\n{header}{rows}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def model_card(run_dir: str | Path, repo_id: str, predictor: ReIDPredictor) -> str:
+    """The Markdown model card (with the Hub's YAML header) of the run in ``run_dir``, loaded as ``predictor``."""
+    run_dir = Path(run_dir)
+    config, feat_dim = predictor.config, predictor.feat_dim
+    mean, std = list(predictor.transform.mean), list(predictor.transform.std)
+    info = _read_json(run_dir / "run_info.json")
+    metrics = _read_json(run_dir / "metrics.json")
+    sources = info.get("sources") or list(config.data.sources)
+    method = "Baseline (no diffusion teacher)" if config.conditioning.variant == "none" else f"DCAC ({config.conditioning.variant} conditioning)"
+    tags = "\n".join(f"- {t}" for t in ("person-re-identification", "image-feature-extraction", "dcac"))
+    return f"""---
+library_name: dcac
+pipeline_tag: image-feature-extraction
+tags:
+{tags}
+---
+
+# {repo_id.split("/")[-1]}
+
+A person re-identification model trained with dcac — {method}, CLIP ViT encoder
+(`{config.encoder.preset}`) — for domain generalisation: trained on the source domain(s) only and
+evaluated on unseen target domains.
+
+## Protocol
+
+- training data (sources): {", ".join(sources)} ({info.get("num_ids", "?")} identities, {info.get("num_cams", "?")} cameras)
+- evaluated on (targets): {", ".join(config.data.targets)}
+- epochs: {config.optim.epochs}
+
+## Results
+
+{_metrics_table(metrics)}
+## Preprocessing and output
+
+- input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
+  kept) with bicubic interpolation, scaled to [0, 1], then normalised with mean {mean} and std
+  {std}
+- output: a {feat_dim}-d feature (`f_bn`, after the BNNeck), L2-normalised; compare with squared Euclidean
+  distance (= 2 − 2·cos)
+- `dcac export --input raw` writes an ONNX graph that takes uint8 crops of any size and does all of this itself
+
+## Use
+
+```python
+import dcac
+
+model = dcac.load("{repo_id}")            # fetched into the Hugging Face cache
+features = model.extract(["person.jpg"])  # N × {feat_dim}, L2-normalised
+```
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
