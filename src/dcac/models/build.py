@@ -19,9 +19,9 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
-        from dcac.models.clip_weights import load_clip_vision_weights
+        from dcac.models.official_checkpoint import load_encoder_start
 
-        load_clip_vision_weights(model.encoder, config.encoder.weights)
+        load_encoder_start(model, config.encoder.weights)
     model.encoder.enable_gradient_checkpointing(config.encoder.gradient_checkpointing)
     return model
 

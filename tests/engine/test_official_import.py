@@ -1,0 +1,200 @@
+"""``dcac import`` on official-layout checkpoints with random weights at tiny size.
+
+The checkpoint is built here in the official key layout (OpenAI CLIP visual tower under
+``encoder.image_encoder.``, ``encoder.bnneck.*``, ``encoder.fc.weight``) and the imported model's features
+are compared with a plain forward of that layout written below (conv patch embedding, class token and
+positions, pre-LN, residual blocks with packed q/k/v, QuickGELU MLP, post-LN on the class token, ``@ proj``,
+BNNeck in eval mode, L2 norm), which shares no code with dcac's encoder or its weight mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dcac.cli import main
+from dcac.data.synthetic import write_synthetic
+from dcac.engine.run_folder import load_reid_model
+
+WIDTH, LAYERS, HEADS, MLP, OUT, GRID = 64, 2, 2, 128, 32, (4, 2)  # the demo preset's tiny tower at 64x32
+SOURCE_IDS = 2 * 6  # demo sources synth_a + synth_b, 6 training ids each (below)
+
+
+def official_reid_layout(num_ids: int, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, std=0.1):
+        return torch.randn(*shape, generator=g) * std
+
+    tower = {
+        "conv1.weight": rand(WIDTH, 3, 16, 16, std=0.02),
+        "class_embedding": rand(WIDTH),
+        "positional_embedding": rand(GRID[0] * GRID[1] + 1, WIDTH),
+        "ln_pre.weight": 1 + rand(WIDTH), "ln_pre.bias": rand(WIDTH),
+        "ln_post.weight": 1 + rand(WIDTH), "ln_post.bias": rand(WIDTH),
+        "proj": rand(WIDTH, OUT, std=WIDTH**-0.5),
+    }
+    for i in range(LAYERS):
+        block = {
+            "attn.in_proj_weight": rand(3 * WIDTH, WIDTH), "attn.in_proj_bias": rand(3 * WIDTH),
+            "attn.out_proj.weight": rand(WIDTH, WIDTH), "attn.out_proj.bias": rand(WIDTH),
+            "ln_1.weight": 1 + rand(WIDTH), "ln_1.bias": rand(WIDTH),
+            "ln_2.weight": 1 + rand(WIDTH), "ln_2.bias": rand(WIDTH),
+            "mlp.c_fc.weight": rand(MLP, WIDTH), "mlp.c_fc.bias": rand(MLP),
+            "mlp.c_proj.weight": rand(WIDTH, MLP), "mlp.c_proj.bias": rand(WIDTH),
+        }
+        tower.update({f"transformer.resblocks.{i}.{k}": v for k, v in block.items()})
+    state = {"encoder.image_encoder." + k: v for k, v in tower.items()}
+    state.update({
+        "encoder.bnneck.weight": 1 + rand(OUT), "encoder.bnneck.bias": torch.zeros(OUT),
+        "encoder.bnneck.running_mean": rand(OUT), "encoder.bnneck.running_var": 0.5 + torch.rand(OUT, generator=g),
+        "encoder.bnneck.num_batches_tracked": torch.tensor(1234),
+        "encoder.fc.weight": rand(num_ids, OUT, std=0.001),
+    })
+    return {prefix + k: v for k, v in state.items()}
+
+
+def reference_feature(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The official test feature: normalize(BN_eval(ln_post(x_cls) @ proj))."""
+    v = {k[len("encoder.image_encoder."):]: t for k, t in state.items() if k.startswith("encoder.image_encoder.")}
+    x = F.conv2d(images, v["conv1.weight"], stride=16).flatten(2).transpose(1, 2)
+    x = torch.cat([v["class_embedding"].expand(x.shape[0], 1, WIDTH), x], dim=1) + v["positional_embedding"]
+    x = F.layer_norm(x, (WIDTH,), v["ln_pre.weight"], v["ln_pre.bias"])
+    batch, tokens, head_dim = x.shape[0], x.shape[1], WIDTH // HEADS
+    for i in range(LAYERS):
+        b = {k.split(f"resblocks.{i}.", 1)[1]: t for k, t in v.items() if f"resblocks.{i}." in k}
+        h = F.layer_norm(x, (WIDTH,), b["ln_1.weight"], b["ln_1.bias"])
+        q, k, val = (h @ b["attn.in_proj_weight"].T + b["attn.in_proj_bias"]).chunk(3, dim=-1)
+        q, k, val = (t.reshape(batch, tokens, HEADS, head_dim).transpose(1, 2) for t in (q, k, val))
+        weights = (q @ k.transpose(-1, -2) / math.sqrt(head_dim)).softmax(-1)
+        attn = (weights @ val).transpose(1, 2).reshape(batch, tokens, WIDTH)
+        x = x + attn @ b["attn.out_proj.weight"].T + b["attn.out_proj.bias"]
+        h = F.layer_norm(x, (WIDTH,), b["ln_2.weight"], b["ln_2.bias"])
+        h = h @ b["mlp.c_fc.weight"].T + b["mlp.c_fc.bias"]
+        h = h * torch.sigmoid(1.702 * h)
+        x = x + h @ b["mlp.c_proj.weight"].T + b["mlp.c_proj.bias"]
+    f = F.layer_norm(x[:, 0], (WIDTH,), v["ln_post.weight"], v["ln_post.bias"]) @ v["proj"]
+    bn = {k: state["encoder.bnneck." + k] for k in ("weight", "bias", "running_mean", "running_var")}
+    f_bn = (f - bn["running_mean"]) / torch.sqrt(bn["running_var"] + 1e-5) * bn["weight"] + bn["bias"]
+    return F.normalize(f_bn, dim=1)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic(root, domains=["synth_a", "synth_b", "synth_c"], num_train_ids=6, num_test_ids=4,
+                    images_per_id=2, num_distractors=1, height=64, width=32)
+    return root
+
+
+def test_imported_features_equal_the_reference_forward(tmp_path):
+    state = official_reid_layout(num_ids=SOURCE_IDS, prefix="module.")  # DataParallel-saved
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save(state, ckpt)
+    run = tmp_path / "run"
+    assert main(["import", str(ckpt), "--out", str(run), "--config", "demo"]) == 0
+    model, config, info = load_reid_model(run)
+    assert info["num_ids"] == SOURCE_IDS and config.encoder.preset == "tiny"
+    images = torch.randn(5, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+    plain = {k[len("module."):]: t for k, t in state.items()}
+    with torch.no_grad():
+        ours = model.extract(images)
+        expected = reference_feature(plain, images)
+        logits = model(images).logits
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+    assert (ours - F.normalize(expected.roll(1, dims=1), dim=1)).abs().max() > 1e-2  # the check can fail
+    # The classifier is the official fc on f_bn.
+    f_bn = model.bottleneck(model.encoder(images))
+    torch.testing.assert_close(logits, f_bn @ plain["encoder.fc.weight"].T)
+
+
+def test_eval_extract_search_export_accept_the_imported_run(tmp_path, synth_root, capsys):
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save(official_reid_layout(num_ids=SOURCE_IDS), ckpt)
+    run = tmp_path / "run"
+    assert main(["import", str(ckpt), "--out", str(run), "--config", "demo", "--root", str(synth_root)]) == 0
+    metrics_file = tmp_path / "metrics.json"
+    assert main(["eval", "--checkpoint", str(run), "--target", "synth_c", "--root", str(synth_root),
+                 "--device", "cpu", "--out", str(metrics_file)]) == 0
+    assert 0 <= json.loads(metrics_file.read_text())["synth_c"]["mAP"] <= 100
+    gallery = synth_root / "synth_c" / "bounding_box_test"
+    feats = tmp_path / "gallery.safetensors"
+    assert main(["extract", str(gallery), "--out", str(feats), "--checkpoint", str(run), "--device", "cpu"]) == 0
+    query = next((synth_root / "synth_c" / "query").iterdir())
+    assert main(["search", str(query), "--gallery", str(feats), "--checkpoint", str(run), "--device", "cpu",
+                 "--out", str(tmp_path / "search")]) == 0
+    assert (tmp_path / "search" / "results.json").is_file()
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+
+
+def test_identity_count_must_match_the_sources(tmp_path, synth_root, capsys):
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save(official_reid_layout(num_ids=7), ckpt)
+    assert main(["import", str(ckpt), "--out", str(tmp_path / "r"), "--config", "demo", "--root", str(synth_root)]) == 2
+    err = capsys.readouterr().err
+    assert "7 identities" in err and f"has {SOURCE_IDS}" in err
+    # Without a data root, the paper's datasets have known training identity counts (Market-1501: 751).
+    tiny = ["encoder.preset=tiny", "data.height=64", "data.width=32"]
+    assert main(["import", str(ckpt), *tiny, "--config", "ma_to_ms", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "7 identities" in err and "751" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_layout_names_missing_and_unexpected_keys(tmp_path, capsys):
+    state = official_reid_layout(num_ids=SOURCE_IDS)
+    del state["encoder.image_encoder.ln_post.bias"]
+    state["encoder.cam_emb"] = torch.zeros(6, WIDTH)
+    ckpt = tmp_path / "odd.pth"
+    torch.save(state, ckpt)
+    assert main(["import", str(ckpt), "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "post_layernorm.bias" in err and "encoder.cam_emb" in err and "missing" in err and "unexpected" in err
+    # A positional table for another input size is a shape error naming the key (no silent resize).
+    torch.save(official_reid_layout(num_ids=SOURCE_IDS), ckpt)
+    assert main(["import", str(ckpt), "data.height=128", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "positional_embedding" in err and "(9, 64)" in err and "(17, 64)" in err
+    # The setting comes from the released file name; any other name needs --config.
+    assert main(["import", str(ckpt), "--out", str(tmp_path / "r")]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_released_names_pick_their_preset():
+    from dcac.engine.official_import import preset_for_checkpoint
+
+    assert preset_for_checkpoint("x/source_ma.pth") == "ma_to_ms"
+    assert preset_for_checkpoint("source_c3.pth") == "c3_to_ma"
+    assert preset_for_checkpoint("source_ma+d+ms.pth") == "ma+d+ms_to_c3"
+    assert preset_for_checkpoint("source_d+ms+c3.pth") == "d+ms+c3_to_ma"
+
+
+def test_clipreid_checkpoint_starts_the_encoder(tmp_path):
+    from dcac.config import load_config
+    from dcac.models.build import build_reid_model
+
+    official = official_reid_layout(num_ids=SOURCE_IDS, seed=3)
+    clipreid = {k.replace("encoder.image_encoder.", "image_encoder."): v for k, v in official.items()
+                if k.startswith("encoder.image_encoder.")}
+    clipreid.update({k.replace("encoder.bnneck.", "bottleneck_proj."): v for k, v in official.items()
+                     if k.startswith("encoder.bnneck.")})
+    clipreid["classifier_proj.weight"] = official["encoder.fc.weight"]
+    clipreid["classifier.weight"] = torch.zeros(SOURCE_IDS, WIDTH)  # the 768-d side dcac does not use
+    clipreid["bottleneck.weight"] = torch.ones(WIDTH)
+    clipreid["prompt_learner.cls_ctx"] = torch.zeros(SOURCE_IDS, 4, 16)
+    path = tmp_path / "ViT-B-16_60.pth"
+    torch.save(clipreid, path)
+    config = load_config("demo", [f"encoder.weights={path}"])
+    model = build_reid_model(config, SOURCE_IDS, load_weights=True).eval()
+    images = torch.randn(3, 3, 64, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.extract(images), reference_feature(official, images), rtol=1e-4, atol=1e-5)
+    assert torch.equal(model.classifier.weight, official["encoder.fc.weight"])
+    # Another identity count: tower and BNNeck load, the classifier keeps its own random start.
+    other = build_reid_model(config, 5, load_weights=True)
+    assert torch.equal(other.bottleneck.running_var, official["encoder.bnneck.running_var"])
+    assert other.classifier.weight.shape == (5, OUT)
