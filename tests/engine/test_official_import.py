@@ -9,8 +9,11 @@ BNNeck in eval mode, L2 norm), which shares no code with dcac's encoder or its w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,3 +201,99 @@ def test_clipreid_checkpoint_starts_the_encoder(tmp_path):
     other = build_reid_model(config, 5, load_weights=True)
     assert torch.equal(other.bottleneck.running_var, official["encoder.bnneck.running_var"])
     assert other.classifier.weight.shape == (5, OUT)
+
+
+def _independent_ldm_layout():
+    """The diffusers -> original (LDM) key mapping the SD loader's tests write from the ``ldm`` code."""
+    path = Path(__file__).parents[1] / "models" / "test_sd_weights.py"
+    spec = importlib.util.spec_from_file_location("sd_layout_for_import_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def official_teacher_layout(rank: int, num_ids: int, seed: int = 0):
+    """A tiny official ``denoiser.*`` (LDM UNet with loralib LoRA and q/k/v biases, VAE, schedule) and, per
+    diffusers module, the LoRA/bias tensors put in, plus the SD single-file state of the frozen base."""
+    from dcac.models.sd_configs import tiny_unet_config, tiny_vae_config
+    from dcac.models.sd_weights import build_unet, build_vae
+
+    layout = _independent_ldm_layout()
+    g = torch.Generator().manual_seed(seed)
+    unet, vae = build_unet(tiny_unet_config()), build_vae(tiny_vae_config())
+    with torch.no_grad():
+        for p in list(unet.parameters()) + list(vae.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    single_file = layout.to_original_layout(unet, vae)
+    teacher = {k.replace("model.diffusion_model.", "denoiser.model.").replace("first_stage_model.", "denoiser.autoencoder."): v
+               for k, v in single_file.items()}
+    teacher["denoiser.betas"] = torch.linspace(8.5e-4, 1.2e-2, 1000)
+    teacher["denoiser.model.prompt_emb.prompt_emb"] = torch.randn(num_ids, 32, generator=g)
+    adapted = {}
+    for name, module in unet.named_modules():
+        if not re.fullmatch(r".*transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj)", name):
+            continue
+        ldm = "denoiser.model." + layout._unet_key_to_original(name + ".weight", unet.config)[: -len(".weight")]
+        parts = {"lora_A": torch.randn(rank, module.in_features, generator=g) * 0.3,
+                 "lora_B": torch.randn(module.out_features, rank, generator=g) * 0.3}
+        if re.search(r"attn[12]\.to_[qkv]$", name):
+            parts["bias"] = torch.rand(module.out_features, generator=g) - 0.5
+        teacher.update({f"{ldm}.{k}": v for k, v in parts.items()})
+        adapted[name] = parts
+    return teacher, adapted, unet.eval(), single_file
+
+
+def test_teacher_lora_and_prompts_map_into_dcacs_teacher(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from dcac.config import load_config
+    from dcac.models.build import build_dcac
+    from dcac.models.official_teacher import load_teacher_init
+
+    rank = 4
+    teacher, adapted, base_unet, single_file = official_teacher_layout(rank, SOURCE_IDS)
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
+    run = tmp_path / "run"
+    assert main(["import", str(ckpt), f"diffusion.lora_rank={rank}", "--out", str(run), "--config", "demo"]) == 0
+    imported = load_file(str(run / "teacher_init.safetensors"))
+    sd_file = tmp_path / "sd.safetensors"
+    save_file(single_file, str(sd_file))
+    config = load_config("demo", [f"diffusion.weights={sd_file}", f"diffusion.lora_rank={rank}"])
+    model = build_dcac(config, SOURCE_IDS).eval()
+    skipped = load_teacher_init(model, imported)
+    # dcac's default teacher is bias-free on q/k/v: the official random biases are kept, under diffusers names.
+    biased = sorted(f"teacher.unet.{name}.bias" for name, parts in adapted.items() if "bias" in parts)
+    blocks = [n for n, _ in base_unet.named_modules() if re.fullmatch(r".*transformer_blocks\.\d+", n)]
+    assert skipped == biased and len(biased) == len(blocks) * 2 * 3  # attn1/attn2 x q/k/v per block
+    for name, parts in adapted.items():
+        if "bias" in parts:
+            assert torch.equal(imported[f"teacher.unet.{name}.bias"], parts["bias"])
+    assert torch.equal(model.conditioner.prompts.detach(), teacher["denoiser.model.prompt_emb.prompt_emb"])
+    # Reference: the plain diffusers UNet with W + (alpha / r) B A merged into each adapted layer by hand.
+    g = torch.Generator().manual_seed(5)
+    latents, context = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 1, 32, generator=g)
+    steps = torch.tensor([10, 700])
+    modules = dict(base_unet.named_modules())
+    with torch.no_grad():
+        without_lora = base_unet(latents, steps, encoder_hidden_states=context).sample
+        for name, parts in adapted.items():
+            modules[name].weight += (parts["lora_B"] @ parts["lora_A"]) * (config.diffusion.lora_alpha / rank)
+        ours = model.teacher.unet(latents, steps, encoder_hidden_states=context).sample
+        expected = base_unet(latents, steps, encoder_hidden_states=context).sample
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+    assert (expected - without_lora).abs().max() > 1e-3  # the LoRA moves the output ~100x the tolerance
+
+
+def test_teacher_rank_and_layout_errors(tmp_path, capsys):
+    teacher, _, _, _ = official_teacher_layout(4, SOURCE_IDS)
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
+    assert main(["import", str(ckpt), "diffusion.lora_rank=8", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
+    assert "LoRA rank is 4" in capsys.readouterr().err
+    del teacher["denoiser.model.out.2.weight"]
+    teacher["denoiser.model.label_emb.0.weight"] = torch.zeros(2, 2)
+    torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
+    assert main(["import", str(ckpt), "diffusion.lora_rank=4", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "conv_out.weight" in err and "denoiser.model.label_emb.0.weight" in err
