@@ -27,36 +27,38 @@ WIDTH, LAYERS, HEADS, MLP, OUT, GRID = 64, 2, 2, 128, 32, (4, 2)  # the demo pre
 SOURCE_IDS = 2 * 6  # demo sources synth_a + synth_b, 6 training ids each (below)
 
 
-def official_reid_layout(num_ids: int, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+def official_reid_layout(num_ids: int, seed: int = 0, prefix: str = "", *, width: int = WIDTH, layers: int = LAYERS,
+                         mlp: int = MLP, out: int = OUT, grid: tuple[int, int] = GRID, meta: bool = False):
+    """The Re-ID part of an official checkpoint; ``meta=True``: shapes only (full-size layout checks)."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape, std=0.1):
-        return torch.randn(*shape, generator=g) * std
+        return torch.empty(*shape, device="meta") if meta else torch.randn(*shape, generator=g) * std
 
     tower = {
-        "conv1.weight": rand(WIDTH, 3, 16, 16, std=0.02),
-        "class_embedding": rand(WIDTH),
-        "positional_embedding": rand(GRID[0] * GRID[1] + 1, WIDTH),
-        "ln_pre.weight": 1 + rand(WIDTH), "ln_pre.bias": rand(WIDTH),
-        "ln_post.weight": 1 + rand(WIDTH), "ln_post.bias": rand(WIDTH),
-        "proj": rand(WIDTH, OUT, std=WIDTH**-0.5),
+        "conv1.weight": rand(width, 3, 16, 16, std=0.02),
+        "class_embedding": rand(width),
+        "positional_embedding": rand(grid[0] * grid[1] + 1, width),
+        "ln_pre.weight": 1 + rand(width), "ln_pre.bias": rand(width),
+        "ln_post.weight": 1 + rand(width), "ln_post.bias": rand(width),
+        "proj": rand(width, out, std=width**-0.5),
     }
-    for i in range(LAYERS):
+    for i in range(layers):
         block = {
-            "attn.in_proj_weight": rand(3 * WIDTH, WIDTH), "attn.in_proj_bias": rand(3 * WIDTH),
-            "attn.out_proj.weight": rand(WIDTH, WIDTH), "attn.out_proj.bias": rand(WIDTH),
-            "ln_1.weight": 1 + rand(WIDTH), "ln_1.bias": rand(WIDTH),
-            "ln_2.weight": 1 + rand(WIDTH), "ln_2.bias": rand(WIDTH),
-            "mlp.c_fc.weight": rand(MLP, WIDTH), "mlp.c_fc.bias": rand(MLP),
-            "mlp.c_proj.weight": rand(WIDTH, MLP), "mlp.c_proj.bias": rand(WIDTH),
+            "attn.in_proj_weight": rand(3 * width, width), "attn.in_proj_bias": rand(3 * width),
+            "attn.out_proj.weight": rand(width, width), "attn.out_proj.bias": rand(width),
+            "ln_1.weight": 1 + rand(width), "ln_1.bias": rand(width),
+            "ln_2.weight": 1 + rand(width), "ln_2.bias": rand(width),
+            "mlp.c_fc.weight": rand(mlp, width), "mlp.c_fc.bias": rand(mlp),
+            "mlp.c_proj.weight": rand(width, mlp), "mlp.c_proj.bias": rand(width),
         }
         tower.update({f"transformer.resblocks.{i}.{k}": v for k, v in block.items()})
     state = {"encoder.image_encoder." + k: v for k, v in tower.items()}
     state.update({
-        "encoder.bnneck.weight": 1 + rand(OUT), "encoder.bnneck.bias": torch.zeros(OUT),
-        "encoder.bnneck.running_mean": rand(OUT), "encoder.bnneck.running_var": 0.5 + torch.rand(OUT, generator=g),
-        "encoder.bnneck.num_batches_tracked": torch.tensor(1234),
-        "encoder.fc.weight": rand(num_ids, OUT, std=0.001),
+        "encoder.bnneck.weight": 1 + rand(out), "encoder.bnneck.bias": torch.zeros(out, device="meta" if meta else None),
+        "encoder.bnneck.running_mean": rand(out), "encoder.bnneck.running_var": 0.5 + rand(out).abs(),
+        "encoder.bnneck.num_batches_tracked": torch.tensor(1234, device="meta" if meta else None),
+        "encoder.fc.weight": rand(num_ids, out, std=0.001),
     })
     return {prefix + k: v for k, v in state.items()}
 
@@ -212,32 +214,39 @@ def _independent_ldm_layout():
     return module
 
 
-def official_teacher_layout(rank: int, num_ids: int, seed: int = 0):
+def official_teacher_layout(rank: int, num_ids: int, seed: int = 0, *, full_size: bool = False):
     """A tiny official ``denoiser.*`` (LDM UNet with loralib LoRA and q/k/v biases, VAE, schedule) and, per
-    diffusers module, the LoRA/bias tensors put in, plus the SD single-file state of the frozen base."""
-    from dcac.models.sd_configs import tiny_unet_config, tiny_vae_config
+    diffusers module, the LoRA/bias tensors put in, plus the SD single-file state of the frozen base.
+
+    ``full_size``: SD v1.5's architecture on the meta device (shapes only)."""
+    from dcac.models.sd_configs import sd15_unet_config, sd15_vae_config, tiny_unet_config, tiny_vae_config
     from dcac.models.sd_weights import build_unet, build_vae
 
     layout = _independent_ldm_layout()
     g = torch.Generator().manual_seed(seed)
-    unet, vae = build_unet(tiny_unet_config()), build_vae(tiny_vae_config())
+
+    def rand(*shape, std):
+        return torch.empty(*shape, device="meta") if full_size else torch.randn(*shape, generator=g) * std
+
+    with torch.device("meta" if full_size else "cpu"):
+        unet_config, vae_config = (sd15_unet_config(), sd15_vae_config()) if full_size else (tiny_unet_config(), tiny_vae_config())
+        unet, vae = build_unet(unet_config), build_vae(vae_config)
     with torch.no_grad():
         for p in list(unet.parameters()) + list(vae.parameters()):
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+            p.copy_(rand(*p.shape, std=0.05))
     single_file = layout.to_original_layout(unet, vae)
     teacher = {k.replace("model.diffusion_model.", "denoiser.model.").replace("first_stage_model.", "denoiser.autoencoder."): v
                for k, v in single_file.items()}
-    teacher["denoiser.betas"] = torch.linspace(8.5e-4, 1.2e-2, 1000)
-    teacher["denoiser.model.prompt_emb.prompt_emb"] = torch.randn(num_ids, 32, generator=g)
+    teacher["denoiser.betas"] = rand(1000, std=0.01)
+    teacher["denoiser.model.prompt_emb.prompt_emb"] = rand(num_ids, unet_config["cross_attention_dim"], std=1.0)
     adapted = {}
     for name, module in unet.named_modules():
         if not re.fullmatch(r".*transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj)", name):
             continue
         ldm = "denoiser.model." + layout._unet_key_to_original(name + ".weight", unet.config)[: -len(".weight")]
-        parts = {"lora_A": torch.randn(rank, module.in_features, generator=g) * 0.3,
-                 "lora_B": torch.randn(module.out_features, rank, generator=g) * 0.3}
+        parts = {"lora_A": rand(rank, module.in_features, std=0.3), "lora_B": rand(module.out_features, rank, std=0.3)}
         if re.search(r"attn[12]\.to_[qkv]$", name):
-            parts["bias"] = torch.rand(module.out_features, generator=g) - 0.5
+            parts["bias"] = rand(module.out_features, std=0.3)
         teacher.update({f"{ldm}.{k}": v for k, v in parts.items()})
         adapted[name] = parts
     return teacher, adapted, unet.eval(), single_file
@@ -297,3 +306,26 @@ def test_teacher_rank_and_layout_errors(tmp_path, capsys):
     assert main(["import", str(ckpt), "diffusion.lora_rank=4", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
     err = capsys.readouterr().err
     assert "conv_out.weight" in err and "denoiser.model.label_emb.0.weight" in err
+
+
+def test_full_size_release_layout_maps_completely():
+    """ViT-B/16 at 256x128 (129 positions) + SD v1.5 with rank-8 LoRA, as source_ma.pth: every tensor finds
+    its place in dcac's full-size model (meta device: shapes only, no memory)."""
+    from dcac.config import load_config
+    from dcac.models.build import build_dcac
+    from dcac.models.official_checkpoint import official_reid_state
+    from dcac.models.official_teacher import official_teacher_state
+
+    config = load_config("ma_to_ms")
+    with torch.device("meta"):
+        model = build_dcac(config, 751)
+    reid = official_reid_layout(751, width=768, layers=12, mlp=3072, out=512, grid=(16, 8), meta=True)
+    assert set(official_reid_state(reid, model.reid, "source_ma.pth")) == set(model.reid.state_dict())
+    teacher, adapted, _, _ = official_teacher_layout(8, 751, full_size=True)
+    imported = official_teacher_state(teacher, config, 751, "source_ma.pth")
+    own = model.state_dict()
+    lora = [k for k in imported if ".lora_" in k]
+    biases = [k for k in imported if k.endswith(".bias")]
+    assert len(adapted) == 144 and len(lora) == 2 * 144 and len(biases) == 96  # 16 blocks x (9 layers, 6 biases)
+    assert all(k in own and own[k].shape == imported[k].shape for k in lora + ["conditioner.prompts"])
+    assert set(lora) == {k for k in own if ".lora_" in k}
