@@ -123,6 +123,9 @@ class TrainConfig:
     # Store the frozen UNet Linear/Conv weights in the bf16/fp16 autocast dtype: bit-identical results (autocast
     # casts them at every call anyway), half their memory and no per-step cast copies. No effect under fp32.
     frozen_weights_in_autocast_dtype: bool = True
+    # A run folder to start from (e.g. written by ``dcac import``): its Re-ID weights and, when it has
+    # teacher_init.safetensors, the teacher's LoRA and ID prompts. None = the usual start.
+    init_from: str | None = None
 
 
 @dataclass

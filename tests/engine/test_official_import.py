@@ -329,3 +329,34 @@ def test_full_size_release_layout_maps_completely():
     assert len(adapted) == 144 and len(lora) == 2 * 144 and len(biases) == 96  # 16 blocks x (9 layers, 6 biases)
     assert all(k in own and own[k].shape == imported[k].shape for k in lora + ["conditioner.prompts"])
     assert set(lora) == {k for k in own if ".lora_" in k}
+
+
+def test_training_starts_from_an_imported_run(tmp_path, synth_root, capsys):
+    from safetensors.torch import load_file
+
+    rank = 4
+    teacher, _, _, _ = official_teacher_layout(rank, SOURCE_IDS)
+    reid = official_reid_layout(num_ids=SOURCE_IDS)
+    ckpt = tmp_path / "source_synth.pth"
+    torch.save({**reid, **teacher}, ckpt)
+    imported = tmp_path / "imported"
+    assert main(["import", str(ckpt), f"diffusion.lora_rank={rank}", "--out", str(imported), "--config", "demo"]) == 0
+    run = tmp_path / "continued"
+    # lr = 0: the first step leaves every parameter where the import put it, so the run's files show the start.
+    assert main(["train", "--config", "demo", f"data.root={synth_root}", f"train.output_dir={run}",
+                 f"train.init_from={imported}", f"diffusion.lora_rank={rank}", "optim.lr=0", "optim.epochs=1",
+                 "train.max_steps_per_epoch=1", "train.progress=false", "data.batch_size=8",
+                 "data.num_instances=2"]) == 0
+    started = load_file(str(run / "checkpoint" / "model.safetensors"))
+    expected_teacher = load_file(str(imported / "teacher_init.safetensors"))
+    lora = [k for k in expected_teacher if ".lora_" in k]
+    assert lora and all(torch.equal(started[k], expected_teacher[k]) for k in lora + ["conditioner.prompts"])
+    expected_reid = load_file(str(imported / "reid_model.safetensors"))
+    weights = [k for k in expected_reid if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(started["reid." + k], expected_reid[k]) for k in weights)
+    # A run on other sources (other identity count) is refused with both numbers.
+    assert main(["train", "--config", "demo", f"data.root={synth_root}", f"train.output_dir={tmp_path / 'x'}",
+                 f"train.init_from={imported}", "data.sources=[synth_a]", f"diffusion.lora_rank={rank}",
+                 "train.progress=false", "data.batch_size=8", "data.num_instances=2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{SOURCE_IDS} identities" in err and "have 6" in err

@@ -124,3 +124,36 @@ def add_import_command(subparsers) -> None:
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
     p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
     p.set_defaults(func=_cmd_import)
+
+
+def initialise_from_run(model, run_dir: str | Path) -> None:
+    """``train.init_from``: start a training module (``build_dcac``) from a run folder's weights, in place.
+
+    The Re-ID model (encoder, BNNeck, classifier) must match exactly, identity count included; the teacher's
+    LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
+    """
+    from dcac.engine.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
+
+    run_dir = Path(run_dir)
+    reid = load_tensors(run_dir / REID_WEIGHTS)
+    classifier = reid.get("classifier.weight")
+    if classifier is not None and model.reid.classifier is not None and classifier.shape != model.reid.classifier.weight.shape:
+        raise CheckpointError(
+            f"train.init_from={run_dir}: its classifier has {classifier.shape[0]} identities, "
+            f"this run's sources have {model.reid.classifier.weight.shape[0]}"
+        )
+    missing, unexpected = model.reid.load_state_dict(reid, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"train.init_from={run_dir}: {REID_WEIGHTS} does not fit this run's Re-ID model: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    teacher_file = run_dir / TEACHER_INIT
+    if model.teacher is not None and teacher_file.is_file():
+        tensors = load_tensors(teacher_file)
+        if DCAC_PROMPTS not in model.state_dict():  # the instance ablation conditions without prompts
+            tensors.pop(DCAC_PROMPTS)
+        skipped = load_teacher_init(model, tensors)
+        if skipped:
+            print(f"train.init_from: {len(skipped)} official q/k/v biases not loaded: this teacher's q/k/v are bias-free")

@@ -137,6 +137,10 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
 
     # ---- model and optimiser --------------------------------------------------------------------------
     model = build_dcac(cfg, num_ids)
+    if cfg.train.init_from:
+        from dcac.engine.official_import import initialise_from_run
+
+        initialise_from_run(model, cfg.train.init_from)
     apply_speed_switches(model, cfg.train, device)
     if is_main and compile_enabled(cfg.train, device):
         print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
