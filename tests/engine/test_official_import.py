@@ -15,9 +15,12 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from safetensors import safe_open
 
 from dcac.cli import main
 from dcac.data.synthetic import write_synthetic
@@ -119,7 +122,8 @@ def test_imported_features_equal_the_reference_forward(tmp_path):
 
 def test_eval_extract_search_export_accept_the_imported_run(tmp_path, synth_root, capsys):
     ckpt = tmp_path / "source_synth.pth"
-    torch.save(official_reid_layout(num_ids=SOURCE_IDS), ckpt)
+    state = official_reid_layout(num_ids=SOURCE_IDS)
+    torch.save(state, ckpt)
     run = tmp_path / "run"
     assert main(["import", str(ckpt), "--out", str(run), "--config", "demo", "--root", str(synth_root)]) == 0
     metrics_file = tmp_path / "metrics.json"
@@ -129,10 +133,19 @@ def test_eval_extract_search_export_accept_the_imported_run(tmp_path, synth_root
     gallery = synth_root / "synth_c" / "bounding_box_test"
     feats = tmp_path / "gallery.safetensors"
     assert main(["extract", str(gallery), "--out", str(feats), "--checkpoint", str(run), "--device", "cpu"]) == 0
+    # End to end: the extracted features are the reference forward of the images (already 64x32, so the
+    # test transform is only x / 255 normalised with mean = std = 0.5).
+    with safe_open(str(feats), "pt") as f:
+        names, extracted = json.loads(f.metadata()["names"]), f.get_tensor("features")
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(gallery / n).convert("RGB"), dtype=np.float32))
+                          for n in names]).permute(0, 3, 1, 2) / 255.0
+    torch.testing.assert_close(extracted, reference_feature(state, (pixels - 0.5) / 0.5), rtol=1e-4, atol=1e-5)
     query = next((synth_root / "synth_c" / "query").iterdir())
     assert main(["search", str(query), "--gallery", str(feats), "--checkpoint", str(run), "--device", "cpu",
                  "--out", str(tmp_path / "search")]) == 0
     assert (tmp_path / "search" / "results.json").is_file()
+    assert main(["explain", str(query), "--checkpoint", str(run), "--device", "cpu", "--out", str(tmp_path / "cams")]) == 0
+    assert len(list((tmp_path / "cams").glob("*_cam.png"))) == 1
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
 
 
@@ -300,10 +313,13 @@ def test_teacher_rank_and_layout_errors(tmp_path, capsys):
     torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
     assert main(["import", str(ckpt), "diffusion.lora_rank=8", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
     assert "LoRA rank is 4" in capsys.readouterr().err
+    # The Re-ID model alone needs no teacher settings.
+    assert main(["import", str(ckpt), "--no-teacher", "--out", str(tmp_path / "r"), "--config", "demo"]) == 0
+    assert (tmp_path / "r" / "reid_model.safetensors").is_file() and not (tmp_path / "r" / "teacher_init.safetensors").exists()
     del teacher["denoiser.model.out.2.weight"]
     teacher["denoiser.model.label_emb.0.weight"] = torch.zeros(2, 2)
     torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
-    assert main(["import", str(ckpt), "diffusion.lora_rank=4", "--out", str(tmp_path / "r"), "--config", "demo"]) == 2
+    assert main(["import", str(ckpt), "diffusion.lora_rank=4", "--out", str(tmp_path / "r2"), "--config", "demo"]) == 2
     err = capsys.readouterr().err
     assert "conv_out.weight" in err and "denoiser.model.label_emb.0.weight" in err
 

@@ -57,9 +57,17 @@ def expected_num_ids(config: DCACConfig, data_root: str | Path | None) -> tuple[
 
 
 def import_official_checkpoint(
-    checkpoint: str | Path, out: str | Path, config: DCACConfig, *, data_root: str | Path | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    config: DCACConfig,
+    *,
+    data_root: str | Path | None = None,
+    with_teacher: bool = True,
 ) -> dict:
-    """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``."""
+    """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
+
+    ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model).
+    """
     # Imported here so that building the command-line parser stays light.
     import dcac
     from dcac.engine.checkpoint import REID_WEIGHTS, save_tensors_atomic
@@ -95,7 +103,7 @@ def import_official_checkpoint(
         "imported_from": str(checkpoint),
     }
     teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
-    if teacher_keys:
+    if teacher_keys and with_teacher:
         from dcac.models.official_teacher import official_teacher_state
 
         teacher = official_teacher_state({k: state[k] for k in teacher_keys}, config, num_ids, checkpoint)
@@ -109,7 +117,7 @@ def import_official_checkpoint(
 def _cmd_import(args: argparse.Namespace) -> int:
     preset = args.config or preset_for_checkpoint(args.checkpoint)
     config = load_config(preset, args.overrides)
-    info = import_official_checkpoint(args.checkpoint, args.out, config, data_root=args.root)
+    info = import_official_checkpoint(args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher)
     print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
     if "teacher_init" in info:
         print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
@@ -122,6 +130,7 @@ def add_import_command(subparsers) -> None:
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
+    p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
     p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
     p.set_defaults(func=_cmd_import)
 
