@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dcac.inference.cli_commands import add_commands
 
     add_commands(sub)
+
+    from dcac.engine.official_import import add_import_command
+
+    add_import_command(sub)
     return parser
 
 

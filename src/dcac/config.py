@@ -139,6 +139,9 @@ class TrainConfig:
     # bilinear test resize for single-source runs, fp16 autocast with a GradScaler and fp16 PCL logits, VAE
     # re-encoded every step. It sets train.mixed_precision=fp16 and diffusion.cache_latents=false.
     compat: str = "none"
+    # A run folder to start from (e.g. written by ``dcac import``): its Re-ID weights and, when it has
+    # teacher_init.safetensors, the teacher's LoRA and ID prompts. None = the usual start.
+    init_from: str | None = None
 
 
 @dataclass

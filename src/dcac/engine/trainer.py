@@ -159,7 +159,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
     device, is_main = accelerator.device, accelerator.is_main_process
     seed_everything(cfg.train.seed)
     data = load_training_data(cfg, accelerator)
-    model, optimizer = build_model_and_optimizer(cfg, data.num_ids, device)
+    model, optimizer = build_model_and_optimizer(cfg, data.num_ids, device, customize=_initialiser(cfg))
     if is_main and compile_enabled(cfg.train, device):
         print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
               "train.compile=false runs eager", flush=True)
@@ -177,6 +177,15 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
         torch.tensor([r.pid for r in data.records], device=device),
         torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None, epoch, global_step,
     )
+
+
+def _initialiser(cfg: DCACConfig):
+    """``train.init_from``: start from a run folder's weights (e.g. one written by ``dcac import``)."""
+    if not cfg.train.init_from:
+        return None
+    from dcac.engine.official_import import initialise_from_run
+
+    return lambda model: initialise_from_run(model, cfg.train.init_from)
 
 
 def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingData:

@@ -22,9 +22,9 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
         from dcac.hub_cache import CLIP_FILES, resolve_weights
-        from dcac.models.clip_weights import load_clip_vision_weights
+        from dcac.models.official_checkpoint import load_encoder_start
 
-        load_clip_vision_weights(model.encoder, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
+        load_encoder_start(model, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
     model.encoder.enable_gradient_checkpointing(config.encoder.gradient_checkpointing)
     return model
 

@@ -116,6 +116,22 @@ def load_clip_vision_weights(
     )
 
 
+def openai_vision_to_encoder_names(state: dict[str, torch.Tensor], path: Path) -> ConvertedWeights:
+    """Rename an OpenAI-layout vision tower (``conv1.weight``, ``transformer.resblocks.N.*``, ``proj``, no
+    ``visual.`` prefix) to the encoder's parameter names; ``path`` names the file in errors."""
+    return _convert_openai(state, "", path)
+
+
+def load_converted_vision_weights(
+    encoder: CLIPReIDEncoder, state: dict[str, torch.Tensor], path: Path
+) -> list[str]:
+    """Load an OpenAI-layout tower already read from ``path`` (another model's ``image_encoder.*``, prefix
+    removed) with the checks and positional-table resize of :func:`load_clip_vision_weights`."""
+    tensors = _validate(encoder, _convert_openai(state, "", path), path, require_projection=True)
+    encoder.load_state_dict(tensors, strict=False)
+    return sorted(tensors)
+
+
 def _read_hf_folder(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     for name in _HF_WEIGHT_FILES:
         candidate = folder / name
@@ -145,7 +161,7 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"CLIP weights file not found: {path}")
     if path.suffix == ".safetensors":
         return load_file(str(path), device="cpu")
-    if _is_torchscript_archive(path):
+    if is_torchscript_archive(path):
         # OpenAI distributes CLIP as TorchScript archives, which torch.load(weights_only=True) cannot
         # read and torch.jit.load would run code from; their tensors are read without running anything.
         try:
@@ -160,7 +176,7 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _is_torchscript_archive(path: Path) -> bool:
+def is_torchscript_archive(path: Path) -> bool:
     # Both torch.save and torch.jit.save write zip archives; only TorchScript ones carry
     # serialised code and constants.
     if not zipfile.is_zipfile(path):

@@ -1,0 +1,168 @@
+"""``dcac import``: a released official DCAC checkpoint → a dcac run folder.
+
+The run folder holds ``config.yaml`` (the preset of the checkpoint's setting, or the one given),
+``run_info.json`` and ``reid_model.safetensors``, so ``dcac eval / extract / search / export`` read it like a
+trained run.  When the checkpoint carries the teacher, its LoRA, ID prompts and the official code's frozen
+q/k/v biases are written under dcac's names to ``teacher_init.safetensors`` (see
+:mod:`dcac.models.official_teacher`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from dcac.config import DCACConfig, load_config, preset_names
+from dcac.engine.checkpoint import CheckpointError
+
+TEACHER_INIT = "teacher_init.safetensors"
+
+# Training identities of each dataset's train split (the counts the released checkpoints' classifiers have;
+# a multi-source model offsets the ids per source, so its count is the sum).
+TRAIN_IDS = {"market1501": 751, "dukemtmc": 702, "msmt17": 1041, "cuhk03": 767}
+
+_RELEASED_NAME = re.compile(r"source_(.+)\.pth?")
+
+
+def preset_for_checkpoint(path: str | Path) -> str:
+    """The shipped preset of a released checkpoint's setting, from its name: ``source_ma.pth`` → ``ma_to_ms``."""
+    match = _RELEASED_NAME.fullmatch(Path(path).name)
+    candidates = [p for p in preset_names() if match and p.startswith(match.group(1) + "_to_")]
+    if len(candidates) != 1:
+        raise CheckpointError(
+            f"{path}: cannot tell the setting from the file name (the released ones are source_<sources>.pth, "
+            "e.g. source_ma.pth); pass --config PRESET_OR_YAML"
+        )
+    return candidates[0]
+
+
+def expected_num_ids(config: DCACConfig, data_root: str | Path | None) -> tuple[int, str] | None:
+    """The identity count the config's sources give, and where it comes from; None when it cannot be known.
+
+    With a data root the datasets are read; without one, the paper's four datasets have known counts.
+    """
+    if data_root is not None:
+        from dcac.data.protocols import build_protocol
+
+        sources = list(config.data.sources)
+        protocol = build_protocol(sources, sources[:1], data_root, all_splits=config.data.all_splits)
+        return protocol.train.num_ids, f"the training set of {'+'.join(sources)} under {data_root}"
+    from dcac.data.datasets import canonical_name
+
+    names = [canonical_name(s) for s in config.data.sources]
+    if config.data.all_splits or not all(n in TRAIN_IDS for n in names):
+        return None
+    return sum(TRAIN_IDS[n] for n in names), f"the train split{'s' if len(names) > 1 else ''} of {'+'.join(names)}"
+
+
+def import_official_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    config: DCACConfig,
+    *,
+    data_root: str | Path | None = None,
+    with_teacher: bool = True,
+) -> dict:
+    """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
+
+    ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model).
+    """
+    # Imported here so that building the command-line parser stays light.
+    import dcac
+    from dcac.engine.checkpoint import REID_WEIGHTS, save_tensors_atomic
+    from dcac.engine.run_folder import write_run_metadata
+    from dcac.models.build import build_reid_model
+    from dcac.models.official_checkpoint import (
+        OFFICIAL_TEACHER,
+        OfficialCheckpointError,
+        official_num_ids,
+        official_reid_state,
+        read_torch_state_dict,
+    )
+
+    out = Path(out)
+    state = read_torch_state_dict(checkpoint)
+    num_ids = official_num_ids(state, checkpoint)
+    expected = expected_num_ids(config, data_root)
+    if expected is not None and expected[0] != num_ids:
+        raise OfficialCheckpointError(
+            f"{checkpoint}: its classifier has {num_ids} identities, but {expected[1]} has {expected[0]}: "
+            "the checkpoint was trained on other sources than data.sources "
+            f"({', '.join(config.data.sources)})"
+        )
+    model = build_reid_model(config, num_ids)
+    reid_state = official_reid_state(state, model, checkpoint)
+    model.load_state_dict(reid_state, strict=True)
+    config.train.output_dir = str(out)
+    run_info = {
+        "num_ids": num_ids,
+        "sources": list(config.data.sources),
+        "targets": list(config.data.targets),
+        "dcac_version": dcac.__version__,
+        "imported_from": str(checkpoint),
+    }
+    teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
+    if teacher_keys and with_teacher:
+        from dcac.models.official_teacher import official_teacher_state
+
+        teacher = official_teacher_state({k: state[k] for k in teacher_keys}, config, num_ids, checkpoint)
+        save_tensors_atomic(teacher, out / TEACHER_INIT)
+        run_info["teacher_init"] = TEACHER_INIT
+    save_tensors_atomic(model.state_dict(), out / REID_WEIGHTS)
+    write_run_metadata(out, config, run_info)
+    return run_info
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    preset = args.config or preset_for_checkpoint(args.checkpoint)
+    config = load_config(preset, args.overrides)
+    info = import_official_checkpoint(args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher)
+    print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
+    if "teacher_init" in info:
+        print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
+    return 0
+
+
+def add_import_command(subparsers) -> None:
+    p = subparsers.add_parser("import", help="a released official DCAC checkpoint (source_*.pth) -> a dcac run folder")
+    p.add_argument("checkpoint", help="the official .pth (torch.save(model.state_dict()) of the DCAC module)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
+    p.add_argument("--root", help="data root: check the identity count against the sources' training set")
+    p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
+    p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
+    p.set_defaults(func=_cmd_import)
+
+
+def initialise_from_run(model, run_dir: str | Path) -> None:
+    """``train.init_from``: start a training module (``build_dcac``) from a run folder's weights, in place.
+
+    The Re-ID model (encoder, BNNeck, classifier) must match exactly, identity count included; the teacher's
+    LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
+    """
+    from dcac.engine.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
+
+    run_dir = Path(run_dir)
+    reid = load_tensors(run_dir / REID_WEIGHTS)
+    classifier = reid.get("classifier.weight")
+    if classifier is not None and model.reid.classifier is not None and classifier.shape != model.reid.classifier.weight.shape:
+        raise CheckpointError(
+            f"train.init_from={run_dir}: its classifier has {classifier.shape[0]} identities, "
+            f"this run's sources have {model.reid.classifier.weight.shape[0]}"
+        )
+    missing, unexpected = model.reid.load_state_dict(reid, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"train.init_from={run_dir}: {REID_WEIGHTS} does not fit this run's Re-ID model: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    teacher_file = run_dir / TEACHER_INIT
+    if model.teacher is not None and teacher_file.is_file():
+        tensors = load_tensors(teacher_file)
+        if DCAC_PROMPTS not in model.state_dict():  # the instance ablation conditions without prompts
+            tensors.pop(DCAC_PROMPTS)
+        skipped = load_teacher_init(model, tensors)
+        if skipped:
+            print(f"train.init_from: {len(skipped)} official q/k/v biases not loaded: this teacher's q/k/v are bias-free")
