@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from dcac.config import ConfigError, load_config, preset_names
+from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
+
+use_passive_wait()  # before anything below imports torch
+
+from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -52,6 +56,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dcac.demo import run_demo
 
+    limit_threads_for_tiny_models()
     run_demo(Path(args.out), epochs=args.epochs, seed=args.seed)
     return 0
 

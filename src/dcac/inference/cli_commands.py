@@ -10,12 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from dcac.engine.checkpoint import CheckpointError
-
 
 def _device(name: str | None) -> str:
+    import torch  # here, not at the top: building the parser (``dcac --help``) must not import torch
+
     return name or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -31,6 +29,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.feature_store import FeatureSet, save_features
     from dcac.inference.image_inputs import list_images
 
@@ -49,6 +48,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.feature_store import load_features
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
@@ -85,6 +85,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.gradcam import explain_images
     from dcac.inference.image_inputs import expand_inputs
 
@@ -98,6 +99,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.engine.run_folder import resolve_run
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
 
