@@ -8,13 +8,19 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from dcac.config import ConfigError, load_config, preset_names
+from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
+
+use_passive_wait()  # before anything below imports torch
+
+from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
+from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from dcac.engine.trainer import train
 
     config = load_config(args.config, args.overrides)
+    check_output_dir(config.train.output_dir, "train.output_dir")
     result = train(config, resume=not args.no_resume)
     if result.is_main_process:
         print(f"run folder: {result.run_dir}")
@@ -24,14 +30,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from dcac.data import get_dataset
+    from dcac.data.target_check import checked_target
     from dcac.engine.checkpoint import write_json_atomic
     from dcac.engine.evaluator import evaluate_on_target, format_metrics
     from dcac.engine.run_folder import load_reid_model
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.out:
+        check_output_file(args.out)
+    device = resolve_device(args.device)
     model, config, _ = load_reid_model(args.checkpoint, device=device)
     if args.before_bn:
         config.eval.after_bn = False
@@ -39,7 +46,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     root = args.root or config.data.root
     results = {}
     for name in args.target:
-        target = get_dataset(name, root, verbose=True)
+        target, skipped = checked_target(get_dataset(name, root, verbose=True), args.on_corrupt)
+        if skipped:
+            print(f"skipped {skipped} unreadable images of {name}")
         results[name] = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True).metrics
         print(format_metrics(name + (" (re-ranked)" if args.rerank else ""), results[name]))
     if args.out:
@@ -52,6 +61,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dcac.demo import run_demo
 
+    limit_threads_for_tiny_models()
     run_demo(Path(args.out), epochs=args.epochs, seed=args.seed)
     return 0
 
@@ -59,7 +69,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from dcac.data.synthetic import write_synthetic
 
-    written = write_synthetic(Path(args.out), seed=args.seed)
+    out = check_output_dir(args.out)
+    try:
+        written = write_synthetic(out, seed=args.seed, overwrite=args.overwrite)
+    except FileExistsError as err:
+        raise ValueError(str(err).replace("overwrite=True", "--overwrite")) from None
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0
@@ -97,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("euclidean", "cosine"))
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--out", help="write the metrics to this JSON file")
+    add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="synthetic data + tiny models on CPU: baseline vs DCAC on an unseen domain")
@@ -110,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("synth", help="write the synthetic multi-domain datasets")
     q.add_argument("--out", required=True)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--overwrite", action="store_true", help="replace synthetic domains already in --out")
     q.set_defaults(func=_cmd_synth)
     q = data_sub.add_parser("stats", help="print a dataset's statistics table")
     q.add_argument("name")
@@ -134,7 +150,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from dcac.data.errors import CorruptImageError
     from dcac.engine.checkpoint import CheckpointError
 
-    return (ConfigError, CheckpointError, CorruptImageError, FileNotFoundError, ValueError)
+    return (ConfigError, CheckpointError, CorruptImageError, FileNotFoundError, ValueError, PermissionError,
+            IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

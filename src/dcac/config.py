@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -171,6 +172,10 @@ class DCACConfig:
         _check_choice("train.compile", self.train.compile, ("auto", "true", "false"))
         _check_choice("eval.metric", self.eval.metric, ("euclidean", "cosine"))
         _check_choice("data.on_corrupt", self.data.on_corrupt, ("raise", "skip"))
+        for key, value in (("data.num_instances", self.data.num_instances), ("data.batch_size", self.data.batch_size),
+                           ("optim.epochs", self.optim.epochs)):
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
         if self.data.batch_size % self.data.num_instances:
             raise ConfigError(
                 f"data.batch_size ({self.data.batch_size}) must be a multiple of data.num_instances "
@@ -213,8 +218,18 @@ def _preset_path(name: str) -> Path:
     return path
 
 
+def _read_yaml(path: Path):
+    try:
+        return OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+
+
 def _merge_file(schema, path: Path):
-    raw = OmegaConf.load(path)
+    raw = _read_yaml(path)
     # A preset may name another one to start from (``base: ma_to_ms``) so settings stay one-line diffs.
     base = raw.pop("base", None) if isinstance(raw, dict) or OmegaConf.is_dict(raw) else None
     if base is not None:
@@ -267,4 +282,4 @@ def load_run_config(path: str | Path) -> DCACConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"run config not found: {path}")
-    return config_from_dict(OmegaConf.to_container(OmegaConf.load(path)), source=str(path))
+    return config_from_dict(OmegaConf.to_container(_read_yaml(path)), source=str(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Literal
 
 from PIL import Image
@@ -35,6 +36,13 @@ def _decoding_error(path: str) -> CorruptImageError | None:
     return None
 
 
+def _decoding_errors(paths: Sequence[str], num_workers: int) -> list[CorruptImageError | None]:
+    if num_workers > 1:
+        with ThreadPoolExecutor(max_workers=num_workers) as pool:
+            return list(pool.map(_decoding_error, paths))
+    return [_decoding_error(p) for p in paths]
+
+
 def verify_images(records: Sequence[ImageRecord], on_corrupt: Literal["raise", "skip"] = "raise", *,
                   num_workers: int = 1) -> tuple[list[ImageRecord], int]:
     """Decode every image once; return the readable records (in order) and how many were skipped.
@@ -44,16 +52,20 @@ def verify_images(records: Sequence[ImageRecord], on_corrupt: Literal["raise", "
     JPEG passes ``Image.verify``). ``num_workers > 1`` decodes in threads: Pillow releases the GIL while
     decoding.
     """
+    kept = readable_files([r.path for r in records], on_corrupt, num_workers=num_workers)[0]
+    readable = set(kept)
+    records_kept = [r for r in records if r.path in readable]
+    return records_kept, len(records) - len(records_kept)
+
+
+def readable_files(paths: Sequence[str | Path], on_corrupt: Literal["raise", "skip"] = "raise", *,
+                   num_workers: int = 1) -> tuple[list, int]:
+    """:func:`verify_images` for plain paths: the readable ones (in order, as given) and how many were skipped."""
     if on_corrupt not in ("raise", "skip"):
         raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
-    paths = [r.path for r in records]
-    if num_workers > 1:
-        with ThreadPoolExecutor(max_workers=num_workers) as pool:
-            errors = list(pool.map(_decoding_error, paths))
-    else:
-        errors = [_decoding_error(p) for p in paths]
+    errors = _decoding_errors([str(p) for p in paths], num_workers)
     first_error = next((e for e in errors if e is not None), None)
     if on_corrupt == "raise" and first_error is not None:
         raise first_error
-    kept = [r for r, error in zip(records, errors) if error is None]
-    return kept, len(records) - len(kept)
+    kept = [p for p, error in zip(paths, errors) if error is None]
+    return kept, len(paths) - len(kept)

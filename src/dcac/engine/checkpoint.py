@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from dcac.weights_only_load import WeightsFileError, load_weights_only
+
 REID_WEIGHTS = "reid_model.safetensors"
 RUN_CONFIG = "config.yaml"
 RUN_INFO = "run_info.json"
@@ -172,9 +174,11 @@ def load_training_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor
     model_state = load_tensors(folder / "model.safetensors")
     optimizer_file = folder / "optimizer.pt"
     try:
-        optimizer_state = torch.load(optimizer_file, map_location="cpu", weights_only=True)
+        optimizer_state = load_weights_only(optimizer_file)
     except FileNotFoundError:
         raise CheckpointError(f"optimizer state not found: {optimizer_file}") from None
+    except WeightsFileError as err:
+        raise CheckpointError(str(err)) from None
     state_file = folder / "trainer_state.json"
     try:
         trainer_state = json.loads(state_file.read_text())

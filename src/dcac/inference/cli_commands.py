@@ -7,16 +7,17 @@ returns an exit code (0 done, 2 bad input with a message on stderr).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-import torch
-
-from dcac.engine.checkpoint import CheckpointError
+from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, unit_interval
 
 
 def _device(name: str | None) -> str:
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+    from dcac.cli_checks import resolve_device  # imports torch: not at the top, so ``dcac --help`` stays light
+
+    return resolve_device(name)
 
 
 def _load(checkpoint: str, device: str | None):
@@ -25,19 +26,33 @@ def _load(checkpoint: str, device: str | None):
     return ReIDPredictor.from_run(checkpoint, device=_device(device))
 
 
+def _readable(files: list[Path], on_corrupt: str) -> list[Path]:
+    """``--on-corrupt skip``: the decodable files, the others counted on stderr; ``raise`` keeps all of them."""
+    if on_corrupt == "raise":
+        return files
+    from dcac.data.image_io import readable_files
+
+    kept, skipped = readable_files(files, "skip")
+    if skipped:
+        print(f"skipped {skipped} unreadable images", file=sys.stderr)
+    return kept
+
+
 def _fail(command: str, err: Exception) -> int:
     print(f"dcac {command}: error: {err}", file=sys.stderr)
     return 2
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.feature_store import FeatureSet, save_features
     from dcac.inference.image_inputs import list_images
 
     try:
+        check_output_file(args.out)
         predictor = _load(args.checkpoint, args.device)
         folder = Path(args.folder)
-        files = list_images(folder)
+        files = _readable(list_images(folder), args.on_corrupt)
         after_bn = not args.before_bn
         feats = predictor.extract(files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True)
         names = [f.relative_to(folder).as_posix() for f in files]
@@ -56,7 +71,7 @@ def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tu
 
     gallery_arg = Path(args.gallery)
     if not gallery_arg.is_file():
-        gallery_files = expand_inputs(gallery_arg)
+        gallery_files = _readable(expand_inputs(gallery_arg), args.on_corrupt)
         return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [str(p) for p in gallery_files]
     stored = load_features(gallery_arg)
     if stored.after_bn != after_bn:
@@ -99,18 +114,20 @@ def _rerank_params(args: argparse.Namespace, predictor):
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
     from dcac.inference.search_page import write_search_results
 
     try:
+        check_output_dir(args.out)
         predictor = _load(args.checkpoint, args.device)
         after_bn = not args.before_bn
         indexed = _is_index(Path(args.gallery))
         if not indexed:
             gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
-        query_files = expand_inputs([Path(q) for q in args.queries])
+        query_files = _readable(expand_inputs([Path(q) for q in args.queries]), args.on_corrupt)
         query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
         rerank = _rerank_params(args, predictor)
         if indexed:
@@ -130,10 +147,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.gradcam import explain_images
     from dcac.inference.image_inputs import expand_inputs
 
     try:
+        check_output_dir(args.out)
         predictor = _load(args.checkpoint, args.device)
         written = explain_images(predictor, expand_inputs([Path(p) for p in args.images]), args.out, target=args.target, alpha=args.alpha)
     except CheckpointError as err:
@@ -143,6 +162,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from dcac.engine.checkpoint import CheckpointError
     from dcac.engine.run_folder import resolve_run
     from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
@@ -150,10 +170,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     try:
         spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
-        predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
         if not args.out and parse_hub_id(args.checkpoint):
             raise ValueError(f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)")
-        out = Path(args.out) if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx"
+        out = check_output_file(args.out if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx")
+        missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(f"dcac export needs {', '.join(missing)}: pip install \"dcac[export]\"")
+        predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
         export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify, input_spec=spec, precision=args.precision)
     except (CheckpointError, ExportMismatchError) as err:
         return _fail("export", err)
@@ -209,6 +232,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(p)
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's data.test_batch_size")
     p.add_argument("--num-workers", type=int, default=0, help="image decoding processes")
+    add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_extract)
 
     p = subparsers.add_parser("search", help="rank a gallery for query images -> results.json + self-contained results.html")
@@ -221,6 +245,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="queries shown in results.html (default 100; results.json always holds all of them)")
     p.add_argument("--out", default="search_results", help="output folder (default: search_results)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's data.test_batch_size")
+    add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_search)
 
     p = subparsers.add_parser("explain", help="Grad-CAM activation maps overlaid on the images -> PNG")
@@ -230,7 +255,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--target", choices=("auto", "logit", "norm"), default="auto",
                    help="score to explain: top ID logit (auto, when the run has a classifier) or the feature norm")
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity")
+    p.add_argument("--alpha", type=unit_interval, default=0.5, help="heatmap opacity, 0 to 1")
     p.set_defaults(func=_cmd_explain)
 
     p = subparsers.add_parser("export", help="export encoder + BNNeck (normalised features) for deployment")

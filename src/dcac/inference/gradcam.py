@@ -13,6 +13,7 @@ attention reads — the output of its first LayerNorm, the usual Grad-CAM layer 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -24,6 +25,8 @@ from PIL import Image
 from dcac.inference.image_inputs import load_rgb
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.reid_model import ReIDModel
+
+logger = logging.getLogger(__name__)
 
 CamTarget = Literal["auto", "logit", "norm"]
 
@@ -107,6 +110,9 @@ def explain_images(
                 name, suffix = f"{path.stem}_{suffix}_cam.png", suffix + 1
             used_names.add(name)
             out_path = out_dir / name
+            if not bool(cam.any()):
+                logger.warning("%s: the activation map is zero everywhere (no patch raises the %s score); "
+                               "%s shows no localisation", path, target, out_path.name)
             overlay_heatmap(picture, cam, alpha).save(out_path)
             written.append(out_path)
     return written

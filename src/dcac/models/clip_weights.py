@@ -27,6 +27,7 @@ from transformers import AutoConfig
 
 from dcac.models.reid_encoder import CLIPReIDEncoder
 from dcac.models.torchscript_tensors import TorchScriptReadError, read_torchscript_tensors
+from dcac.weights_only_load import WeightsFileError, load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,10 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             return read_torchscript_tensors(path)
         except TorchScriptReadError as err:
             raise CLIPWeightsError(str(err)) from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = load_weights_only(path)
+    except WeightsFileError as err:
+        raise CLIPWeightsError(str(err)) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

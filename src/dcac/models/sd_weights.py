@@ -14,7 +14,6 @@ The text encoder stored in a single file is ignored: DCAC never uses it.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, con
 from safetensors.torch import load_file as load_safetensors
 
 from dcac.models.sd_configs import sd15_unet_config, sd15_vae_config
+from dcac.weights_only_load import WeightsFileError, load_weights_only
 
 #: Key prefix of the UNet in an original (LDM) Stable Diffusion checkpoint.
 ORIGINAL_UNET_PREFIX = "model.diffusion_model."
@@ -87,12 +87,9 @@ def read_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: unsupported checkpoint suffix {suffix!r}; expected .safetensors or one of {_PICKLE_SUFFIXES}"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise StableDiffusionWeightsError(
-            f"{path}: cannot be read with torch.load(weights_only=True) (it pickles non-tensor objects); "
-            f"convert it to .safetensors. Cause: {error}"
-        ) from error
+        checkpoint = load_weights_only(path)
+    except WeightsFileError as error:
+        raise StableDiffusionWeightsError(str(error)) from None
     # Lightning checkpoints (the original SD release) nest the weights, sometimes more than once.
     while isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
         checkpoint = checkpoint["state_dict"]
