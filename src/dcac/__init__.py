@@ -8,13 +8,13 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "rank"]
+__all__ = ["__version__", "compare", "load", "rank"]
 
 
 def __getattr__(name: str):
     # ``load`` and ``rank`` pull in torch, transformers and the model code; importing them lazily keeps
     # ``import dcac.evaluation`` (or the CLI's --help) light.
-    if name in ("load", "rank"):
+    if name in ("load", "rank", "compare"):
         from dcac import api
 
         return getattr(api, name)

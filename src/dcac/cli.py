@@ -30,11 +30,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.data import get_dataset
-    from dcac.data.target_check import checked_target
     from dcac.engine.checkpoint import write_json_atomic
-    from dcac.engine.evaluator import evaluate_on_target, format_metrics
     from dcac.engine.run_folder import load_reid_model
+    from dcac.evaluation.cli_commands import evaluate_target
 
     if args.out:
         check_output_file(args.out)
@@ -46,15 +44,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     root = args.root or config.data.root
     results = {}
     for name in args.target:
-        target, skipped = checked_target(get_dataset(name, root, verbose=True), args.on_corrupt)
-        if skipped:
-            print(f"skipped {skipped} unreadable images of {name}")
-        results[name] = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True).metrics
-        print(format_metrics(name + (" (re-ranked)" if args.rerank else ""), results[name]))
+        results[name] = evaluate_target(model, name, root, config, args, device)
     if args.out:
         write_json_atomic(args.out, results)
     else:
-        print(json.dumps({k: {m: v for m, v in r.items() if m != "cmc"} for k, r in results.items()}, indent=2))
+        print(json.dumps({k: {m: v for m, v in r.items() if m not in ("cmc", "verification", "splits")}
+                          for k, r in results.items()}, indent=2))
     return 0
 
 
@@ -80,9 +75,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from dcac.data import get_dataset
+    from dcac.data.cli_commands import load_from_args
 
-    get_dataset(args.name, args.root, verbose=True)
+    load_from_args(args, verbose=True)
     return 0
 
 
@@ -93,6 +88,9 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dcac.data.cli_commands import add_check_command, add_dataset_arguments
+    from dcac.evaluation.cli_commands import add_calibrate_command, add_eval_arguments
+
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -104,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
     p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
-    p.add_argument("--target", required=True, nargs="+", help="dataset name(s), e.g. market1501 msmt17")
+    p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")
     p.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck")
@@ -112,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--out", help="write the metrics to this JSON file")
     add_on_corrupt_argument(p)
+    add_eval_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="synthetic data + tiny models on CPU: baseline vs DCAC on an unseen domain")
@@ -127,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--overwrite", action="store_true", help="replace synthetic domains already in --out")
     q.set_defaults(func=_cmd_synth)
-    q = data_sub.add_parser("stats", help="print a dataset's statistics table")
-    q.add_argument("name")
-    q.add_argument("--root", required=True)
+    q = data_sub.add_parser("stats", help="print a dataset's statistics table (a name, or the path of your data)")
+    add_dataset_arguments(q)
     q.set_defaults(func=_cmd_stats)
+    add_check_command(data_sub)
+    add_calibrate_command(sub)
 
     p = sub.add_parser("presets", help="list the shipped config presets")
     p.set_defaults(func=_cmd_presets)

@@ -1,6 +1,6 @@
 """``dcac data check``: what is in a dataset and what would go wrong, before anyone spends GPU hours on it.
 
-Reported per split: identities, images, cameras; identities with a single image (a training identity with
+Reported per split: identities, images, cameras; identities with a single readable image (a training identity with
 one image is repeated to fill its K slots and never gives a positive pair from two different images; a
 query identity with one gallery image is fine); unreadable images (every file is decoded once); duplicate
 files (same bytes, found by SHA-1), above all duplicates shared by query and gallery (a query that is
@@ -87,7 +87,10 @@ def check_dataset(dataset: ReIDDataset, *, num_workers: int = 1) -> CheckReport:
     readable = {r.path for r in kept}
     unreadable = sorted({r.path for r in records} - readable)
     groups, shared = _duplicates(dataset, readable)
-    report = CheckReport(dataset, {split: _single_image_ids(getattr(dataset, split)) for split in SPLITS},
+    # Query identities usually have one image each; only train and gallery singletons are worth a line.
+    single = {split: _single_image_ids([r for r in getattr(dataset, split) if r.path in readable])
+              for split in ("train", "gallery")}
+    report = CheckReport(dataset, single,
                          unreadable, groups, shared, _queries_without_match(dataset))
     if unreadable:
         report.problems.append(f"{len(unreadable)} unreadable images")

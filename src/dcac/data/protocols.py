@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcac.data.datasets import canonical_name, dataset_key, get_dataset, is_custom
+from dcac.data.datasets import canonical_name, dataset_key, get_dataset
+from dcac.data.options import options_for
 from dcac.data.records import ImageRecord, ReIDDataset, sorted_label_map
 
 # Leave-one-out multi-source settings over Market-1501, DukeMTMC-reID, MSMT17 and CUHK03 (detected).
@@ -104,14 +105,6 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
     return TrainSet(records, num_ids, num_cams, tuple(d.name for d in datasets), id_offsets, cam_offsets)
 
 
-def _options_key(name: str) -> str:
-    """Options are keyed by a registered dataset's name (full or short) or by a user's dataset's folder name."""
-    try:
-        return canonical_name(name)
-    except ValueError:
-        return Path(name).stem if is_custom(name) else name
-
-
 def build_protocol(sources: Sequence[str], targets: Sequence[str], root: str | Path, *, all_splits: bool = False,
                    dataset_options: Mapping[str, Mapping[str, object]] | None = None,
                    verbose: bool = False) -> Protocol:
@@ -127,10 +120,9 @@ def build_protocol(sources: Sequence[str], targets: Sequence[str], root: str | P
     target_names = [dataset_key(n) for n in targets]
     if not source_names or not target_names:
         raise ValueError("a protocol needs at least one source and one target dataset")
-    options = {_options_key(n): dict(o) for n, o in (dataset_options or {}).items()}
     loaded: dict[str, ReIDDataset] = {}
     for name in dict.fromkeys(source_names + target_names):
-        loaded[name] = get_dataset(name, root, verbose=verbose, **options.get(_options_key(name), {}))
+        loaded[name] = get_dataset(name, root, verbose=verbose, **options_for(name, dataset_options or {}))
     for name in target_names:
         if loaded[name].train_only:
             raise ValueError(f"{name} is a training-only dataset (no query/gallery) and cannot be a target")
