@@ -102,6 +102,10 @@ VARIANTS.update(
 )
 #: The worker name that counts the model FLOPs of a step instead of timing a variant.
 FLOPS_WORKER = "model-flops"
+#: The worker name that times the official code's step (``--official DIR``, see official_step.py).
+OFFICIAL_WORKER = "official"
+#: The row the speed-ups "vs v0.1" are taken against: dcac v0.1's default step.
+V01_ROW = "dcac+per_step_reads"
 VARIANT_SETS = {
     "cpu": ["reference", "dcac"],
     # dcac's eager steps without and with ViT checkpointing, then the default (compiled on CUDA).
@@ -326,6 +330,8 @@ _TABLE = [
     ("step_ms_median", "step ms"),
     ("peak_gib", "peak GiB"),
     ("speedup", "x ref speed"),
+    ("speedup_vs_official", "x official"),
+    ("speedup_vs_v01", "x v0.1"),
     ("memory_ratio", "x ref memory"),
     ("probe_grad_diff", "grad diff vs dcac"),
     ("probe_grad_diff_vs_reference", "grad diff vs ref"),
@@ -343,6 +349,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (compiled variants get at least 3)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    parser.add_argument("--official", type=Path, default=None, help="a clone of the official DCAC repository: time its training step as the first row (needs loralib, einops)")
     parser.add_argument("--cpu-fp16", action="store_true", help="keep fp16 autocast on the CPU (default: fp32 there, as CPU fp16 is emulated)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/train_step_<device>[_<size>].json)")
     parser.add_argument("--variant-timeout", type=float, default=None, help="seconds per variant process (default 600; 3600 for --reduced)")
@@ -379,6 +386,8 @@ def _worker_command(args: argparse.Namespace, name: str, out: Path) -> list[str]
             command += [flag, str(value)]
     if args.cpu_fp16:
         command.append("--cpu-fp16")
+    if args.official:
+        command += ["--official", str(args.official)]
     if args.tiny:
         command.append("--tiny")
     if args.reduced:
@@ -422,6 +431,8 @@ def _grad_difference(result: dict[str, Any], baseline: dict[str, Any]) -> float:
     (reid / conditioner / teacher), so tensors whose gradient is ~0 contribute round-off only. A speed path in
     the baseline's precision stays at round-off (< ~1e-2); a wrong or missing gradient gives ~1.
     """
+    if "probe_grad_norms" not in result:
+        return None  # the official code's row: other weights, no probe
     want, got = baseline["probe_grad_norms"], result["probe_grad_norms"]
     if want.keys() != got.keys():
         return float("inf")
@@ -438,7 +449,7 @@ def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dic
         row["probe_grad_diff"] = _grad_difference(result, baseline)
     if reference and reference.get("status") == "ok" and result.get("status") == "ok":
         row["probe_grad_diff_vs_reference"] = _grad_difference(result, reference)
-    row["latents"] = "cache" if result["cache_latents"] else "VAE/step"
+    row["latents"] = "cache" if result.get("cache_latents") else "VAE/step"
     row["peak_gib"] = gib(result.get("peak_memory_bytes"))
     if reference and reference.get("status") == "ok" and result.get("status") == "ok":
         row["speedup"] = result["images_per_s"] / reference["images_per_s"]
@@ -446,18 +457,17 @@ def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dic
     return row
 
 
-def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]], flops: dict[str, Any] | None = None) -> dict[str, Any]:
+def _summary(
+    args: argparse.Namespace, size: Size, results: list[dict[str, Any]], flops: dict[str, Any] | None = None, official: dict[str, Any] | None = None
+) -> dict[str, Any]:
     first_ok = next((r for r in results if r.get("status") == "ok"), {})
     env = first_ok.get("environment")
     by_name = {r["name"]: r for r in results}
     reference, dcac = by_name.get("reference"), by_name.get("dcac") or by_name.get("+compile (=dcac)")
     ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
     baseline = dcac if ok(dcac) else first_ok or None
-    rows = [_row(r, reference, baseline) for r in results]
-    flops_per_image = flops.get("flops_per_image") if flops else None
-    for row in rows:
-        if row.get("status") == "ok":
-            row.update(utilisation(row["images_per_s"], flops_per_image, (env or {}).get("device_name")))
+    rows = [_row(r, reference, baseline) for r in ([official] if official else []) + results]
+    _add_utilisation_and_speedups(rows, flops, env, official, by_name.get(V01_ROW))
     sizes = {k: v for k, v in first_ok.get("sizes", {}).items() if k not in ("trainable_parameters", "latent_shape")}
     return {
         "benchmark": "train_step",
@@ -473,6 +483,11 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
             "checkpointing and without the per-step VAE (see benchmarks/flops.py); tflops_per_s = images/s x "
             "model_flops.flops_per_image, the same count for every row, so rows compare as their images/s do; mfu = "
             "tflops_per_s / the device's dense bf16 peak (absent for devices not in flops.PEAK_BF16_DENSE_TFLOPS)",
+            "official (with --official DIR): the official code's training step from that clone (official_step.py): its "
+            "LDM UNet with loralib LoRA, VAE encoder every step, fp16 autocast + GradScaler on CUDA (fp32 on a CPU), its "
+            "per-step .item() meter reads; random weights; its own tiny architecture at --tiny, so tiny ratios to it "
+            "say nothing; speedup_vs_official / speedup_vs_v01: images/s over the official row's / the "
+            "dcac+per_step_reads row's",
             "dcac+per_step_reads: dcac's default step plus reading its loss values back to the host after every "
             "step, as dcac v0.1's step did (v0.1's memory update also synchronised; that part is not emulated)",
             "images/s = batch x timed steps / synchronised wall time of dcac.engine.train_step (warm-up excluded); "
@@ -493,6 +508,20 @@ def _summary(args: argparse.Namespace, size: Size, results: list[dict[str, Any]]
     }
 
 
+def _add_utilisation_and_speedups(rows, flops, env, official, v01) -> None:
+    """TFLOP/s and MFU from the one model-FLOPs count, and images/s relative to the official code and to v0.1."""
+    flops_per_image = flops.get("flops_per_image") if flops else None
+    ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        row.update(utilisation(row["images_per_s"], flops_per_image, (env or {}).get("device_name")))
+        if ok(official):
+            row["speedup_vs_official"] = row["images_per_s"] / official["images_per_s"]
+        if ok(v01):
+            row["speedup_vs_v01"] = row["images_per_s"] / v01["images_per_s"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     size = _size(args)
@@ -500,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.worker == FLOPS_WORKER:
                 result = _model_flops(size, args.device)
+            elif args.worker == OFFICIAL_WORKER:
+                from official_step import run_official
+
+                result = run_official(args.official, size.name, size.batch_size, size.num_ids, size.warmup, size.steps, args.device)
             else:
                 result = run_variant(VARIANTS[args.worker], size, args.device, cpu_fp16=args.cpu_fp16)
         except Exception:  # noqa: BLE001 - the parent records the failure in the variant's row
@@ -516,6 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[train_step benchmark] {size.name}: counting the model FLOPs of a step ...", flush=True)
     flops = _run_worker(args, size, FLOPS_WORKER)
     print(f"  {flops['status']}" + (f": {flops['flops_per_image'] / 1e9:.4g} GFLOP per image" if flops["status"] == "ok" else f"\n{flops.get('error', '')}"), flush=True)
+    official = None
+    if args.official:
+        print(f"[train_step benchmark] {size.name}: the official code in {args.official} ...", flush=True)
+        official = _run_worker(args, size, OFFICIAL_WORKER)
+        print(f"  {official['status']}" + (f": {official['images_per_s']:.3g} images/s" if official["status"] == "ok" else f"\n{official.get('error', '')}"), flush=True)
     while len(results) < len(names):
         name = names[len(results)]
         print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
@@ -525,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.variants is None and status == "ok" and results[-1]["environment"]["device"] == "cuda":
             names = _variant_names("cuda")
         # Rewritten after every variant, so an interrupted run keeps the rows it finished.
-        summary = _summary(args, size, results, flops)
+        summary = _summary(args, size, results, flops, official)
         out = args.out or RESULTS_DIR / f"train_step_{result_slug(summary['environment'])}{'' if size.name == 'full' else '_' + size.name}.json"
         write_json(out, {**summary, "complete": len(results) == len(names)})
     env = summary["environment"] or {}
@@ -535,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary["speedup_dcac_vs_reference"] is not None:
         print(f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory")
     print(f"wrote {out}")
-    return 0 if all(r["status"] == "ok" for r in [*results, flops]) else 1
+    return 0 if all(r["status"] == "ok" for r in [*results, flops, *([official] if official else [])]) else 1
 
 
 if __name__ == "__main__":
