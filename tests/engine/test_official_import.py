@@ -376,3 +376,22 @@ def test_training_starts_from_an_imported_run(tmp_path, synth_root, capsys):
                  "train.progress=false", "data.batch_size=8", "data.num_instances=2"]) == 2
     err = capsys.readouterr().err
     assert f"{SOURCE_IDS} identities" in err and "have 6" in err
+
+
+def test_encoder_weights_still_take_an_openai_state_dict(tmp_path):
+    """Recognising CLIP-ReID files leaves the other CLIP layouts to the CLIP loader."""
+    from dcac.config import load_config
+    from dcac.models.build import build_reid_model
+
+    official = official_reid_layout(num_ids=SOURCE_IDS, seed=4)
+    openai = {k.replace("encoder.image_encoder.", "visual."): v for k, v in official.items()
+              if k.startswith("encoder.image_encoder.")}
+    path = tmp_path / "clip_visual.pt"
+    torch.save(openai, path)
+    model = build_reid_model(load_config("demo", [f"encoder.weights={path}"]), SOURCE_IDS, load_weights=True)
+    images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(3))
+    identity_bn = {**official, "encoder.bnneck.weight": torch.ones(OUT), "encoder.bnneck.bias": torch.zeros(OUT),
+                   "encoder.bnneck.running_mean": torch.zeros(OUT), "encoder.bnneck.running_var": torch.ones(OUT)}
+    with torch.no_grad():
+        ours = model.eval().extract(images)
+    torch.testing.assert_close(ours, reference_feature(identity_bn, images), rtol=1e-4, atol=1e-5)

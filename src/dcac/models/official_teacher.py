@@ -13,6 +13,10 @@ The official teacher (``denoiser.*``) is the LDM UNet of Stable Diffusion v1.5 w
 * ``denoiser.model.prompt_emb.prompt_emb``: the N_ids × 768 ID prompts P of ``c = softmax(z / tau) P``;
 * ``denoiser.autoencoder.*``: the frozen VAE; ``denoiser.<schedule buffer>``: the DDPM schedule.
 
+The official trainer saves in train mode, where loralib keeps B A out of the base weight (it merges it only
+in eval mode), so the base weights are SD v1.5's and the LoRA is read as stored; a file saved in eval mode
+would hold B A twice, which nothing in the file shows.
+
 LDM paths become diffusers paths with diffusers' own LDM → diffusers converter, which carries the LoRA and
 bias keys of a transformer block along with the block.  The frozen base UNet and VAE are checked (every key
 present, with the configured shapes) but not written: dcac's teacher takes them from ``diffusion.weights``.
