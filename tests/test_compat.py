@@ -159,7 +159,7 @@ def test_eval_resize_is_bilinear_only_for_official_single_source_runs():
     assert eval_interpolation(load_config("demo", OFFICIAL + multi)) == "bicubic"
     image = Image.fromarray(torch.randint(0, 256, (37, 23, 3), dtype=torch.uint8).numpy())
     for name, pil_filter in (("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC)):
-        resized = torch.from_numpy(np.asarray(image.resize((16, 32), pil_filter))).float()
+        resized = torch.tensor(np.array(image.resize((16, 32), pil_filter)), dtype=torch.float32)
         expected = (resized.permute(2, 0, 1) / 255 - MEAN_STD_HALF[0]) / MEAN_STD_HALF[0]
         got = build_test_transform(32, 16, interpolation=name)(image)
         torch.testing.assert_close(got, expected)

@@ -19,7 +19,8 @@ def test_short_dcac_run_improves_map_on_the_unseen_domain(tmp_path):
             f"train.output_dir={tmp_path / 'run'}",
             "train.progress=false",
             "optim.epochs=15",
-            "optim.milestones=[12]",
+            "optim.warmup_epochs=3",
+            "optim.milestones=[13]",
             "train.checkpoint_every=15",
         ],
     )
