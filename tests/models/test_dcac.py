@@ -1,4 +1,4 @@
-"""The method's point: the diffusion loss reaches the Re-ID encoder through the conditioning (DESIGN §1.4)."""
+"""The method's point: the diffusion loss reaches the Re-ID encoder through the conditioning (docs/method.md §4)."""
 
 import pytest
 import torch

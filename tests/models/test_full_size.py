@@ -8,7 +8,7 @@ from dcac.models.build import build_dcac
 
 VIT_B16_256x128 = 86_140_416  # CLIP ViT-B/16 image tower with a 16x8 (+1) position table and the 512-d projection
 SD15_UNET = 859_520_964
-LORA_PER_RANK = 311_616  # DESIGN §3
+LORA_PER_RANK = 311_616  # docs/method.md §6
 
 
 @pytest.mark.slow

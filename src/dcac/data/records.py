@@ -1,6 +1,6 @@
 """Image records and the in-memory form of a Re-ID dataset (train / query / gallery lists).
 
-Conventions shared by every loader (DESIGN.md section 2):
+Conventions shared by every loader (docs/method.md §7):
 - pid -1 marks junk images and is dropped from every split;
 - pid 0 marks distractors only in the datasets that use it so (Market-1501, GRID, the Market layout of a
   user's folder): ``ReIDDataset.distractor_pids``; elsewhere (MSMT17, ...) 0 is an ordinary identity;

@@ -1,6 +1,6 @@
 """Image transforms (Pillow + torch; torchvision cannot be used here): PIL RGB image -> float tensor 3xHxW.
 
-Train (Re-ID branch, DESIGN.md 1.5, in CLIP-ReID's order): bicubic resize to HxW, horizontal flip
+Train (Re-ID branch, docs/method.md §5, in CLIP-ReID's order): bicubic resize to HxW, horizontal flip
 (p=0.5), zero padding of 10 pixels + random crop back to HxW, normalisation, random erasing (p=0.5).
 Random erasing follows CLIP-ReID / reid-strong-baseline: up to 100 tries to draw a rectangle with area
 fraction U(0.02, 0.4) of the image and aspect ratio h/w ~ U(0.3, 1/0.3) that fits; it is filled with the

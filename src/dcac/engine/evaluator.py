@@ -1,4 +1,4 @@
-"""Scoring a Re-ID model on the query/gallery split of each target dataset (DESIGN §2).
+"""Scoring a Re-ID model on the query/gallery split of each target dataset (docs/method.md §7).
 
 In a distributed run every rank calls :func:`evaluate_on_target`: the ranks extract shards of the query and
 gallery features, which are gathered; rank 0 computes the metrics and broadcasts them to the others.

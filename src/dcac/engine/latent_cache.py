@@ -1,6 +1,6 @@
 """The VAE posterior of every training image, computed once.
 
-The diffusion view of an image is not augmented (DESIGN §1.3: the un-augmented image resized to 128x128), so
+The diffusion view of an image is not augmented (docs/method.md §3: the un-augmented image resized to 128x128), so
 the frozen VAE's posterior N(mean, std^2) of each image never changes during training.  Encoding it once and
 drawing ``z = (mean + std * eps) * 0.18215`` each step is exactly the distribution the paper's code samples
 from by running the VAE encoder at every step — at a fraction of the cost.

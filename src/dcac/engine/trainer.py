@@ -1,4 +1,4 @@
-"""The DCAC training loop, top to bottom (DESIGN §1.5).
+"""The DCAC training loop, top to bottom (docs/method.md §5).
 
     for each epoch:
         set the epoch's LR (warm-up, then x0.1 at the milestones) and seed every RNG from (seed, epoch)
@@ -266,7 +266,7 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     run.data.sampler.set_epoch(epoch)
     lr_factor = set_epoch_lr(run.optimizer, epoch, cfg.optim)
 
-    # The memory is rebuilt from un-augmented features of every training image (DESIGN §1.2).
+    # The memory is rebuilt from un-augmented features of every training image (docs/method.md §2).
     # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
     feats = extract_features_sharded(
         run.dcac.reid, run.data.records, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.test_batch_size,

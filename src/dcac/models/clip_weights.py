@@ -10,7 +10,7 @@ Kept apart from the model definition (as diffusers separates modelling from load
   Hugging Face layout (``vision_model.embeddings...``; the prefix optional, as in a saved encoder).
 
 The pre-trained positional table (14×14+1 entries at 224 px) is resized once, here, to the encoder's
-grid; afterwards it is an ordinary parameter fine-tuned at that size (DESIGN §1.1).
+grid; afterwards it is an ordinary parameter fine-tuned at that size (docs/method.md §1).
 """
 
 from __future__ import annotations

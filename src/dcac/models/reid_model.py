@@ -1,7 +1,7 @@
 """The deployable Re-ID model: CLIP image tower → BNNeck → ID classifier.
 
 ``f`` (the projected class token) feeds the metric losses; ``f_bn = BN(f)`` feeds the classifier and is,
-L2-normalised, the default test-time feature (DESIGN §1.1).
+L2-normalised, the default test-time feature (docs/method.md §1).
 """
 
 from __future__ import annotations
