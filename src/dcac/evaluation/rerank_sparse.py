@@ -100,26 +100,43 @@ def rerank_sparse(
     device = resolve_device(None, q_feats, g_feats)
     q = as_feature_matrix(q_feats, "q_feats", device)
     g = as_feature_matrix(g_feats, "g_feats", device).to(q.dtype)
-    num_query, num_gallery = q.shape[0], g.shape[0]
-    feats = torch.cat([q, g])
-    n = feats.shape[0]
-    a, b = distance_operands(feats, feats, metric)
+    num_query = q.shape[0]
+    n = num_query + g.shape[0]
+    a, b = distance_operands(torch.cat([q, g]), torch.cat([q, g]), metric)
     step = chunk_size if chunk_size is not None else max(16, _BLOCK_ELEMENTS // n)
     k_forward = min(params.k1 + 1, n)
     k_half = min(half_neighbourhood(params.k1) + 1, n)
     k_keep = max(k_forward, min(params.k2, n))
 
-    # 1. nearest neighbours of every row of the normalised original distance
-    col_max = torch.empty(n, dtype=feats.dtype, device=device)
-    neighbours = torch.empty(n, k_keep, dtype=torch.int64, device=device)
+    neighbours, col_max = _neighbours(a, b, k_keep, step)
+    pair_row, pair_col = _expanded_pairs(neighbours, k_forward, k_half)
+    v_row, v_col, v_val = _pair_weights(a, b, col_max, pair_row, pair_col)
+    if params.k2 != 1:
+        v_row, v_col, v_val = _local_query_expansion(neighbours, v_row, v_col, v_val, min(params.k2, n))
+    return _jaccard_blend(a, b, col_max, v_row, v_col, v_val, num_query, params.lambda_value)
+
+
+def _neighbours(a: torch.Tensor, b: torch.Tensor, k_keep: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 1: the ``k_keep`` nearest of every row of the normalised original distance, and each column maximum."""
+    n = a.shape[0]
+    col_max = torch.empty(n, dtype=a.dtype, device=a.device)
+    neighbours = torch.empty(n, k_keep, dtype=torch.int64, device=a.device)
     for s in range(0, n, step):
         block = b[s : s + step] @ a.T  # block[i, x] = orig[x, s + i]
         col_max[s : s + step] = block.max(dim=1).values
         block /= col_max[s : s + step, None]
         neighbours[s : s + step] = _nearest_stable(block, k_keep)
         del block
+    return neighbours, col_max
 
-    # 2. reciprocal sets R (k1 + 1) and H (round(k1/2) + 1)
+
+def _expanded_pairs(neighbours: torch.Tensor, k_forward: int, k_half: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stages 2-3: the (row, column) pairs of the expanded reciprocal sets.
+
+    R(i) are the reciprocal ``k1 + 1`` neighbours, H(c) the reciprocal ``round(k1/2) + 1`` ones; ``c ∈ R(i)``
+    adds H(c) when ``3·|H(c) ∩ R(i)| > 2·|H(c)|``.
+    """
+    n, device = neighbours.shape[0], neighbours.device
     own = torch.arange(n, device=device)[:, None]
     near = neighbours[:, :k_forward]
     recip = _reciprocal_mask(neighbours, k_forward)
@@ -127,8 +144,6 @@ def rerank_sparse(
     half = neighbours[:, :k_half]
     half_size = recip_half.sum(dim=1)
     recip_keys = torch.sort((own * n + near)[recip]).values
-
-    # 3. expansion: c ∈ R(i) adds H(c) when 3·|H(c) ∩ R(i)| > 2·|H(c)|
     pair_chunks = []
     rows_per_block = max(1, _BLOCK_ELEMENTS // (4 * k_forward * k_half))
     for s in range(0, n, rows_per_block):
@@ -148,43 +163,49 @@ def rerank_sparse(
         )
         pair_chunks.append(torch.unique(keys))
     pair_keys = torch.cat(pair_chunks)
-    del pair_chunks, recip_keys
-    pair_row, pair_col = pair_keys // n, pair_keys % n
-    del pair_keys
+    return pair_keys // n, pair_keys % n
 
-    # 4. V[i, x] = exp(-orig_n[i, x]) normalised over the row; orig_n[i, x] = orig[x, i] / col_max[i]
-    dist = torch.empty(pair_row.numel(), dtype=feats.dtype, device=device)
+
+def _pair_weights(a, b, col_max, pair_row, pair_col) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stage 4: ``V[i, x] = exp(-orig_n[i, x])`` normalised over the row, with ``orig_n[i, x] = orig[x, i] / col_max[i]``."""
+    dist = torch.empty(pair_row.numel(), dtype=a.dtype, device=a.device)
     for s in range(0, pair_row.numel(), _PAIR_BLOCK):
         r, c = pair_row[s : s + _PAIR_BLOCK], pair_col[s : s + _PAIR_BLOCK]
         dot = (a.index_select(0, c) * b.index_select(0, r)).sum(dim=1)
         dist[s : s + _PAIR_BLOCK] = dot / col_max.index_select(0, r)
     weight = torch.exp(-dist)
     del dist
-    row_sum = torch.zeros(n, dtype=feats.dtype, device=device).index_add_(0, pair_row, weight)
-    v_val = weight / row_sum.index_select(0, pair_row)
-    v_row, v_col = pair_row, pair_col
+    row_sum = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device).index_add_(0, pair_row, weight)
+    return pair_row, pair_col, weight / row_sum.index_select(0, pair_row)
 
-    # 5. local query expansion: row i becomes the mean of the rows of its k2 nearest
-    if params.k2 != 1:
-        pointers = _csr_pointers(v_row, n)
-        k2 = min(params.k2, n)
-        rows_qe, cols_qe, vals_qe = [], [], []
-        avg_len = max(1, v_row.numel() // n)
-        qe_step = max(1, _TRIPLE_BLOCK // (k2 * avg_len * 4))
-        for s in range(0, n, qe_step):
-            sources = neighbours[s : s + qe_step, :k2]
-            entries, owner = _gather_rows(pointers, sources.flatten())
-            target_row = s + owner // k2
-            keys, inverse = torch.unique(target_row * n + v_col.index_select(0, entries), return_inverse=True)
-            sums = torch.zeros(keys.numel(), dtype=v_val.dtype, device=device)
-            sums.index_add_(0, inverse, v_val.index_select(0, entries))
-            rows_qe.append(keys // n)
-            cols_qe.append(keys % n)
-            vals_qe.append(sums / k2)
-        v_row, v_col, v_val = torch.cat(rows_qe), torch.cat(cols_qe), torch.cat(vals_qe)
-        del rows_qe, cols_qe, vals_qe
 
-    # 6. Jaccard distance through an inverted index of the gallery rows, one query block at a time
+def _local_query_expansion(neighbours, v_row, v_col, v_val, k2: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stage 5: row ``i`` of V becomes the mean of the rows of its ``k2`` nearest neighbours."""
+    n, device = neighbours.shape[0], neighbours.device
+    pointers = _csr_pointers(v_row, n)
+    rows_qe, cols_qe, vals_qe = [], [], []
+    avg_len = max(1, v_row.numel() // n)
+    qe_step = max(1, _TRIPLE_BLOCK // (k2 * avg_len * 4))
+    for s in range(0, n, qe_step):
+        sources = neighbours[s : s + qe_step, :k2]
+        entries, owner = _gather_rows(pointers, sources.flatten())
+        target_row = s + owner // k2
+        keys, inverse = torch.unique(target_row * n + v_col.index_select(0, entries), return_inverse=True)
+        sums = torch.zeros(keys.numel(), dtype=v_val.dtype, device=device)
+        sums.index_add_(0, inverse, v_val.index_select(0, entries))
+        rows_qe.append(keys // n)
+        cols_qe.append(keys % n)
+        vals_qe.append(sums / k2)
+    return torch.cat(rows_qe), torch.cat(cols_qe), torch.cat(vals_qe)
+
+
+def _jaccard_blend(a, b, col_max, v_row, v_col, v_val, num_query: int, lam: float) -> torch.Tensor:
+    """Stage 6: ``(1 - λ)·Jaccard + λ·original`` for every (query, gallery) pair, one query block at a time.
+
+    The Jaccard overlap ``Σ_l min(V[i, l], V[j, l])`` runs through an inverted index of the gallery rows.
+    """
+    n, device = a.shape[0], a.device
+    num_gallery = n - num_query
     is_gallery = v_row >= num_query
     by_col = torch.argsort(v_col[is_gallery], stable=True)
     inv_row = v_row[is_gallery][by_col] - num_query
@@ -196,10 +217,8 @@ def rerank_sparse(
     triples_per_query = torch.zeros(num_query, dtype=torch.int64, device=device).index_add_(
         0, q_row, posting_len.index_select(0, q_col)
     )
-
-    out = torch.empty(num_query, num_gallery, dtype=feats.dtype, device=device)
+    out = torch.empty(num_query, num_gallery, dtype=a.dtype, device=device)
     gallery_a = a[num_query:]
-    lam = params.lambda_value
     s = 0
     while s < num_query:
         # grow the block while its triples and its dense rows stay within budget
@@ -209,7 +228,7 @@ def rerank_sparse(
         postings, which = _gather_rows(inv_pointers, q_col[first:last])
         target = (q_row[first:last] - s).mul_(num_gallery).index_select(0, which) + inv_row.index_select(0, postings)
         overlap = torch.minimum(q_val[first:last].index_select(0, which), inv_val.index_select(0, postings))
-        mass = torch.zeros((stop - s) * num_gallery, dtype=feats.dtype, device=device)
+        mass = torch.zeros((stop - s) * num_gallery, dtype=a.dtype, device=device)
         mass.index_add_(0, target, overlap)
         del postings, which, target, overlap
         mass = mass.view(stop - s, num_gallery)
