@@ -62,3 +62,18 @@ def test_run_folder_contents_and_resume_refuses_another_config(synth_root, tmp_p
     assert any(l.get("event") == "eval" for l in lines)
     with pytest.raises(ValueError, match="conditioning.temperature"):
         train(_config(synth_root, out, "optim.epochs=1", "conditioning.temperature=0.5"))
+
+
+def test_official_compat_resume_restores_the_loss_scale(synth_root, tmp_path):
+    """train.compat=official trains with a GradScaler; its scale and growth count resume with the checkpoint."""
+    from dcac.engine.trainer import start_run
+
+    out = tmp_path / "official"
+    cfg = _config(synth_root, out, "train.compat=official", "conditioning.variant=none")
+    train(cfg, stop_after_epoch=1)
+    saved = json.loads((out / "checkpoint" / "trainer_state.json").read_text())["grad_scaler"]
+    assert saved["_growth_tracker"] + (saved["scale"] != 2.0**16) > 0  # the scaler moved during epoch 1
+    run = start_run(cfg, resume=True)
+    assert run.epoch == 1
+    assert run.scaler.state_dict() == saved
+    run.logger.close()

@@ -163,7 +163,9 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
     if is_main and compile_enabled(cfg.train, device):
         print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
               "train.compile=false runs eager", flush=True)
-    epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, is_main) if resume else (0, 0)
+    # train.compat=official: fp16 loss scaling, as the official code; its state is part of the checkpoint.
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None
+    epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, scaler, is_main) if resume else (0, 0)
     wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
     run_dir = Path(cfg.train.output_dir)
     if is_main:
@@ -175,7 +177,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
         cfg, accelerator, data, wrapped, dcac_model, optimizer, RunLogger(run_dir, enabled=is_main),
         build_latent_cache(cfg, dcac_model, data.records, accelerator),
         torch.tensor([r.pid for r in data.records], device=device),
-        torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None, epoch, global_step,
+        scaler, epoch, global_step,
     )
 
 
@@ -219,8 +221,11 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
     return TrainingData(records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets)
 
 
-def resume_from_checkpoint(cfg: DCACConfig, model: DCAC, optimizer: torch.optim.Optimizer, is_main: bool) -> tuple[int, int]:
-    """Load the run folder's checkpoint, if any, into model and optimiser; returns (epochs done, global step).
+def resume_from_checkpoint(
+    cfg: DCACConfig, model: DCAC, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, is_main: bool
+) -> tuple[int, int]:
+    """Load the run folder's checkpoint, if any, into model, optimiser (and gradient scaler); returns (epochs
+    done, global step).
 
     The deliverable ``reid_model.safetensors`` is made to match the checkpoint (rewritten if it is missing,
     unreadable or from another epoch), so re-running a finished command repairs it.
@@ -237,6 +242,8 @@ def resume_from_checkpoint(cfg: DCACConfig, model: DCAC, optimizer: torch.optim.
     if missing or unexpected:
         raise ValueError(f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     optimizer.load_state_dict(optimizer_state)
+    if scaler is not None and "grad_scaler" in trainer_state:
+        scaler.load_state_dict(trainer_state["grad_scaler"])
     epoch, global_step = int(trainer_state["epoch"]), int(trainer_state["global_step"])
     if is_main:
         print(f"resuming {run_dir} after epoch {epoch}")
@@ -310,11 +317,19 @@ def end_of_epoch(run: TrainingRun, stop_after_epoch: int | None) -> None:
     if run.is_main and (last or done % max(cfg.train.checkpoint_every, 1) == 0 or done == stop_after_epoch):
         save_tensors_atomic(run.dcac.reid.state_dict(), run.run_dir / REID_WEIGHTS)
         save_training_checkpoint(
-            run.run_dir, trainable_state(run.dcac), run.optimizer.state_dict(), {"epoch": done, "global_step": run.global_step}
+            run.run_dir, trainable_state(run.dcac), run.optimizer.state_dict(), _trainer_state(run)
         )
     run.accelerator.wait_for_everyone()
     if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 or last:
         run.metrics = evaluate_targets(run.dcac, run.data.targets, cfg, run.accelerator.device, run.is_main, run.logger, done)
+
+
+def _trainer_state(run: TrainingRun) -> dict[str, Any]:
+    """The JSON part of a checkpoint: progress counters and, with ``train.compat=official``, the loss scale."""
+    state: dict[str, Any] = {"epoch": run.epoch, "global_step": run.global_step}
+    if run.scaler is not None:
+        state["grad_scaler"] = run.scaler.state_dict()
+    return state
 
 
 def evaluate_if_missing(run: TrainingRun) -> None:
