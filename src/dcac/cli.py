@@ -46,7 +46,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     root = args.root or config.data.root
     results = {}
     for name in args.target:
-        target, skipped = checked_target(get_dataset(name, root, verbose=True), args.on_corrupt)
+        target, skipped = checked_target(get_dataset(name, root, verbose=True), args.on_corrupt,
+                                         num_workers=max(config.data.num_workers, 1))
         if skipped:
             print(f"skipped {skipped} unreadable images of {name}")
         results[name] = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True).metrics
