@@ -32,7 +32,7 @@ from dcac.config import DCACConfig, load_run_config
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.image_io import verify_images
 from dcac.data.protocols import build_protocol
-from dcac.data.records import ReIDDataset
+from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
@@ -104,7 +104,7 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
 class TrainingData:
     """The training records with their sampler and dataset, and the checked targets."""
 
-    records: list
+    records: list[ImageRecord]
     num_ids: int
     num_cams: int
     sampler: PKBatchSampler

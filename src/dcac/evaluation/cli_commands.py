@@ -58,7 +58,9 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
             print(format_metrics(f"{name} split {k}{suffix}", metrics))
         print(format_metrics(f"{name} mean of {len(splits)} splits{suffix}", result["mean"]))
         return result
-    target, skipped = checked_target(get_dataset(name, root, verbose=True, **options), args.on_corrupt)
+    target, skipped = checked_target(
+        get_dataset(name, root, verbose=True, **options), args.on_corrupt, num_workers=max(config.data.num_workers, 1)
+    )
     if skipped:
         print(f"skipped {skipped} unreadable images of {name}")
     evaluation = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True)
