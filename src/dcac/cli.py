@@ -28,7 +28,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from dcac.engine.checkpoint import write_json_atomic
     from dcac.engine.run_folder import load_reid_model
-    from dcac.evaluation.cli_commands import evaluate_target
+    from dcac.evaluation.cli_commands import evaluate_target, write_eval_report
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_reid_model(args.checkpoint, device=device)
@@ -39,6 +39,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = {}
     for name in args.target:
         results[name] = evaluate_target(model, name, root, config, args, device)
+    if args.report:
+        write_eval_report(args.checkpoint, results)
     if args.out:
         write_json_atomic(args.out, results)
     else:
