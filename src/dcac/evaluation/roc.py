@@ -85,7 +85,7 @@ class _Bins:
     def count(self, values: torch.Tensor) -> torch.Tensor:
         return torch.bincount(self.index(values), minlength=self.num + 2)
 
-    def inner(self, index: int, extremes: tuple[float, float], num: int) -> "_Bins":
+    def inner(self, index: int, extremes: tuple[float, float], num: int) -> _Bins:
         """Finer bins covering bin ``index`` (an end bin: the observed extremes beyond this range)."""
         if index == 0:
             low, high = extremes[0], self.lo
@@ -193,9 +193,13 @@ class _CrossingCount:
     def __post_init__(self) -> None:
         self.strictly = torch.zeros(len(self.genuine) + 1, dtype=torch.int64, device=self.genuine.device)
         self.at_or = torch.zeros_like(self.strictly)
+        # The smallest and largest distance in the bin: thresholds that realise its two boundaries exactly.
+        self.extremes = (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
 
     def add(self, dist: torch.Tensor, same_id: torch.Tensor) -> None:
         values = dist[(self.bins.index(dist) == self.index) & ~same_id]
+        if len(values):
+            self.extremes = (min(self.extremes[0], float(values.min())), max(self.extremes[1], float(values.max())))
         # v < g_i  <=>  #(genuine <= v) <= i ;  v <= g_i  <=>  #(genuine < v) <= i
         self.strictly += torch.bincount(torch.searchsorted(self.genuine, values, right=True), minlength=len(self.strictly))
         self.at_or += torch.bincount(torch.searchsorted(self.genuine, values, right=False), minlength=len(self.at_or))
@@ -238,9 +242,19 @@ def _equal_error(crossing: _CrossingCount, boundaries, genuine_all: torch.Tensor
 
 
 def _boundary_value(crossing: _CrossingCount, side: int) -> float:
-    """A threshold at the lower (0) or upper (1) boundary of the crossing bin."""
-    bins, index = crossing.bins, crossing.index + side
-    return bins.lo + (index - 1) / bins.scale if 0 < index <= bins.num + 1 else (-math.inf if index == 0 else math.inf)
+    """A threshold realising the lower (0) or upper (1) boundary of the crossing bin exactly.
+
+    The bin map is monotone, so every distance of an earlier bin is below the bin's smallest distance and
+    every distance of a later bin above its largest: ``d < min`` is the lower boundary, ``d < next(max)``
+    the upper one. An empty bin has no distances between its boundaries: its lower edge serves both.
+    """
+    low, high = crossing.extremes
+    if low > high:
+        bins, index = crossing.bins, crossing.index
+        return bins.lo + (index - 1) / bins.scale if index > 0 else -math.inf
+    if side == 0:
+        return low
+    return float(torch.nextafter(torch.tensor(high), torch.tensor(math.inf)))
 
 
 def _histograms(genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, bound: float,
@@ -269,7 +283,7 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
     q, g = feature_pair(q_feats, g_feats, normalize=False, device=None)
     q, g = q.float(), g.float()
     a, b = distance_operands(q, g, metric)
-    as_long = lambda values: torch.as_tensor(list(values), dtype=torch.int64, device=q.device)  # noqa: E731
+    as_long = lambda values: torch.as_tensor(list(values), dtype=torch.int64, device=q.device)
     pairs = _Pairs(a, b.T.contiguous(), as_long(q_pids), as_long(q_camids), as_long(g_pids), as_long(g_camids))
     bound = _distance_bound(q, g, metric)
     fine = _Bins(0.0, num_bins * FINE_BINS_PER_BIN / bound, num_bins * FINE_BINS_PER_BIN)
