@@ -41,4 +41,4 @@ def compare(image_a, image_b, model: ReIDPredictor | str | Path, *, threshold: f
     return compare_images(predictor, image_a, image_b, threshold=threshold)
 
 
-__all__ = ["compare", "load", "rank", "ReIDPredictor"]
+__all__ = ["ReIDPredictor", "compare", "load", "rank"]

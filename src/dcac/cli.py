@@ -32,7 +32,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from dcac.engine.checkpoint import write_json_atomic
     from dcac.engine.run_folder import load_reid_model
-    from dcac.evaluation.cli_commands import evaluate_target
+    from dcac.evaluation.cli_commands import evaluate_target, write_eval_report
 
     if args.out:
         check_output_file(args.out)
@@ -45,6 +45,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = {}
     for name in args.target:
         results[name] = evaluate_target(model, name, root, config, args, device)
+    if args.report:
+        write_eval_report(args.checkpoint, results)
     if args.out:
         write_json_atomic(args.out, results)
     else:

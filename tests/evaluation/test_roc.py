@@ -29,7 +29,8 @@ def brute_force(q, g, qp, gp, qc, gc, metric, fprs):
     thresholds = np.concatenate([thresholds, np.nextafter(thresholds[:-1], np.float32(np.inf))])
     fpr = np.searchsorted(impostor, thresholds, side="left") / len(impostor)
     fnr = 1 - np.searchsorted(genuine, thresholds, side="left") / len(genuine)
-    return points, float(np.min(np.maximum(fpr, fnr))), len(genuine), len(impostor)
+    eer = float(np.min(np.maximum(fpr, fnr)))
+    return points, eer, len(genuine), len(impostor), lambda t: max(np.mean(impostor < t), 1 - np.mean(genuine < t))
 
 
 def labelled(num_q, num_g, num_ids, num_cams, seed):
@@ -49,13 +50,13 @@ def test_matches_brute_force(metric: str, max_collect: int, num_bins: int) -> No
     fprs = (1e-4, 1e-3, 1e-2, 0.3)
     result = verification_metrics(q, g, qp, gp, qc, gc, metric=metric, fprs=fprs, max_collect=max_collect,
                                   num_bins=num_bins)
-    points, eer, n_gen, n_imp = brute_force(q, g, qp, gp, qc, gc, metric, fprs)
+    points, eer, n_gen, n_imp, worse_rate_at = brute_force(q, g, qp, gp, qc, gc, metric, fprs)
     assert result["num_genuine_pairs"] == n_gen and result["num_impostor_pairs"] == n_imp
     for f in fprs:
         got = result["tpr_at_fpr"][f"{f:g}"]
         assert (got["threshold"], got["tpr"], got["fpr"]) == pytest.approx(points[f], abs=0, rel=0)
         assert got["fpr"] <= f
-    assert result["eer"] == eer
+    assert result["eer"] == eer and worse_rate_at(np.float32(result["eer_threshold"])) == eer
     assert result["passes"] > 2 if max_collect == 7 else result["passes"] == 2
     assert sum(result["histogram"]["genuine"]) == n_gen and sum(result["histogram"]["impostor"]) == n_imp
 
@@ -68,11 +69,11 @@ def test_ties_are_counted_exactly() -> None:
     g = torch.tensor(rng.integers(0, 3, (90, 4)), dtype=torch.float32)
     fprs = (0.01, 0.1, 0.5)
     result = verification_metrics(q, g, qp, gp, qc, gc, fprs=fprs, max_collect=5, num_bins=1)
-    points, eer, _, _ = brute_force(q, g, qp, gp, qc, gc, "euclidean", fprs)
+    points, eer, _, _, worse_rate_at = brute_force(q, g, qp, gp, qc, gc, "euclidean", fprs)
     for f in fprs:
         got = result["tpr_at_fpr"][f"{f:g}"]
         assert (got["threshold"], got["tpr"], got["fpr"]) == points[f]
-    assert result["eer"] == eer
+    assert result["eer"] == eer and worse_rate_at(np.float32(result["eer_threshold"])) == eer
 
 
 def test_needs_both_kinds_of_pairs() -> None:

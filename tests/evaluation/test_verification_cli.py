@@ -50,7 +50,7 @@ def shop(tmp_path_factory) -> Path:
 def test_eval_roc_on_an_evaluation_only_folder(run_dir: Path, shop: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "metrics.json"
     assert main(["eval", "--checkpoint", str(run_dir), "--target", str(shop), "--roc", "--fpr", "0.25",
-                 "--device", "cpu", "--out", str(out)]) == 0
+                 "--device", "cpu", "--out", str(out), "--report"]) == 0
     printed = capsys.readouterr().out
     assert "layout: folders (detected)" in printed and "no cameras given" in printed and "EER" in printed
     verification = json.loads(out.read_text())[str(shop)]["verification"]
@@ -58,6 +58,8 @@ def test_eval_roc_on_an_evaluation_only_folder(run_dir: Path, shop: Path, tmp_pa
     assert verification["num_genuine_pairs"] == 10 and verification["num_impostor_pairs"] == 40
     assert set(verification["tpr_at_fpr"]) == {"0.0001", "0.001", "0.01", "0.25"}
     assert verification["tpr_at_fpr"]["0.25"]["fpr"] <= 0.25
+    report = (run_dir / "report.html").read_text()
+    assert "Verification: " in report and "10 same-identity and 40 different-identity pairs" in report
 
 
 def test_calibrate_then_compare(run_dir: Path, shop: Path, capsys) -> None:

@@ -18,6 +18,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="verification: TPR at FPR 1e-4/1e-3/1e-2 (and --fpr), EER, distance histograms")
     parser.add_argument("--fpr", type=float, action="append", default=[],
                         help="with --roc: also the threshold for this FPR (repeatable)")
+    parser.add_argument("--report", action="store_true",
+                        help="rewrite RUN/report.html with these metrics (and the --roc section)")
 
 
 def _dataset_options(config, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -108,3 +110,10 @@ def add_calibrate_command(sub) -> None:
     p.add_argument("--option", action="append", default=[], metavar="DATASET.KEY=VALUE", help="a dataset option")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.set_defaults(func=_cmd_calibrate)
+
+
+def write_eval_report(checkpoint: str, results: dict[str, Any]) -> None:
+    from dcac.engine.run_folder import resolve_run
+    from dcac.inference.report import write_report
+
+    print(f"report: {write_report(resolve_run(checkpoint)[0], results)}")

@@ -57,6 +57,23 @@ def _evaluation_history(log: TrainingLog) -> str:
     return _table(keys, rows)
 
 
+def _verification_section(target: str, verification: Mapping[str, Any]) -> str:
+    """TPR at each FPR with its threshold, the EER, and the two distance histograms (``dcac eval --roc``)."""
+    rows = [[key, f"{p['threshold']:.6g}", f"{100 * p['tpr']:.2f}", f"{p['fpr']:.2e}"]
+            for key, p in verification["tpr_at_fpr"].items()]
+    rows.append(["EER", f"{verification['eer_threshold']:.6g}", f"{100 * (1 - verification['eer']):.2f}",
+                 f"{verification['eer']:.2e}"])
+    hist = verification["histogram"]
+    edges = hist["edges"]
+    bins = [[f"{edges[i]:.3g}-{edges[i + 1]:.3g}", str(g), str(n)]
+            for i, (g, n) in enumerate(zip(hist["genuine"], hist["impostor"])) if g or n]
+    return (f"<h2>Verification: {html.escape(target)}</h2>"
+            f'<p class="note">{verification["num_genuine_pairs"]} same-identity and '
+            f'{verification["num_impostor_pairs"]} different-identity pairs; {html.escape(verification["rule"])}</p>'
+            + _table(["FPR at most", "threshold", "TPR %", "FPR"], rows)
+            + _table(["distance", "same identity", "different identity"], bins))
+
+
 def _png_section(run_dir: Path, file_name: str, png: bytes, alt: str) -> str:
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +124,9 @@ def write_report(
     if cmc_by_target:
         sections.append("<h2>CMC</h2>")
         sections.append(_png_section(run_dir, CMC_PNG, plots.cmc_plot_png(cmc_by_target), "CMC curves") if plots else plots_missing)
+    for target, metrics in metrics_by_target.items():
+        if metrics.get("verification"):
+            sections.append(_verification_section(target, metrics["verification"]))
     for target, queries in (ranked_samples or {}).items():
         sections.append(f"<h2>Ranked lists: {html.escape(target)}</h2>")
         sections.append(
