@@ -23,8 +23,10 @@ _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json"
 
 RUN_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "*.md", "metrics*.json")
 CLIP_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
-DIFFUSERS_FILES = ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model*.safetensors*",
-                   "vae/config.json", "vae/diffusion_pytorch_model*.safetensors*")
+# A diffusers-format repository (stable-diffusion-v1-5/stable-diffusion-v1-5): the fp32 UNet and VAE only, not
+# the repository's fp16/non-EMA variants, text encoder or safety checker, which training never reads.
+DIFFUSERS_FILES = ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                   "vae/config.json", "vae/diffusion_pytorch_model.safetensors")
 
 
 class HubResolutionError(FileNotFoundError):

@@ -166,3 +166,14 @@ def test_push_creates_the_repository_and_uploads_the_staged_run_in_one_commit(ti
     assert files["reid_model.safetensors"] == (run / "reid_model.safetensors").read_bytes()
     assert b"| synth_c | 41.2 |" in files["README.md"]
     assert not Path(args_upload["folder_path"]).exists()  # the staging folder is cleaned up
+
+
+def test_push_failure_is_one_line_naming_the_repository(tiny_run):
+    class _Unreachable(_RecordingApi):
+        def create_repo(self, repo_id, **kwargs):
+            raise ConnectionError("[Errno 101] Network is unreachable")
+
+    from dcac.inference.hub import HubPushError
+
+    with pytest.raises(HubPushError, match=r"to me/x failed: \[Errno 101\] Network is unreachable"):
+        push_run(tiny_run, "me/x", api=_Unreachable())

@@ -272,6 +272,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
     p.set_defaults(func=_cmd_export)
 
+    _add_sharing_commands(subparsers)
+
+
+def _add_sharing_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``index`` (large galleries) and ``push`` (the Hub)."""
     p = subparsers.add_parser("index", help="a persistent gallery index (exact, HNSW or IVF; faiss) from an extract file")
     p.add_argument("features", help="features file from 'dcac extract'")
     p.add_argument("--out", required=True, help="index file (search it with dcac search --gallery FILE)")

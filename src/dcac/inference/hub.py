@@ -19,6 +19,18 @@ from dcac.engine.run_folder import resolve_run
 from dcac.inference.model_card import model_card
 from dcac.inference.predictor import ReIDPredictor
 
+class HubPushError(ValueError):
+    """The Hub refused or could not be reached; the message names the repository and what to do."""
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:
+        return (OSError,)
+    return (OSError, HfHubHTTPError)
+
+
 PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json")
 CARD = "README.md"
 
@@ -57,11 +69,18 @@ def push_run(
         api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="dcac-push-") as staging:
         folder = stage_run(run_dir, repo_id, staging)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(folder),
-            repo_type="model",
-            commit_message=commit_message or f"dcac push of {Path(run_dir).resolve().name}",
-        )
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(folder),
+                repo_type="model",
+                commit_message=commit_message or f"dcac push of {Path(run_dir).resolve().name}",
+            )
+        except _hub_errors() as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HubPushError(
+                f"pushing {run_dir} to {repo_id} failed: {first_line} (network access and a write token are needed: "
+                "huggingface-cli login, HF_TOKEN or --token)"
+            ) from err
     return str(getattr(commit, "commit_url", commit))

@@ -22,7 +22,7 @@ CITATION = """@article{li2025unleashing,
 _METRICS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
+def _metrics_table(metrics: dict[str, Any], reranked: bool) -> str:
     targets = metrics.get("targets") or {}
     if not targets:
         return "No evaluation was recorded for this run (`metrics.json` is missing or empty).\n"
@@ -31,7 +31,8 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
         f"| {name} | " + " | ".join(f"{values[k]:.1f}" if isinstance(values.get(k), (int, float)) else "-" for k in _METRICS) + " |\n"
         for name, values in targets.items()
     )
-    return f"After epoch {metrics.get('epoch', '?')}, single query, no re-ranking, in percent:\n\n{header}{rows}"
+    rerank = "k-reciprocal re-ranking" if reranked else "no re-ranking"
+    return f"After epoch {metrics.get('epoch', '?')}, single query, {rerank}, in percent:\n\n{header}{rows}"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -72,7 +73,7 @@ evaluated on unseen target domains.
 
 ## Results
 
-{_metrics_table(metrics)}
+{_metrics_table(metrics, config.eval.rerank)}
 ## Preprocessing and output
 
 - input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
