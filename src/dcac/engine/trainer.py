@@ -225,10 +225,12 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if is_main and cfg.train.progress else True, leave=False)
         started = time.perf_counter()
         parts: dict[str, float] = {}
+        sums: dict[str, float] = {}  # of every step's terms, for the epoch means in the log
         for step, batch in enumerate(loader):
             if step >= steps:
                 break
             parts = train_step(model, optimizer, accelerator, batch, cfg.loss, latent_cache)
+            sums = {k: sums.get(k, 0.0) + v for k, v in parts.items()}
             global_step += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
@@ -238,7 +240,8 @@ def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | No
         epochs_done = epoch + 1
         if is_main:
             seconds = round(time.perf_counter() - started, 2)
-            logger.log({"event": "epoch", "epoch": epochs_done, "seconds": seconds})
+            means = {k: v / steps for k, v in sums.items()}
+            logger.log({"event": "epoch", "epoch": epochs_done, "seconds": seconds, "means": means})
             if cfg.train.progress:
                 losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
                 print(f"epoch {epochs_done}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)

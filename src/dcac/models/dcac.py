@@ -18,6 +18,7 @@ from dcac.config import LossConfig
 from dcac.losses import PrototypeMemory, id_loss
 from dcac.models.conditioning import IDConditioner
 from dcac.models.diffusion_teacher import DiffusionTeacher
+from dcac.models.identity_information import identity_information
 from dcac.models.reid_model import ReIDModel
 
 
@@ -68,4 +69,13 @@ class DCAC(nn.Module):
             loss = loss + self.losses.diffusion_weight * loss_diff
             parts["loss_diff"] = loss_diff.detach()
         parts["acc"] = (out.logits.detach().argmax(dim=1) == labels).float().mean()
+        parts.update(identity_information(self._condition_probabilities(out.logits, memory_logits), labels))
         return DCACOutput(loss=loss, parts=parts, embeddings=embeddings.detach())
+
+    def _condition_probabilities(self, logits: torch.Tensor, memory_logits: torch.Tensor) -> torch.Tensor:
+        """The condition's p for the correlation variant; the classifier's softmax(z / tau) for any other arm."""
+        with torch.no_grad():
+            if self.conditioner is not None and self.conditioner.variant == "correlation":
+                return self.conditioner.probabilities(logits=logits.detach(), memory_logits=memory_logits.detach())
+            temperature = self.conditioner.temperature if self.conditioner is not None else 1.0
+            return torch.softmax(logits.detach().float() / temperature, dim=1)
