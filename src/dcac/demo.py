@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
 from dcac.data.synthetic import write_synthetic
-from dcac.demo_teacher import pretrained_teacher
+from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
 from dcac.engine.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 from dcac.engine.evaluator import evaluate_on_target, summarize
 from dcac.engine.features import test_loader
@@ -48,13 +48,14 @@ ARMS: dict[str, tuple[str, list[str]]] = {
 COLUMNS = (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5"), ("train_acc", "train acc"), ("seconds", "train s"))
 
 
-def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int = 1, ablations: bool = False) -> dict:
+def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int = 1, ablations: bool = False,
+             teacher_settings: TeacherPretraining = TeacherPretraining()) -> dict:
     """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers and mean ± std."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    teacher = pretrained_teacher(out / "teacher")
+    teacher = pretrained_teacher(out / "teacher", teacher_settings)
     arms = ["baseline", "dcac"] + (["hard", "instance"] if ablations else [])
     per_seed = []
     for s in range(seed, seed + seeds):

@@ -40,8 +40,6 @@ from dcac.engine.checkpoint import write_json_atomic
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
 TEACHER_INFO = "teacher.json"
-#: World images kept out of pre-training to measure how much the UNet uses the caption.
-HELD_OUT = 128
 
 
 @dataclass(frozen=True)
@@ -53,10 +51,11 @@ class TeacherPretraining:
     ids_per_domain: int = 24
     images_per_id: int = 4
     image_size: int = 64  # the demo's data.diffusion_size
-    unet_steps: int = 400
+    unet_steps: int = 300
     unet_batch: int = 32
     caption_dropout: float = 0.1
-    lr: float = 1e-3
+    held_out_images: int = 128  # the world's last images, kept out to measure how much the UNet uses the caption
+    lr: float = 3e-3
     seed: int = 1000
 
 
@@ -139,12 +138,14 @@ def pretrain_unet(teacher: DiffusionTeacher, images: torch.Tensor, captions: tor
                   settings: TeacherPretraining) -> float:
     """Train the whole tiny UNet on caption-conditioned noise prediction; returns the last 50 steps' mean loss.
 
-    The last ``HELD_OUT`` images are kept out for :func:`caption_gain_of`. The caption encoder is attached to
+    The last ``settings.held_out_images`` are kept out for :func:`caption_gain_of`. The caption encoder is attached to
     the teacher as ``text_encoder`` for that measurement; it is not saved.
     """
     generator = torch.Generator().manual_seed(settings.seed + 1)
     torch.manual_seed(settings.seed + 1)
-    mean, std = teacher.encode_posterior(images[:-HELD_OUT])
+    if not 0 < settings.held_out_images < len(images):
+        raise ValueError(f"held_out_images must lie in (0, {len(images)}), got {settings.held_out_images}")
+    mean, std = teacher.encode_posterior(images[:-settings.held_out_images])
     teacher.text_encoder = nn.Sequential(nn.Linear(captions.shape[1], teacher.cross_attention_dim),
                                          nn.LayerNorm(teacher.cross_attention_dim, elementwise_affine=False))
     optimizer = torch.optim.Adam(teacher.trainable_parameters(), lr=settings.lr)
@@ -169,12 +170,13 @@ def caption_gain_of(teacher: DiffusionTeacher, images: torch.Tensor, captions: t
     """Diffusion loss on the held-out world images with their captions and with the null caption, at the same
     noise and timesteps (several draws): how much the pre-trained UNet uses what the condition says."""
     generator = torch.Generator().manual_seed(settings.seed + 2)
-    mean, std = teacher.encode_posterior(images[-HELD_OUT:])
-    context = teacher.text_encoder(captions[-HELD_OUT:])
+    held_out = settings.held_out_images
+    mean, std = teacher.encode_posterior(images[-held_out:])
+    context = teacher.text_encoder(captions[-held_out:])
     with_caption, without = 0.0, 0.0
     for _ in range(8):
         latents = teacher.sample_latents(mean, std, generator)
-        timesteps = torch.randint(teacher.config.num_train_timesteps, (HELD_OUT,), generator=generator)
+        timesteps = torch.randint(teacher.config.num_train_timesteps, (held_out,), generator=generator)
         noise = torch.randn(latents.shape, generator=generator)
         with_caption += float(teacher.loss(latents, context, timesteps=timesteps, noise=noise)) / 8
         without += float(teacher.loss(latents, torch.zeros_like(context), timesteps=timesteps, noise=noise)) / 8
