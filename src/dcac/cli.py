@@ -59,7 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from dcac.demo import run_demo
 
     limit_threads_for_tiny_models()
-    run_demo(Path(args.out), epochs=args.epochs, seed=args.seed)
+    run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, ablations=args.ablations)
     return 0
 
 
@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data + tiny models on CPU: baseline vs DCAC on an unseen domain")
     p.add_argument("--out", default="runs/demo", help="demo folder (data and runs)")
     p.add_argument("--epochs", type=int, default=None, help="override the demo preset's epochs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (mean ± std over seed .. seed+N-1)")
+    p.add_argument("--ablations", action="store_true", help="also the hard and instance conditionings")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("data", help="dataset tools")

@@ -1,84 +1,184 @@
-"""``dcac demo``: the whole method on a laptop CPU in a few minutes.
+"""``dcac demo``: the whole method on a laptop CPU in a few minutes, measured over seeds.
 
-It writes the synthetic multi-domain data, trains the Baseline (Re-ID model alone) and DCAC (Re-ID model +
-LoRA-adapted diffusion teacher + correlation-aware conditioning) with tiny random-weight models on two
-domains, and evaluates both on a third domain neither has seen — next to chance level (random features)
-and the untrained model.  The numbers are a smoke test of the pipeline, not of the paper's claims: those
-need the pre-trained CLIP and Stable Diffusion weights and the real datasets.
+Per seed it writes the synthetic multi-domain data, trains the Baseline (Re-ID model alone) and DCAC (Re-ID
+model + LoRA-adapted diffusion teacher + correlation-aware conditioning) with tiny models on two domains, and
+evaluates them on a third domain none has seen, next to chance level and the untrained model. DCAC's teacher
+is the miniature pre-trained one of :mod:`dcac.demo_teacher` (pre-trained once on a synthetic world that
+never shows the target domain's look, cached in the demo folder). With ``ablations`` the ``hard`` (c = P[y])
+and ``instance`` (c = W f_bn) conditionings run too. The numbers are a demonstration at toy scale, not the
+paper's claim: that needs CLIP and Stable Diffusion weights and the real datasets.
+
+Layout: the first seed's data and runs sit directly in the demo folder (``data/``, ``baseline/``, ``dcac/``,
+...), each further seed's in ``seed_<s>/``; ``demo_results.json`` and ``per_seed.csv`` hold every seed's
+numbers and the mean ± standard deviation.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import statistics
 import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from dcac.config import load_config
+from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
 from dcac.data.synthetic import write_synthetic
+from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
+from dcac.engine.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 from dcac.engine.evaluator import evaluate_on_target, summarize
-from dcac.engine.checkpoint import write_json_atomic
+from dcac.engine.features import test_loader
 from dcac.engine.trainer import seed_everything, train
 from dcac.evaluation import evaluate_features
+from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
 
+#: Each arm: its table label and the config overrides that make it.
+ARMS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("Baseline (no teacher)", ["conditioning.variant=none"]),
+    "dcac": ("DCAC (c = softmax(z/t) P)", []),
+    "hard": ("ablation hard (c = P[y])", ["conditioning.variant=hard"]),
+    "instance": ("ablation instance (W f_bn)", ["conditioning.variant=instance"]),
+}
+#: What the table reports per arm, as (key, column title).
+COLUMNS = (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5"), ("train_acc", "train acc"), ("seconds", "train s"))
 
-def _row(name: str, m: dict, seconds: float | None = None) -> str:
-    t = f"{seconds:8.1f}" if seconds is not None else " " * 8
-    return f"| {name:<22} | {m['mAP']:6.1f} | {m['rank1']:6.1f} | {m['rank5']:6.1f} | {t} |"
 
-
-def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0) -> dict:
+def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int = 1, ablations: bool = False,
+             teacher_settings: TeacherPretraining = TeacherPretraining()) -> dict:
+    """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers and mean ± std."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = out / "data"
-    write_synthetic(data_dir, seed=seed, num_train_ids=48, num_test_ids=48, overwrite=True)
-    common = [f"data.root={data_dir}", f"train.seed={seed}"] + ([f"optim.epochs={epochs}"] if epochs else [])
-    baseline_cfg = load_config("demo", common + ["conditioning.variant=none", f"train.output_dir={out / 'baseline'}"])
-    dcac_cfg = load_config("demo", common + [f"train.output_dir={out / 'dcac'}"])
-
-    protocol = build_protocol(dcac_cfg.data.sources, dcac_cfg.data.targets, dcac_cfg.data.root)
-    target_name, target = next(iter(protocol.targets.items()))
-    print(protocol.summary())
-
-    # Chance level: a ranking by random features.
-    generator = torch.Generator().manual_seed(seed)
-    q = torch.randn(len(target.query), 32, generator=generator)
-    g = torch.randn(len(target.gallery), 32, generator=generator)
-    chance = summarize(
-        evaluate_features(
-            torch.nn.functional.normalize(q, dim=1),
-            torch.nn.functional.normalize(g, dim=1),
-            [r.pid for r in target.query],
-            [r.pid for r in target.gallery],
-            [r.camid for r in target.query],
-            [r.camid for r in target.gallery],
-        )
-    )
-    seed_everything(seed)
-    untrained = evaluate_on_target(build_reid_model(dcac_cfg, protocol.train.num_ids), target, dcac_cfg).metrics
-
-    results = {"chance": chance, "untrained": untrained}
-    seconds = {}
-    for name, cfg in (("baseline", baseline_cfg), ("dcac", dcac_cfg)):
-        t0 = time.perf_counter()
-        result = train(cfg, resume=False)
-        seconds[name] = time.perf_counter() - t0
-        results[name] = result.metrics[target_name]
-
-    lines = [
-        f"\nunseen domain {target_name}: {len(target.query)} queries, {len(target.gallery)} gallery images",
-        "| model                  |    mAP |     R1 |     R5 | train s  |",
-        "|------------------------|--------|--------|--------|----------|",
-        _row("chance (random feats)", chance),
-        _row("untrained model", untrained),
-        _row("Baseline (no teacher)", results["baseline"], seconds["baseline"]),
-        _row("DCAC", results["dcac"], seconds["dcac"]),
-        f"total wall time {time.perf_counter() - started:.1f} s; run folders: {out / 'baseline'}, {out / 'dcac'}",
-    ]
-    print("\n".join(lines))
-    summary = {k: {m: v for m, v in r.items() if m != "cmc"} for k, r in results.items()}
-    summary["train_seconds"] = seconds
+    teacher = pretrained_teacher(out / "teacher", teacher_settings)
+    arms = ["baseline", "dcac"] + (["hard", "instance"] if ablations else [])
+    per_seed = []
+    for s in range(seed, seed + seeds):
+        print(f"\n=== seed {s} ({s - seed + 1}/{seeds}) ===", flush=True)
+        per_seed.append(run_seed(out if s == seed else out / f"seed_{s}", s, arms, teacher, epochs))
+    summary = {"seeds": list(range(seed, seed + seeds)), "arms": arms, "per_seed": per_seed,
+               "mean": _aggregate(per_seed, statistics.fmean), "std": _aggregate(per_seed, _std),
+               "total_seconds": round(time.perf_counter() - started, 1)}
+    print("\n" + format_summary(summary))
     write_json_atomic(out / "demo_results.json", summary)
+    write_text_atomic(out / "per_seed.csv", per_seed_csv(per_seed))
+    print(f"total wall time {summary['total_seconds']:.1f} s; per-seed numbers: {out / 'per_seed.csv'}; "
+          f"run folders (report.html each): {', '.join(str(out / a) for a in arms)}")
     return summary
+
+
+def run_seed(folder: Path, seed: int, arms: list[str], teacher: Path, epochs: int | None) -> dict:
+    """One seed: fresh data, chance level, the untrained model, then every arm trained and scored."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data_dir = folder / "data"
+    write_synthetic(data_dir, seed=seed, num_train_ids=48, num_test_ids=48, overwrite=True)
+    common = [f"data.root={data_dir}", f"train.seed={seed}", f"diffusion.weights={teacher}"]
+    common += [f"optim.epochs={epochs}"] if epochs else []
+    configs = {arm: load_config("demo", common + ARMS[arm][1] + [f"train.output_dir={folder / arm}"]) for arm in arms}
+    reference = configs[arms[0]]
+    protocol = build_protocol(reference.data.sources, reference.data.targets, reference.data.root)
+    target_name, target = next(iter(protocol.targets.items()))
+    seed_everything(seed)
+    untrained = evaluate_on_target(build_reid_model(reference, protocol.train.num_ids), target, reference).metrics
+    result = {"seed": seed, "num_ids": protocol.train.num_ids, "target": target_name,
+              "chance": _headline(chance_level(target, seed)), "untrained": _headline(untrained)}
+    for arm in arms:
+        t0 = time.perf_counter()
+        metrics = train(configs[arm], resume=False).metrics[target_name]
+        result[arm] = {**_headline(metrics), "seconds": round(time.perf_counter() - t0, 1),
+                       "train_acc": training_accuracy(configs[arm], protocol.train.records, protocol.train.num_ids),
+                       **last_epoch_identity_information(folder / arm)}
+    return result
+
+
+def chance_level(target, seed: int) -> dict:
+    """The metrics of a ranking by random features."""
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(len(target.query), 32, generator=generator), dim=1)
+    g = torch.nn.functional.normalize(torch.randn(len(target.gallery), 32, generator=generator), dim=1)
+    return summarize(evaluate_features(q, g, [r.pid for r in target.query], [r.pid for r in target.gallery],
+                                       [r.camid for r in target.query], [r.camid for r in target.gallery]))
+
+
+@torch.no_grad()
+def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
+    """Top-1 ID accuracy (%) of the trained classifier on the un-augmented training images."""
+    model = build_reid_model(config, num_ids)
+    model.load_state_dict(load_file(str(Path(config.train.output_dir) / REID_WEIGHTS)))
+    model.eval()
+    correct = 0
+    for batch in test_loader(records, config.data.height, config.data.width, config.data.test_batch_size, 0):
+        correct += int((model(batch["image"]).logits.argmax(dim=1) == batch["pid"]).sum())
+    return 100.0 * correct / len(records)
+
+
+def last_epoch_identity_information(run_dir: Path) -> dict:
+    """The last epoch's means of p's entropy, p(true id) and the diffusion loss, from the run's log."""
+    means = read_training_log(run_dir / "log.jsonl").epoch_means
+    last = means[-1] if means else {}
+    return {key: last[key] for key in ("p_entropy", "p_true", "loss_diff") if key in last}
+
+
+def _headline(metrics: dict) -> dict:
+    return {key: metrics[key] for key in ("mAP", "rank1", "rank5")}
+
+
+def _std(values: list[float]) -> float | None:
+    """The sample standard deviation; None for one seed (undefined, and JSON has no NaN)."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def _aggregate(per_seed: list[dict], reduce) -> dict:
+    """``reduce`` of every numeric entry of every arm (and of chance / untrained) across the seeds."""
+    rows = [k for k, v in per_seed[0].items() if isinstance(v, dict)]
+    return {row: {key: reduce([s[row][key] for s in per_seed]) for key in per_seed[0][row]} for row in rows}
+
+
+def _cell(mean: dict, std: dict, key: str) -> str:
+    if key not in mean:
+        return ""
+    return f"{mean[key]:.1f}" if std[key] is None else f"{mean[key]:.1f} ± {std[key]:.1f}"
+
+
+def format_summary(summary: dict) -> str:
+    """The mean ± std table over the seeds, and one line on how much identity information the condition carries."""
+    first = summary["per_seed"][0]
+    seeds = summary["seeds"]
+    lines = [f"unseen domain {first['target']}, {len(seeds)} seed(s) {seeds[0]}..{seeds[-1]}: mean ± std over seeds",
+             "| model                      | " + " | ".join(f"{title:>11}" for _, title in COLUMNS) + " |",
+             "|----------------------------|" + "|".join("-" * 13 for _ in COLUMNS) + "|"]
+    labels = {"chance": "chance (random feats)", "untrained": "untrained model"}
+    labels.update({arm: ARMS[arm][0] for arm in summary["arms"]})
+    for row, label in labels.items():
+        cells = [_cell(summary["mean"][row], summary["std"][row], key) for key, _ in COLUMNS]
+        lines.append(f"| {label:<26} | " + " | ".join(f"{c:>11}" for c in cells) + " |")
+    lines.append(identity_line(summary))
+    return "\n".join(lines)
+
+
+def identity_line(summary: dict) -> str:
+    """One line: p's entropy and p(true id) at the last epoch (vs uniform), and each teacher arm's L_diff."""
+    num_ids = summary["per_seed"][0]["num_ids"]
+    mean = summary["mean"]
+    condition = mean["dcac"]
+    diffusion = ", ".join(f"{arm} {mean[arm]['loss_diff']:.3f}" for arm in summary["arms"] if "loss_diff" in mean[arm])
+    return (f"identity information in DCAC's condition p (last epoch): entropy {condition['p_entropy']:.2f} nats "
+            f"(uniform ln {num_ids} = {math.log(num_ids):.2f}), p(true id) {condition['p_true']:.3f} "
+            f"(chance {1 / num_ids:.3f}); diffusion loss {diffusion}")
+
+
+def per_seed_csv(per_seed: list[dict]) -> str:
+    """One line per (seed, arm) with every number recorded for it."""
+    rows = [{"seed": s["seed"], "arm": arm, **values} for s in per_seed for arm, values in s.items()
+            if isinstance(values, dict)]
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -65,7 +65,7 @@ def test_baseline_has_no_teacher_and_no_diffusion_loss():
     images, labels, _ = _batch(cfg, model)
     model.memory.rebuild(torch.nn.functional.normalize(torch.randn(NUM_IDS, model.memory.features.shape[1]), dim=1), torch.arange(NUM_IDS))
     out = model(images, labels)
-    assert set(out.parts) == {"loss_id", "loss_pcl", "acc"}
+    assert set(out.parts) == {"loss_id", "loss_pcl", "acc", "p_entropy", "p_true"}
     out.loss.backward()
     assert _encoder_grad_norm(model) > 0
 

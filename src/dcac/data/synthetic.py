@@ -8,6 +8,10 @@ and the domain gap is a style gap, as in domain-generalizable Re-ID. Each domain
 (identity draws are seeded per domain). Cameras differ by small changes of scale, position, brightness
 and viewing side (the bag side flips), and every image adds its own pose and jitter.
 
+A separate "world" of many more domains (:func:`world_styles`, :func:`render_world`) is drawn in memory, with
+captions of each person's appearance, to pre-train the demo's miniature diffusion teacher; it can leave out
+the look of chosen domains (the demo's unseen target) so the teacher never sees it.
+
 Domains ``synth_a``, ``synth_b``, ``synth_c`` use the Market-1501 layout (with a few pid-0000 gallery
 distractors); ``synth_ms`` uses the original MSMT17 list layout (``train/``, ``test/``, ``list_*.txt``).
 Everything derives from ``seed`` through per-image random generators, and JPEG encoding is
@@ -289,3 +293,48 @@ def write_synthetic(out_dir: str | Path, *, seed: int = 0, domains: Iterable[str
     return {name: write_domain(out_dir, name, seed=seed, num_train_ids=num_train_ids, num_test_ids=num_test_ids,
                                images_per_id=images_per_id, num_distractors=num_distractors, height=height,
                                width=width) for name in names}
+
+
+#: Background kinds a domain may draw; a world left out of a domain never uses that domain's kind.
+BACKGROUND_KINDS = ("gradient", "bands", "blotches", "tiles")
+
+
+def world_styles(num_domains: int, *, seed: int, exclude: Iterable[str] = ()) -> list[DomainStyle]:
+    """``num_domains`` random market-layout styles; none shares its background kind with an ``exclude`` domain.
+
+    The excluded domains' exact styles can therefore never be drawn: the world does not contain them.
+    """
+    banned = {DOMAIN_STYLES[name].background for name in exclude}
+    kinds = [k for k in BACKGROUND_KINDS if k not in banned]
+    if num_domains < 1 or not kinds:
+        raise ValueError(f"need num_domains >= 1 and a background kind left after excluding {sorted(banned)}")
+    rng = np.random.default_rng([seed, 7919])
+    # Style indices start past the named domains' so the world's random streams are its own.
+    return [DomainStyle("market", int(rng.integers(3, 9)), kinds[int(rng.integers(len(kinds)))],
+                        tuple(float(c) for c in rng.uniform(0.75, 1.25, size=3)),  # type: ignore[arg-type]
+                        float(rng.uniform(0.7, 1.2)), bool(rng.uniform() < 0.3), float(rng.choice([0.0, 0.4, 0.8])),
+                        float(rng.uniform(0.0, 0.04)), 100 + k) for k in range(num_domains)]
+
+
+def identity_caption(identity: Identity) -> np.ndarray:
+    """A "caption" of a person as numbers: clothing, hair, shoe, skin and bag colours, pattern, build (26 values)."""
+    pattern = np.eye(4)[identity.pattern]
+    bag = (1.0, *identity.bag) if identity.bag is not None else (0.0, 0.0, 0.0, 0.0)
+    return np.concatenate([identity.upper, identity.lower, pattern, identity.pattern_colour, identity.hair,
+                           identity.shoes, identity.skin[:1], (identity.width, identity.height), bag]).astype(np.float32)
+
+
+def render_world(styles: Sequence[DomainStyle], *, seed: int, ids_per_domain: int, images_per_id: int,
+                 height: int = 128, width: int = 64) -> tuple[list[Image.Image], np.ndarray]:
+    """Images of ``ids_per_domain`` people per world domain, from that domain's cameras, and their captions."""
+    images, captions = [], []
+    for style in styles:
+        cameras = [sample_camera(_image_rng(seed, style, 0, c)) for c in range(style.num_cameras)]
+        for pid in range(ids_per_domain):
+            identity = sample_identity(_image_rng(seed, style, 3, pid))
+            for take in range(images_per_id):
+                camid = (pid + take) % style.num_cameras
+                images.append(render_person(identity, style, cameras[camid], _image_rng(seed, style, 1, pid, take),
+                                            height, width))
+                captions.append(identity_caption(identity))
+    return images, np.stack(captions)

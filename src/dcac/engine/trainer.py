@@ -289,10 +289,12 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if show else True, leave=False)
     started = time.perf_counter()
     parts: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}  # of every step's terms (on the device: no sync), for the epoch means
     for step, batch in enumerate(loader):
         if step >= steps:
             break
         step_parts = train_step(run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler)
+        sums = {k: sums[k] + v if k in sums else v for k, v in step_parts.items()}
         run.global_step += 1
         bar.update(1)
         # Reading the values waits for the GPU, so only logging steps read them (the epoch's last step is one).
@@ -304,7 +306,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     run.epoch = epoch + 1
     if run.is_main:
         seconds = round(time.perf_counter() - started, 2)
-        run.logger.log({"event": "epoch", "epoch": run.epoch, "seconds": seconds})
+        means = {k: v / steps for k, v in step_values(sums).items()}
+        run.logger.log({"event": "epoch", "epoch": run.epoch, "seconds": seconds, "means": means})
         if cfg.train.progress:
             losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
             print(f"epoch {run.epoch}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)

@@ -1,7 +1,8 @@
 """Reading a run's ``log.jsonl`` back into curves for the report.
 
 Training lines carry ``epoch``, ``step`` and loss keys (``loss``, ``loss_id``, ``loss_pcl``,
-``loss_diff``, ...) plus ``acc``; evaluation lines carry ``"event": "eval"``.  The log is appended to while
+``loss_diff``, ...) plus ``acc``; evaluation lines carry ``"event": "eval"``; epoch lines (``"event": "epoch"``)
+carry the epoch's mean of every step term under ``means``.  The log is appended to while
 training runs, so a torn last line (or any unreadable line) is skipped and counted, never fatal.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 ACCURACY_KEY = "acc"
 EVAL_EVENT = "eval"
+EPOCH_EVENT = "epoch"
 
 
 @dataclass
@@ -23,6 +25,8 @@ class TrainingLog:
     losses: dict[str, list[float | None]] = field(default_factory=dict)
     accuracy: list[float | None] = field(default_factory=list)
     evaluations: list[dict[str, float | str]] = field(default_factory=list)
+    #: Per epoch, the means of the step terms over the epoch (``"event": "epoch"`` lines), with ``epoch``.
+    epoch_means: list[dict[str, float]] = field(default_factory=list)
     skipped_lines: int = 0
 
 
@@ -56,6 +60,8 @@ def read_training_log(path: str | Path) -> TrainingLog:
             log.skipped_lines += 1
         elif record.get("event") == EVAL_EVENT:
             log.evaluations.append({k: v for k, v in _flatten_scalars(record).items() if k not in ("time", "event")})
+        elif record.get("event") == EPOCH_EVENT and isinstance(record.get("means"), dict):
+            log.epoch_means.append({"epoch": record.get("epoch"), **record["means"]})
         elif "step" in record and "event" not in record:
             train_records.append(record)
     steps = [float(r["step"]) for r in train_records]

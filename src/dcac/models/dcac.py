@@ -18,6 +18,7 @@ from dcac.config import LossConfig
 from dcac.losses import PrototypeMemory, id_loss
 from dcac.models.conditioning import IDConditioner
 from dcac.models.diffusion_teacher import DiffusionTeacher
+from dcac.models.identity_information import identity_information
 from dcac.models.reid_model import ReIDModel
 
 
@@ -77,10 +78,10 @@ class DCAC(nn.Module):
         loss = self.losses.id_weight * loss_id + self.losses.pcl_weight * loss_pcl
         parts = {"loss_id": loss_id.detach(), "loss_pcl": loss_pcl.detach()}
         embeddings = F.normalize(feat_bn.detach().float(), dim=1)
+        memory_logits = None
         if self.teacher is not None:
             if latents is None:
                 raise ValueError("DCAC with a diffusion teacher needs the batch's latents")
-            memory_logits = None
             if self.conditioner.needs_memory_logits:
                 memory_logits = self.memory.logits(F.normalize(feat_bn_f32, dim=1))
             context = self.conditioner(logits=out.logits, labels=labels, feat_bn=feat_bn, memory_logits=memory_logits)
@@ -88,4 +89,14 @@ class DCAC(nn.Module):
             loss = loss + self.losses.diffusion_weight * loss_diff
             parts["loss_diff"] = loss_diff.detach()
         parts["acc"] = (out.logits.detach().argmax(dim=1) == labels).float().mean()
+        parts.update(identity_information(self._condition_probabilities(out.logits, memory_logits), labels))
         return DCACOutput(loss=loss, parts=parts, embeddings=embeddings)
+
+    def _condition_probabilities(self, logits: torch.Tensor, memory_logits: torch.Tensor | None) -> torch.Tensor:
+        """The condition's p for the correlation variant; the classifier's softmax(z / tau) for any other arm."""
+        with torch.no_grad():
+            if self.conditioner is not None and self.conditioner.variant == "correlation":
+                memory = None if memory_logits is None else memory_logits.detach()
+                return self.conditioner.probabilities(logits=logits.detach(), memory_logits=memory)
+            temperature = self.conditioner.temperature if self.conditioner is not None else 1.0
+            return torch.softmax(logits.detach().float() / temperature, dim=1)
