@@ -127,12 +127,12 @@ class _RankSearch:
     value: float | None = None
     below_value: int = 0  # impostors strictly below the value: its exact FPR numerator
 
-    def inside(self, dist: torch.Tensor, same_id: torch.Tensor) -> torch.Tensor:
-        """The impostor distances of this slice that lie in the current bin."""
-        keep = ~same_id
-        for bins, index in self.path:
-            keep &= bins.index(dist) == index
-        return dist[keep]
+    def inside(self, dist: torch.Tensor, same_id: torch.Tensor, first_index: torch.Tensor) -> torch.Tensor:
+        """The impostor distances of this slice in the current bin (``first_index``: the slice's first-level bins)."""
+        values = dist[(first_index == self.path[0][1]) & ~same_id]
+        for bins, index in self.path[1:]:
+            values = values[bins.index(values) == index]
+        return values
 
     def choose(self, counts: torch.Tensor, bins: _Bins, max_collect: int, num_bins: int) -> None:
         """Descend into the bin holding the rank; plan the next pass (collect it, or histogram it finer)."""
@@ -152,8 +152,8 @@ class _RankSearch:
             self.bins = bins.inner(index, extremes, num_bins)
             self.counts = torch.zeros(num_bins + 2, dtype=torch.int64, device=counts.device)
 
-    def add(self, dist: torch.Tensor, same_id: torch.Tensor) -> None:
-        values = self.inside(dist, same_id)
+    def add(self, dist: torch.Tensor, same_id: torch.Tensor, first_index: torch.Tensor) -> None:
+        values = self.inside(dist, same_id, first_index)
         if self.bins is None:
             self.collected.append(values)
         elif len(values):
@@ -196,8 +196,8 @@ class _CrossingCount:
         # The smallest and largest distance in the bin: thresholds that realise its two boundaries exactly.
         self.extremes = (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
 
-    def add(self, dist: torch.Tensor, same_id: torch.Tensor) -> None:
-        values = dist[(self.bins.index(dist) == self.index) & ~same_id]
+    def add(self, dist: torch.Tensor, same_id: torch.Tensor, first_index: torch.Tensor) -> None:
+        values = dist[(first_index == self.index) & ~same_id]
         if len(values):
             self.extremes = (min(self.extremes[0], float(values.min())), max(self.extremes[1], float(values.max())))
         # v < g_i  <=>  #(genuine <= v) <= i ;  v <= g_i  <=>  #(genuine < v) <= i
@@ -305,10 +305,11 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
         if not pending and not first:
             break
         for dist, same_id, _ in pairs.slices():
+            first_index = fine.index(dist)  # every search and the crossing start from pass 1's bins
             for search in pending:
-                search.add(dist, same_id)
+                search.add(dist, same_id, first_index)
             if first:
-                crossing.add(dist, same_id)
+                crossing.add(dist, same_id, first_index)
         passes += 1
         for search in pending:
             search.finish_pass(max_collect, FINE_BINS_PER_BIN)
