@@ -13,10 +13,20 @@ import torch
 from dcac.config import load_config
 from dcac.data.protocols import build_protocol
 from dcac.data.synthetic import (
-    DOMAIN_STYLES, identity_caption, render_world, sample_identity, world_styles, write_synthetic,
+    DOMAIN_STYLES,
+    identity_caption,
+    render_world,
+    sample_identity,
+    world_styles,
+    write_synthetic,
 )
 from dcac.demo import _aggregate, _std, format_summary, per_seed_csv, run_demo
-from dcac.demo_teacher import TEACHER_INFO, TeacherPretraining, fold_latent_scale, pretrained_teacher
+from dcac.demo_teacher import (
+    TEACHER_INFO,
+    TeacherPretraining,
+    fold_latent_scale,
+    pretrained_teacher,
+)
 from dcac.engine.evaluator import evaluate_on_target
 from dcac.engine.trainer import seed_everything, train
 from dcac.inference.report import write_report

@@ -49,13 +49,13 @@ COLUMNS = (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5"), ("train_acc", "trai
 
 
 def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int = 1, ablations: bool = False,
-             teacher_settings: TeacherPretraining = TeacherPretraining()) -> dict:
+             teacher_settings: TeacherPretraining | None = None) -> dict:
     """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers and mean ± std."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    teacher = pretrained_teacher(out / "teacher", teacher_settings)
+    teacher = pretrained_teacher(out / "teacher", teacher_settings or TeacherPretraining())
     arms = ["baseline", "dcac"] + (["hard", "instance"] if ablations else [])
     per_seed = []
     for s in range(seed, seed + seeds):
