@@ -112,11 +112,14 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
     return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "memory_kind": "process_peak_rss"}
 
 
-def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed, each call synchronised.
+def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, device: torch.device, sync_each_call: bool = True) -> dict[str, float | None]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
 
-    Returns the total and the median seconds of the timed calls, and the seconds the warm-up took (where
-    one-off costs such as compilation and allocator growth land).
+    With ``sync_each_call`` every call is synchronised with the device and timed alone (``median_s``);
+    without, the timed calls run back to back and only the whole run is synchronised, so the host may queue
+    the next call's work while the device finishes the last, as a training loop does (``median_s`` is None).
+    Returns the total and mean seconds of the timed calls, and the seconds the warm-up took (where one-off
+    costs such as compilation and allocator growth land).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -127,12 +130,17 @@ def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, device: torc
     synchronize(device)
     warmup_s = time.perf_counter() - start
     durations = []
+    start = time.perf_counter()
     for _ in range(repeats):
-        start = time.perf_counter()
+        call_start = time.perf_counter()
         fn()
-        synchronize(device)
-        durations.append(time.perf_counter() - start)
-    return {"total_s": sum(durations), "median_s": statistics.median(durations), "repeats": repeats, "warmup_s": warmup_s}
+        if sync_each_call:
+            synchronize(device)
+            durations.append(time.perf_counter() - call_start)
+    synchronize(device)
+    total = sum(durations) if sync_each_call else time.perf_counter() - start
+    median = statistics.median(durations) if sync_each_call else None
+    return {"total_s": total, "mean_s": total / repeats, "median_s": median, "repeats": repeats, "warmup_s": warmup_s}
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

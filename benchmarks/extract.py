@@ -79,9 +79,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         model = build_reid_model(cfg, grid.num_ids)
     model.to(device)
     images = (torch.randn(grid.images, 3, cfg.data.height, cfg.data.width, generator=torch.Generator().manual_seed(1)) * 0.5).to(device)
-    model.eval()
     flops_per_image = extraction_flops(model, images[:2])
-    device_label = environment(device)["device_name"]
     rows = []
     first: tuple[str, torch.Tensor] | None = None  # (label, features) of the first configuration
     for precision in grid.precisions:
@@ -105,7 +103,6 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
                     **row,
                     "status": "ok",
                     "images_per_s": grid.images * timing["repeats"] / timing["total_s"],
-                    **utilisation(grid.images * timing["repeats"] / timing["total_s"], flops_per_image, device_label),
                     "ms_per_pass": timing["median_s"] * 1000,
                     **peak_memory(device),
                     "max_abs_feature_diff_vs_first": float((feats - first[1]).abs().max()),
@@ -178,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
 
     result = run(grid, device)
+    env = result["environment"]
     for row in result["configurations"]:
         row["peak_gib"] = gib(row.get("peak_memory_bytes"))
-    env = result["environment"]
+        if row["status"] == "ok":
+            row.update(utilisation(row["images_per_s"], result["model_flops_per_image"], env["device_name"]))
     print(f"{grid.name} extraction on {env['device_name']} (torch {env['torch_version']}), {result['sizes']['image_hw']} images")
     has_mfu = any(row.get("mfu") is not None for row in result["configurations"])
     print(format_table(result["configurations"], [c for c in _TABLE if has_mfu or c[0] != "mfu"]))

@@ -17,7 +17,8 @@ the table gets no MFU.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: (pattern on torch.cuda.get_device_name, dense bf16 TFLOP/s); the first match wins.
 PEAK_BF16_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
@@ -113,9 +114,14 @@ def train_step_flops(preset: str, overrides: list[str], num_ids: int, device, ba
 
 
 def extraction_flops(model, images) -> float:
-    """FLOPs per image of ``model.extract(images)`` without gradients (what feature extraction runs)."""
+    """FLOPs per image of ``model.extract(images)`` in eval mode without gradients (what extraction runs)."""
     import torch
 
-    with torch.no_grad():
-        total, _ = count_flops(lambda: model.extract(images))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            total, _ = count_flops(lambda: model.extract(images))
+    finally:
+        model.train(was_training)
     return total / images.shape[0]

@@ -55,8 +55,8 @@ TINY_OVERRIDES: dict[str, Any] = {
 #: CLIP constructor arguments: ViT-B/16 as released, and a 12-block ViT of width 64 for the tiny size (the
 #: clone's ViT forward indexes blocks 0-10 and 11, so it needs 12).
 CLIP_ARGS = {
-    "full": dict(embed_dim=512, vision_width=768, transformer_width=512, vocab_size=49408, context_length=77, transformer_layers=12),
-    "tiny": dict(embed_dim=32, vision_width=64, transformer_width=64, vocab_size=64, context_length=8, transformer_layers=1),
+    "full": {"embed_dim": 512, "vision_width": 768, "transformer_width": 512, "vocab_size": 49408, "context_length": 77, "transformer_layers": 12},
+    "tiny": {"embed_dim": 32, "vision_width": 64, "transformer_width": 64, "vocab_size": 64, "context_length": 8, "transformer_layers": 1},
 }
 
 
@@ -169,7 +169,7 @@ def cuda_calls_on_cpu(enabled: bool):
 
 
 def official_commit(official_dir: Path) -> str | None:
-    proc = subprocess.run(["git", "-C", str(official_dir), "rev-parse", "HEAD"], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(official_dir), "rev-parse", "HEAD"], check=False, capture_output=True, text=True)
     return proc.stdout.strip() or None
 
 
@@ -240,15 +240,7 @@ def run_official(official_dir: Path, size: str, batch_size: int, num_ids: int, w
     cfg, model, optimizer, memory, xent = build_official(official_dir, size, num_ids, device)
     model.train()
     scaler = torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
-    k = cfg.DATALOADER.NUM_INSTANCE
-    height, width = cfg.INPUT.SIZE_TRAIN
-    g = torch.Generator().manual_seed(seed + 1)
-    batches = []
-    for _ in range(2):  # alternated, so no step sees exactly the previous step's input
-        ids = torch.randperm(num_ids, generator=g)[: batch_size // k].repeat_interleave(k)
-        img = torch.randn(batch_size, 3, height, width, generator=g) * 0.5
-        img_vae = torch.rand(batch_size, 3, cfg.SD.DDPM.IMAGE_SIZE, cfg.SD.DDPM.IMAGE_SIZE, generator=g) * 2 - 1
-        batches.append((img.to(device), img_vae.to(device), ids.to(device)))
+    batches = _batches(cfg, batch_size, num_ids, device, seed)
     last: dict[str, float] = {}
     counter = iter(range(10**9))
 
@@ -258,13 +250,46 @@ def run_official(official_dir: Path, size: str, batch_size: int, num_ids: int, w
             last = official_step(cfg, model, optimizer, memory, xent, scaler, batches[next(counter) % 2], device)
 
     reset_peak_memory(device)
-    timing = time_calls(step, warmup=warmup, repeats=steps, device=device)
+    timing = time_calls(step, warmup=warmup, repeats=steps, device=device, sync_each_call=False)
     if not all(math.isfinite(v) for v in last.values()):
         raise FloatingPointError(f"non-finite loss terms after the timed steps: {last}")
-    unet = model.denoiser.model
+    return {
+        **_description(cfg, model, batch_size, num_ids),
+        "precision": "fp16" if device.type == "cuda" else "fp32",
+        "images_per_s": batch_size * timing["repeats"] / timing["total_s"],
+        "step_ms_mean": timing["mean_s"] * 1000,
+        "warmup_steps": warmup,
+        "warmup_s": timing["warmup_s"],
+        "timed_steps": timing["repeats"],
+        "last_losses": last,
+        "official_dir": str(Path(official_dir).resolve()),
+        "official_commit": official_commit(official_dir),
+        **peak_memory(device),
+        "environment": environment(device),
+    }
+
+
+def _batches(cfg, batch_size: int, num_ids: int, device, seed: int) -> list[tuple]:
+    """Two synthetic P x K batches (image, 128x128 VAE view, labels) on the device, alternated by the steps."""
+    import torch
+
+    k = cfg.DATALOADER.NUM_INSTANCE
+    height, width = cfg.INPUT.SIZE_TRAIN
+    g = torch.Generator().manual_seed(seed + 1)
+    batches = []
+    for _ in range(2):
+        ids = torch.randperm(num_ids, generator=g)[: batch_size // k].repeat_interleave(k)
+        img = torch.randn(batch_size, 3, height, width, generator=g) * 0.5
+        img_vae = torch.rand(batch_size, 3, cfg.SD.DDPM.IMAGE_SIZE, cfg.SD.DDPM.IMAGE_SIZE, generator=g) * 2 - 1
+        batches.append((img.to(device), img_vae.to(device), ids.to(device)))
+    return batches
+
+
+def _description(cfg, model, batch_size: int, num_ids: int) -> dict[str, Any]:
+    """The row's design columns (as train_step.py's variants have them) and sizes."""
     return {
         "name": "official",
-        "precision": "fp16" if device.type == "cuda" else "fp32",
+        "status": "ok",
         "requested_precision": "fp16",
         "cache_latents": False,
         # The config sets USE_CHECKPOINT, but the clone's util.checkpoint always runs the function directly.
@@ -278,25 +303,14 @@ def run_official(official_dir: Path, size: str, batch_size: int, num_ids: int, w
         "channels_last": False,
         "compiled": False,
         "read_every_step": True,
-        "status": "ok",
-        "images_per_s": batch_size * timing["repeats"] / timing["total_s"],
-        "step_ms_median": timing["median_s"] * 1000,
-        "warmup_steps": warmup,
-        "warmup_s": timing["warmup_s"],
-        "timed_steps": timing["repeats"],
-        "last_losses": last,
-        "official_dir": str(Path(official_dir).resolve()),
-        "official_commit": official_commit(official_dir),
         "sizes": {
             "batch_size": batch_size,
             "num_ids": num_ids,
-            "image_hw": [height, width],
+            "image_hw": list(cfg.INPUT.SIZE_TRAIN),
             "diffusion_view": cfg.SD.DDPM.IMAGE_SIZE,
             "lora_rank": cfg.SD.UNET.LORA_RANK,
-            "unet_parameters": sum(p.numel() for p in unet.parameters()),
+            "unet_parameters": sum(p.numel() for p in model.denoiser.model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total_parameters": sum(p.numel() for p in model.parameters()),
         },
-        **peak_memory(device),
-        "environment": environment(device),
     }

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from flops import count_flops, peak_tflops, train_step_flops, utilisation  # noqa: E402
+from flops import count_flops, peak_tflops, train_step_flops, utilisation
 
 
 def test_linear_layer_forward_and_backward():
