@@ -10,7 +10,7 @@ from PIL import Image
 import dcac.api as api
 from dcac.cli import main
 from dcac.inference.gradcam import grad_cam, jet_colormap, overlay_heatmap
-from dcac.inference.image_inputs import list_images
+from dcac.inference.image_inputs import find_images
 
 
 def test_jet_colormap_endpoints():
@@ -20,7 +20,7 @@ def test_jet_colormap_endpoints():
 
 def test_maps_are_normalised_non_constant_and_follow_the_input(tiny_run, image_tree):
     predictor = api.load(tiny_run)
-    files = list_images(image_tree["gallery"])[:2]
+    files = find_images(image_tree["gallery"])[:2]
     pixels = predictor.preprocess(files)
     cams = grad_cam(predictor.model, pixels)
     assert cams.shape == (2, 4, 2)  # 64×32 input, 16-pixel patches
@@ -36,7 +36,7 @@ def test_maps_are_normalised_non_constant_and_follow_the_input(tiny_run, image_t
 def test_norm_target_and_models_without_classifier(tmp_path, image_tree, run_factory):
     run = run_factory(tmp_path / "run", num_ids=0)
     predictor = api.load(run)
-    pixels = predictor.preprocess(list_images(image_tree["gallery"])[:1])
+    pixels = predictor.preprocess(find_images(image_tree["gallery"])[:1])
     auto, norm = grad_cam(predictor.model, pixels), grad_cam(predictor.model, pixels, target="norm")
     torch.testing.assert_close(auto, norm)
     assert norm.max() == 1
@@ -59,7 +59,7 @@ def test_explain_cli_writes_one_png_per_image(tiny_run, image_tree, tmp_path, dr
     odd.mkdir()
     draw_person(99, size=(90, 37)).save(odd / "0001_c1s1_000001_00.jpg")  # same name as a gallery image
     out = tmp_path / "cams"
-    inputs = [str(p) for p in list_images(image_tree["gallery"])[:2]] + [str(odd)]
+    inputs = [str(p) for p in find_images(image_tree["gallery"])[:2]] + [str(odd)]
     assert main(["explain", *inputs, "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]) == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == ["0001_c1s1_000001_00_1_cam.png", "0001_c1s1_000001_00_cam.png", "0001_c2s1_000001_00_cam.png"]

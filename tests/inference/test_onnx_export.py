@@ -10,7 +10,7 @@ import torch
 
 import dcac.api as api
 from dcac.cli import main
-from dcac.inference.image_inputs import list_images
+from dcac.inference.image_inputs import find_images
 from dcac.inference.onnx_export import export_onnx, onnx_features
 
 
@@ -18,7 +18,7 @@ def test_cli_export_matches_pytorch_with_a_dynamic_batch(tiny_run, image_tree, t
     out = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
     predictor = api.load(tiny_run)
-    files = list_images(image_tree["gallery"])
+    files = find_images(image_tree["gallery"])
     for batch in (1, 5, 8):
         pixels = predictor.preprocess(files[:batch])
         got = onnx_features(out, pixels)

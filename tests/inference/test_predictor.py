@@ -11,7 +11,7 @@ from PIL import Image
 import dcac.api as api
 from dcac.data.transforms import build_test_transform
 from dcac.engine.checkpoint import CheckpointError
-from dcac.inference.image_inputs import ImageInputError, list_images
+from dcac.inference.image_inputs import ImageInputError, find_images
 
 
 def _reference(predictor, paths, after_bn=True):
@@ -25,7 +25,7 @@ def _reference(predictor, paths, after_bn=True):
 
 def test_folder_extract_matches_reference_in_sorted_order(tiny_run, image_tree):
     model = api.load(tiny_run, device="cpu")
-    files = list_images(image_tree["gallery"])
+    files = find_images(image_tree["gallery"])
     assert files == sorted(files) and len(files) == 8
     feats = model.extract(image_tree["gallery"], batch_size=3)
     assert feats.shape == (8, 32) and feats.dtype == torch.float32
@@ -35,7 +35,7 @@ def test_folder_extract_matches_reference_in_sorted_order(tiny_run, image_tree):
 
 def test_before_bn_is_selectable_and_differs(tiny_run, image_tree):
     model = api.load(tiny_run)
-    files = list_images(image_tree["gallery"])[:4]
+    files = find_images(image_tree["gallery"])[:4]
     before = model.extract(files, after_bn=False)
     after = model.extract(files, after_bn=True)
     torch.testing.assert_close(before, _reference(model, files, after_bn=False), atol=1e-5, rtol=1e-5)
@@ -44,7 +44,7 @@ def test_before_bn_is_selectable_and_differs(tiny_run, image_tree):
 
 def test_paths_pil_arrays_and_tensors_agree(tiny_run, image_tree):
     model = api.load(tiny_run)
-    files = list_images(image_tree["gallery"])[:3]
+    files = find_images(image_tree["gallery"])[:3]
     pictures = [Image.open(f).convert("RGB") for f in files]
     by_path = model.extract([str(f) for f in files])
     torch.testing.assert_close(model.extract(pictures), by_path)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dcac.data.records import ImageRecord
-from dcac.inference.image_inputs import list_images
+from dcac.inference.image_inputs import find_images
 from dcac.inference.ranked_list import sample_ranked_queries
 from dcac.inference.report import write_report
 from dcac.inference.training_log import read_training_log
@@ -34,7 +34,7 @@ def _write_log(path: Path) -> None:
 
 
 def _records(folder: Path) -> list[ImageRecord]:
-    return [ImageRecord(str(p), int(p.name[:4]), int(p.name[6]) - 1, "synth") for p in list_images(folder)]
+    return [ImageRecord(str(p), int(p.name[:4]), int(p.name[6]) - 1, "synth") for p in find_images(folder)]
 
 
 def _metrics() -> dict:

@@ -10,22 +10,22 @@ import torch
 import dcac.api as api
 from dcac.cli import main
 from dcac.inference.feature_store import load_features
-from dcac.inference.image_inputs import list_images
-from dcac.inference.market_names import PersonCamera, parse_market_name
+from dcac.inference.image_inputs import find_images
+from dcac.data.datasets.market_layout import match_market_name
 
 
 def test_market_names():
-    assert parse_market_name("/x/0002_c1s1_000451_03.jpg") == PersonCamera(2, 1)
-    assert parse_market_name("-1_c3s2_000001_00.jpg") == PersonCamera(-1, 3)
-    assert parse_market_name("0012_c14_0001.jpg") == PersonCamera(12, 14)
-    assert parse_market_name("holiday.jpg") is None
+    assert match_market_name("/x/0002_c1s1_000451_03.jpg") == (2, 1)
+    assert match_market_name("-1_c3s2_000001_00.jpg") == (-1, 3)
+    assert match_market_name("0012_c14_0001.jpg") == (12, 14)
+    assert match_market_name("holiday.jpg") is None
 
 
 def test_extract_writes_features_and_names(tiny_run, image_tree, tmp_path):
     out = tmp_path / "gallery.safetensors"
     assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]) == 0
     stored = load_features(out)
-    files = list_images(image_tree["gallery"])
+    files = find_images(image_tree["gallery"])
     assert stored.names == [f.name for f in files] and stored.after_bn
     torch.testing.assert_close(stored.features, api.load(tiny_run).extract(files))
     assert stored.paths() == [f.resolve() for f in files]
@@ -106,7 +106,7 @@ def test_search_reranks_and_caps_the_page(tiny_run, image_tree, tmp_path):
     model = api.load(tiny_run)
     feats = model.extract(image_tree["gallery"])
     reference = rerank_dense(feats.double(), feats.double(), (50, 15, 0.3)).sort(dim=1, stable=True)
-    files = list_images(image_tree["gallery"])
+    files = find_images(image_tree["gallery"])
     for q, row in zip(results["queries"], reference.indices[:, :3].tolist()):
         assert [r["path"] for r in q["results"]] == [str(files[g]) for g in row]
     page = (out / "results.html").read_text()
@@ -118,7 +118,7 @@ def test_search_warns_when_a_features_file_records_no_weights_hash(tiny_run, ima
     from dcac.inference.feature_store import FeatureSet, save_features
 
     feats = tmp_path / "old.safetensors"
-    files = list_images(image_tree["gallery"])
+    files = find_images(image_tree["gallery"])
     save_features(feats, FeatureSet(api.load(tiny_run).extract(files), [f.name for f in files], image_tree["gallery"], True, "somewhere"))
     assert main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err

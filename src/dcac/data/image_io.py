@@ -16,6 +16,13 @@ from PIL import Image
 from dcac.data.errors import CorruptImageError
 from dcac.data.records import ImageRecord
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its suffix; macOS ``._*`` resource-fork files (left by copying from a Mac) are not images."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
+
 
 def read_rgb(path: str) -> Image.Image:
     """Fully decode the image at ``path`` as RGB; raise :class:`CorruptImageError` naming it on failure."""

@@ -1,4 +1,8 @@
-"""Feature extraction over a list of image records, shared by the memory rebuild, evaluation and inference."""
+"""Feature extraction over a list of image records, shared by the memory rebuild and evaluation.
+
+``dcac.inference.predictor.ReIDPredictor.extract`` is the user-facing counterpart: it takes image files, PIL
+images, arrays or tensors instead of dataset records.
+"""
 
 from __future__ import annotations
 

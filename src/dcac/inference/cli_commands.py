@@ -46,13 +46,13 @@ def _fail(command: str, err: Exception) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from dcac.engine.checkpoint import CheckpointError
     from dcac.inference.feature_store import FeatureSet, save_features
-    from dcac.inference.image_inputs import list_images
+    from dcac.inference.image_inputs import find_images
 
     try:
         check_output_file(args.out)
         predictor = _load(args.checkpoint, args.device)
         folder = Path(args.folder)
-        files = _readable(list_images(folder), args.on_corrupt)
+        files = _readable(find_images(folder), args.on_corrupt)
         after_bn = not args.before_bn
         feats = predictor.extract(files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True)
         names = [f.relative_to(folder).as_posix() for f in files]

@@ -1,6 +1,6 @@
 """Turning what a user hands to ``extract`` (a folder, file paths, PIL images, arrays) into model input.
 
-A folder is read recursively in sorted path order (``list_images``), so the row order of the returned
+A folder is read recursively in sorted path order (``find_images``), so the row order of the returned
 features is reproducible and the same as the file names a CLI writes next to them.
 """
 
@@ -12,7 +12,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from dcac.data.image_io import IMAGE_SUFFIXES, is_image_file
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -21,12 +21,12 @@ class ImageInputError(ValueError):
     """An input that is not a readable image or image folder; the message names it."""
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def find_images(folder: str | Path) -> list[Path]:
     """Every image file under ``folder`` (recursively), sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
     if not files:
         raise ImageInputError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
     return files
@@ -36,13 +36,13 @@ def expand_inputs(inputs: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     """One flat list of images: a folder becomes its sorted image files; anything else is kept."""
     if isinstance(inputs, (str, Path)):
         path = Path(inputs)
-        return list(list_images(path)) if path.is_dir() else [path]
+        return list(find_images(path)) if path.is_dir() else [path]
     if isinstance(inputs, (Image.Image, np.ndarray)):
         return [inputs]
     items: list[ImageLike] = []
     for item in inputs:
         if isinstance(item, (str, Path)) and Path(item).is_dir():
-            items.extend(list_images(item))
+            items.extend(find_images(item))
         else:
             items.append(item)
     return items

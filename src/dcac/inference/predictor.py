@@ -105,7 +105,7 @@ class ReIDPredictor:
     ) -> torch.Tensor:
         """L2-normalised features (``N×D`` float32, on the CPU), one row per image, in input order.
 
-        ``inputs``: a folder (read recursively in sorted path order, see ``list_images``), an image path,
+        ``inputs``: a folder (read recursively in sorted path order, see ``find_images``), an image path,
         a PIL image, an ``H×W×3`` uint8 array, a list of any of these, or a preprocessed tensor.
         ``after_bn`` selects ``f_bn`` (default, the evaluation feature) or ``f``.  ``batch_size`` defaults
         to the run's ``data.test_batch_size``; ``progress`` (None: only for large inputs) shows tqdm.

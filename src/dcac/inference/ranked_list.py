@@ -2,7 +2,7 @@
 
 A match is *true* when both the query's and the gallery image's identities are known and equal, *false*
 when both are known and differ, and unknown otherwise (``None``).  Identities come from the caller
-(dataset records) or, for plain files, from Market-style names (``dcac.inference.market_names``).
+(dataset records) or, for plain files, from Market-style names (``dcac.data.datasets.market_layout.match_market_name``).
 
 ``camid`` here is the camera number as file names write it (1-based: ``0067_c2…`` is camera 2), what a
 person reading a page expects; dataset records count cameras from 0, so records are shifted by one.
@@ -16,7 +16,8 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
-from dcac.inference.market_names import parse_market_name
+from dcac.data.datasets.market_layout import match_market_name
+from dcac.evaluation.distance import compute_distance
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class HasIdentity(Protocol):
 
 
 def _ids_from_name(path: str | Path) -> tuple[int | None, int | None]:
-    parsed = parse_market_name(path)
-    return (parsed.pid, parsed.camid) if parsed is not None else (None, None)
+    parsed = match_market_name(path)
+    return parsed if parsed is not None else (None, None)
 
 
 def ranked_queries_from_paths(
@@ -108,13 +109,13 @@ def sample_ranked_queries(
         )
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(query_records), generator=generator)[:num_queries].sort().values.tolist()
-    gallery = gallery_feats.float().cpu()
+    # The evaluation's distances, so the lists show the ranking the metrics score.
+    picked_dist = compute_distance(query_feats[picked].float().cpu(), gallery_feats.float().cpu(), "euclidean")
     gallery_pids = torch.tensor([r.pid for r in gallery_records])
     gallery_cams = torch.tensor([r.camid for r in gallery_records])
     queries = []
-    for q in picked:
+    for q, dist in zip(picked, picked_dist):
         record = query_records[q]
-        dist = (gallery - query_feats[q].float().cpu()).pow(2).sum(dim=1)
         dist[(gallery_pids == record.pid) & (gallery_cams == record.camid)] = float("inf")
         k = min(topk, int(torch.isfinite(dist).sum()))
         top_dist, top_idx = torch.topk(dist, k, largest=False, sorted=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.rerank_params import RerankSpec, resolve_rerank
 from dcac.evaluation.rerank_sparse import rerank_sparse
 
@@ -64,13 +65,10 @@ def rank(
     if params is not None:
         return _rerank_topk(query, gallery.to(query.device), params, k)
     gallery = gallery.to(query.device)
-    gallery_sq = gallery.pow(2).sum(dim=1)
     indices, distances = [], []
     for start in range(0, query.shape[0], chunk_size):
-        chunk = query[start : start + chunk_size]
-        dist = chunk.pow(2).sum(dim=1, keepdim=True) + gallery_sq.unsqueeze(0) - 2.0 * chunk @ gallery.T
-        # Rounding can push the distance of identical vectors slightly below zero.
-        dist.clamp_(min=0.0)
+        # The evaluation's own distances (not clamped), so a search ranks exactly as `dcac eval` scores.
+        dist = compute_distance(query[start : start + chunk_size], gallery, "euclidean")
         chunk_dist, chunk_idx = torch.topk(dist, k, dim=1, largest=False, sorted=True)
         indices.append(chunk_idx)
         distances.append(chunk_dist)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcac.data.datasets.market_layout import list_images, require_dir
+from dcac.data.datasets.market_layout import images_in, require_dir
 from dcac.data.errors import ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
 
@@ -56,6 +56,6 @@ def load(dataset_dir: Path) -> ReIDDataset:
             view_dir = require_dir(pairs_dir / pair / view, NAME, LAYOUT)
             camid = pair_index * len(VIEWS) + view_index
             train += [ImageRecord(str(p), pair_index * _PAIR_ID_STRIDE + _person_id(p), camid, NAME)
-                      for p in list_images(view_dir)]
+                      for p in images_in(view_dir)]
     return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=[], gallery=[], train_only=True,
                                    notes=["training-only set: all five camera pairs are in train"])

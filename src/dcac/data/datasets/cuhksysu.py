@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dcac.data.datasets.market_layout import list_images
+from dcac.data.datasets.market_layout import images_in
 from dcac.data.errors import DatasetLayoutError, ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
 
@@ -50,6 +50,6 @@ def load(dataset_dir: Path) -> ReIDDataset:
     if image_dir is None:
         raise DatasetLayoutError(f"{NAME}: none of {', '.join(IMAGE_FOLDERS)} found in {dataset_dir}\n"
                                  f"expected layout:\n{LAYOUT}")
-    train = [ImageRecord(str(p), _person_id(p), 0, NAME) for p in list_images(image_dir)]
+    train = [ImageRecord(str(p), _person_id(p), 0, NAME) for p in images_in(image_dir)]
     return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=[], gallery=[], train_only=True,
                                    notes=["training-only set: every crop is in train; no camera labels"])

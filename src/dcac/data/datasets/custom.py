@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dcac.data.datasets import csv_list, identity_folders
 from dcac.data.datasets.custom_rules import BadInput, RawRecord, build_custom_dataset
-from dcac.data.datasets.market_layout import MARKET_LAYOUT, SPLIT_FOLDERS, list_images, parse_market_name
+from dcac.data.datasets.market_layout import MARKET_LAYOUT, SPLIT_FOLDERS, images_in, parse_market_name
 from dcac.data.errors import DatasetLayoutError, EmptySplitError, ImageNameError
 from dcac.data.records import ReIDDataset
 
@@ -58,7 +58,7 @@ def _scan_market(dataset_dir: Path, bad: BadInput) -> list[RawRecord]:
         split_dir = dataset_dir / folder
         if not split_dir.is_dir():
             continue
-        images = list_images(split_dir)
+        images = images_in(split_dir)
         if not images:
             raise EmptySplitError(f"{split_dir}: the {split} split has no images; expected layout:\n{MARKET_LAYOUT}")
         for path in images:

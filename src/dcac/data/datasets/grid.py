@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcac.data.datasets.market_layout import check_camera, list_images, require_dir
+from dcac.data.datasets.market_layout import check_camera, images_in, require_dir
 from dcac.data.datasets.small_splits import held_out_identities
 from dcac.data.errors import DatasetLayoutError, ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
@@ -56,7 +56,7 @@ def _parse(path: Path) -> tuple[int, int]:
 
 
 def _scan(folder: Path) -> list[ImageRecord]:
-    return [ImageRecord(str(p), *_parse(p), NAME) for p in list_images(folder)]
+    return [ImageRecord(str(p), *_parse(p), NAME) for p in images_in(folder)]
 
 
 def read_partition(mat_path: Path, split: int) -> set[int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcac.data.datasets.custom_rules import SPLITS, BadInput, RawRecord
-from dcac.data.datasets.market_layout import is_image_file
+from dcac.data.datasets.market_layout import images_in
 from dcac.data.errors import DatasetLayoutError, EmptySplitError
 
 LAYOUT = """<dataset folder>/
@@ -32,23 +32,19 @@ def is_identity_folders_dir(path: Path) -> bool:
     return any((path / split).is_dir() for split in SPLITS)
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
-
-
 def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _scan_identity(identity_dir: Path, split: str, bad: BadInput) -> list[RawRecord]:
-    images, cameras = _images_in(identity_dir), _subfolders(identity_dir)
+    images, cameras = images_in(identity_dir), _subfolders(identity_dir)
     if images and cameras:
         bad.report(DatasetLayoutError(f"{identity_dir}: holds both images and sub-folders; put images directly "
                                       "in the identity folder (no cameras) or in camera folders, not both"))
         cameras = []
     records = [RawRecord(str(p), identity_dir.name, None, split) for p in images]
     for camera_dir in cameras:
-        records += [RawRecord(str(p), identity_dir.name, camera_dir.name, split) for p in _images_in(camera_dir)]
+        records += [RawRecord(str(p), identity_dir.name, camera_dir.name, split) for p in images_in(camera_dir)]
     return records
 
 
@@ -59,7 +55,7 @@ def scan_identity_folders(dataset_dir: Path, bad: BadInput) -> list[RawRecord]:
         split_dir = dataset_dir / split
         if not split_dir.is_dir():
             continue
-        stray = _images_in(split_dir)
+        stray = images_in(split_dir)
         if stray:
             raise DatasetLayoutError(f"{split_dir}: images directly in the split folder (e.g. {stray[0].name}); "
                                      f"expected one folder per identity:\n{LAYOUT}")

@@ -18,7 +18,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from dcac.data.datasets.market_layout import list_images, require_dir
+from dcac.data.datasets.market_layout import images_in, require_dir
 from dcac.data.datasets.small_splits import held_out_identities
 from dcac.data.errors import ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
@@ -48,7 +48,7 @@ def _person_id(path: Path) -> int:
 
 def load(dataset_dir: Path, split: int = 0) -> ReIDDataset:
     images_by_pid: dict[int, list[Path]] = defaultdict(list)
-    for path in list_images(require_dir(_persons_dir(dataset_dir), NAME, LAYOUT)):
+    for path in images_in(require_dir(_persons_dir(dataset_dir), NAME, LAYOUT)):
         images_by_pid[_person_id(path)].append(path)
     held_out = held_out_identities(images_by_pid, NAME, split)
     rng = random.Random(f"{NAME}:split{split}:pairs")

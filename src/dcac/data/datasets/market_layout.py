@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 
 from dcac.data.errors import DatasetLayoutError, ImageNameError
+from dcac.data.image_io import is_image_file
 from dcac.data.records import ImageRecord, ReIDDataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 
@@ -45,12 +45,7 @@ def require_file(path: Path, dataset: str, layout: str) -> Path:
     return path
 
 
-def is_image_file(path: Path) -> bool:
-    """An image by its suffix; macOS ``._*`` resource-fork files (left by copying from a Mac) are not images."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
-
-
-def list_images(folder: Path) -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name (so loading order never depends on the OS)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
@@ -67,20 +62,26 @@ def check_camera(camera: int, num_cameras: int | None, dataset: str, where: obje
                              f"really {dataset}?")
 
 
+def match_market_name(path: str | Path) -> tuple[int, int] | None:
+    """``(pid, camera number as written)`` from a Market-style file name, or None when it does not follow it."""
+    match = _MARKET_NAME.match(Path(path).name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def parse_market_name(path: Path, *, num_cameras: int | None = None, dataset: str = "dataset") -> tuple[int, int]:
-    """``(pid, 0-based camid)`` from a Market-style file name; raise naming the file if it does not parse."""
-    match = _MARKET_NAME.match(path.name)
-    if match is None:
+    """``(pid, 0-based camid)`` of a dataset image; raise naming the file if its name does not parse."""
+    parsed = match_market_name(path)
+    if parsed is None:
         raise ImageNameError(f"cannot parse image name {path}: expected 'PPPP_cC...' "
                              "(person id, '_c', camera number from 1), e.g. 0002_c1s1_000451_03.jpg")
-    check_camera(int(match.group(2)), num_cameras, dataset, f"image {path}")
-    return int(match.group(1)), int(match.group(2)) - 1
+    check_camera(parsed[1], num_cameras, dataset, f"image {path}")
+    return parsed[0], parsed[1] - 1
 
 
 def scan_market_folder(folder: Path, dataset: str, num_cameras: int | None = None) -> list[ImageRecord]:
     """Records for every image in a Market-style split folder (cameras checked against ``num_cameras``)."""
     records = []
-    for path in list_images(folder):
+    for path in images_in(folder):
         pid, camid = parse_market_name(path, num_cameras=num_cameras, dataset=dataset)
         records.append(ImageRecord(str(path), pid, camid, dataset))
     return records

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcac.data.datasets.market_layout import list_images, require_dir
+from dcac.data.datasets.market_layout import images_in, require_dir
 from dcac.data.datasets.small_splits import held_out_identities
 from dcac.data.errors import DatasetLayoutError, ImageNameError
 from dcac.data.records import ImageRecord, ReIDDataset
@@ -41,7 +41,7 @@ def is_dataset_dir(path: Path) -> bool:
 
 def _scan(folder: Path, camid: int) -> dict[int, ImageRecord]:
     records = {}
-    for path in list_images(folder):
+    for path in images_in(folder):
         head = path.stem.split("_")[0]
         if not head.isdigit():
             raise ImageNameError(f"cannot parse image name {path}: expected 'NNN_A.bmp' (person number, angle)")
