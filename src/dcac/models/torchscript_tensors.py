@@ -43,8 +43,8 @@ class _ScriptObject:
         self.state = state
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None):
-    # torch._utils._rebuild_tensor_v2's arguments; the hooks (an empty OrderedDict) are not restored.
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    # torch._utils._rebuild_tensor_v2's arguments; hooks (an empty OrderedDict) and metadata are not restored.
     return torch.as_strided(storage, tuple(size), tuple(stride), storage_offset)
 
 
