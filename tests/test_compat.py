@@ -181,12 +181,16 @@ def _trainable(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_grad_scaler_step_runs_and_skips_an_inf_step():
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_grad_scaler_step_runs_and_skips_an_inf_step(device):
     cfg, model = _model(*OFFICIAL)
-    accelerator = Accelerator(cpu=True, mixed_precision="no")
-    optimizer = build_optimizer(model, cfg.optim)
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="no")
+    optimizer = build_optimizer(model, cfg.optim, fused=device == "cuda")  # the trainer's fused Adam on CUDA
     model, optimizer = accelerator.prepare(model, optimizer)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**8)
     before = _trainable(model)
     parts = train_step(model, optimizer, accelerator, _batch(cfg), scaler=scaler)
     assert all(math.isfinite(v) for v in parts.values())
