@@ -61,7 +61,7 @@ class TeacherPretraining:
 
 def pretrained_teacher(folder: str | Path, settings: TeacherPretraining = TeacherPretraining()) -> Path:
     """The diffusers folder of the pre-trained tiny teacher: read from ``folder`` or, if absent or made with
-    other settings, pre-trained now (about a minute on one CPU core) and written there."""
+    other settings, pre-trained now (about 75 s of one CPU core) and written there."""
     folder = Path(folder)
     wanted = asdict(settings)
     info_path = folder / TEACHER_INFO
