@@ -52,8 +52,8 @@ class EncoderConfig:
     preset: str = "vit_b16"  # vit_b16 | tiny
     weights: str | None = None  # HF CLIP folder or OpenAI ViT-B-16.pt; None = random init
     freeze_patch_embed: bool = True
-    # Recompute each ViT layer in the backward pass instead of keeping its activations: ~3 GiB less at batch 64
-    # on an H100 for 8-30 % of the eager step's speed (host-dependent), ~9 % compiled (benchmarks/README.md).
+    # Recompute each ViT layer in the backward pass instead of keeping its activations: less memory for some
+    # speed (benchmarks/README.md measures both).
     gradient_checkpointing: bool = True
 
 
@@ -127,9 +127,8 @@ class TrainConfig:
     sync_bn: bool = False
     progress: bool = True
     # Speed switches (mathematically neutral; benchmarks/train_step.py measures each one).
-    # torch.compile the Re-ID model and the UNet: auto = on CUDA devices only. On an H100 it is the fastest and
-    # leanest step (gradients agree with eager to bf16 round-off); on torch 2.13's CPU inductor the compiled
-    # UNet's gradients are wrong, so auto never compiles on the CPU. auto | true | false.
+    # torch.compile the Re-ID model and the UNet: auto = on CUDA devices only (the fastest step there; torch
+    # 2.13's CPU inductor gets the UNet's gradients wrong, so auto never compiles on the CPU). auto | true | false.
     compile: str = "auto"
     channels_last: bool = False  # channels-last memory format for the UNet and VAE convolutions
     # Store the frozen UNet Linear/Conv weights in the bf16/fp16 autocast dtype: bit-identical results (autocast

@@ -7,9 +7,12 @@ A run folder looks like::
       run_info.json            number of training identities/cameras, sources, dcac version
       reid_model.safetensors   the Re-ID model (encoder + BNNeck + classifier): the deliverable
       checkpoint/              the latest resumable training state
-        model.safetensors      every tensor of the training module (Re-ID model, prompts, LoRA, memory)
+        model.safetensors      what training changes: the Re-ID model, the ID memory, the prompts (or projection)
+                               and the LoRA (or, with diffusion.mode=full, the UNet); the frozen VAE and base
+                               UNet are rebuilt from their weights on resume
         optimizer.pt           optimizer state (read back with weights_only=True)
-        trainer_state.json     epochs done, global step, scheduler state
+        trainer_state.json     epochs done, global step (and the loss scale with train.compat=official); the
+                               LR of an epoch follows from its number, so there is no scheduler state
       log.jsonl                one JSON line per logged step / evaluation
       metrics.json             the last evaluation
 

@@ -1,0 +1,68 @@
+"""The packages of dcac form layers: no two of them import each other, directly or through others.
+
+Imports inside functions count too (a lazy import is still a dependency). Modules directly under
+``dcac/`` (config, cli, api, ...) are not a package and are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "dcac"
+PACKAGES = sorted(p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+
+
+def _package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "dcac" and parts[1] in PACKAGES else None
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: stays inside the package
+                continue
+            modules = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        else:
+            continue
+        found.update(p for p in map(_package_of, modules) if p is not None and p != package)
+    return found
+
+
+def package_graph() -> dict[str, set[str]]:
+    return {pkg: set().union(*(_imports(f, pkg) for f in (SRC / pkg).rglob("*.py"))) for pkg in PACKAGES}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_between_packages():
+    graph = package_graph()
+    assert {"data", "models", "engine", "inference", "evaluation"} <= set(graph)
+    cycle = _cycle(graph)
+    assert cycle is None, f"packages import each other: {' -> '.join(cycle)}"
