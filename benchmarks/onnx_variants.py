@@ -32,8 +32,8 @@ from PIL import Image
 
 from common import RESULTS_DIR, environment, format_table, write_json
 from dcac.config import load_config
-from dcac.engine.checkpoint import save_tensors_atomic
-from dcac.engine.run_folder import write_run_metadata
+from dcac.storage.checkpoint import save_tensors_atomic
+from dcac.storage.run_folder import write_run_metadata
 from dcac.inference.onnx_export import build_export_module, export_onnx
 from dcac.inference.onnx_inputs import InputSpec
 from dcac.inference.predictor import ReIDPredictor

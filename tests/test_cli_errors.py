@@ -5,7 +5,7 @@ import torch
 
 from dcac.cli import main
 from dcac.config import ConfigError, load_run_config
-from dcac.engine.checkpoint import CheckpointError, load_training_checkpoint, save_training_checkpoint
+from dcac.storage.checkpoint import CheckpointError, load_training_checkpoint, save_training_checkpoint
 from dcac.models.clip_weights import CLIPWeightsError, load_clip_vision_weights
 from dcac.models.reid_encoder import CLIPReIDEncoder, ReIDEncoderConfig
 from dcac.models.sd_weights import StableDiffusionWeightsError, read_checkpoint_state_dict

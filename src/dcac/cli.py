@@ -18,10 +18,11 @@ from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from dcac.engine.trainer import train
+    from dcac.inference.report import write_training_report
 
     config = load_config(args.config, args.overrides)
     check_output_dir(config.train.output_dir, "train.output_dir")
-    result = train(config, resume=not args.no_resume)
+    result = train(config, resume=not args.no_resume, on_evaluation=write_training_report)
     if result.is_main_process:
         print(f"run folder: {result.run_dir}")
     return 0
@@ -30,9 +31,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.engine.checkpoint import write_json_atomic
-    from dcac.engine.run_folder import load_reid_model
-    from dcac.evaluation.cli_commands import evaluate_target, write_eval_report
+    from dcac.storage.checkpoint import write_json_atomic
+    from dcac.models.loading import load_reid_model
+    from dcac.eval_commands import evaluate_target, write_eval_report
 
     if args.out:
         check_output_file(args.out)
@@ -91,7 +92,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from dcac.data.cli_commands import add_check_command, add_dataset_arguments
-    from dcac.evaluation.cli_commands import add_calibrate_command, add_eval_arguments
+    from dcac.eval_commands import add_calibrate_command, add_eval_arguments
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
     from dcac.data.errors import CorruptImageError
-    from dcac.engine.checkpoint import CheckpointError
+    from dcac.storage.errors import CheckpointError
 
     return (ConfigError, CheckpointError, CorruptImageError, FileNotFoundError, ValueError, PermissionError,
             IsADirectoryError, NotADirectoryError, FileExistsError)

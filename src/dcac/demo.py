@@ -29,11 +29,12 @@ from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
 from dcac.data.synthetic import write_synthetic
 from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
-from dcac.engine.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
+from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 from dcac.engine.evaluator import evaluate_on_target, summarize
 from dcac.engine.features import test_loader
 from dcac.engine.trainer import seed_everything, train
 from dcac.evaluation import evaluate_features
+from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
 
@@ -89,7 +90,7 @@ def run_seed(folder: Path, seed: int, arms: list[str], teacher: Path, epochs: in
               "chance": _headline(chance_level(target, seed)), "untrained": _headline(untrained)}
     for arm in arms:
         t0 = time.perf_counter()
-        metrics = train(configs[arm], resume=False).metrics[target_name]
+        metrics = train(configs[arm], resume=False, on_evaluation=write_training_report).metrics[target_name]
         result[arm] = {**_headline(metrics), "seconds": round(time.perf_counter() - t0, 1),
                        "train_acc": training_accuracy(configs[arm], protocol.train.records, protocol.train.num_ids),
                        **last_epoch_identity_information(folder / arm)}

@@ -36,7 +36,7 @@ from torch import nn
 
 from dcac.data.synthetic import render_world, world_styles
 from dcac.data.transforms import build_diffusion_transform
-from dcac.engine.checkpoint import write_json_atomic
+from dcac.storage.checkpoint import write_json_atomic
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
 TEACHER_INFO = "teacher.json"

@@ -12,7 +12,7 @@ import dcac.engine.trainer
 from dcac.config import load_config
 from dcac.data.errors import CorruptImageError
 from dcac.data.synthetic import write_synthetic
-from dcac.engine.checkpoint import load_tensors
+from dcac.storage.checkpoint import load_tensors
 from dcac.engine.trainer import train
 
 

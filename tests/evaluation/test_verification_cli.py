@@ -13,8 +13,8 @@ from PIL import Image
 import dcac
 from dcac.cli import main
 from dcac.config import load_config
-from dcac.engine.checkpoint import save_tensors_atomic
-from dcac.engine.run_folder import write_run_metadata
+from dcac.storage.checkpoint import save_tensors_atomic
+from dcac.storage.run_folder import write_run_metadata
 from dcac.evaluation.distance import compute_distance
 from dcac.models.build import build_reid_model
 

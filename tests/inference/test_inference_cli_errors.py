@@ -11,7 +11,7 @@ import pytest
 from safetensors import safe_open
 
 from dcac.cli import main
-from dcac.engine.checkpoint import load_tensors, save_tensors_atomic
+from dcac.storage.checkpoint import load_tensors, save_tensors_atomic
 
 
 def _one_line_error(capsys, *fragments: str) -> str:

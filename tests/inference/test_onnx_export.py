@@ -48,8 +48,8 @@ def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
 def test_full_size_vit_b16_export(tmp_path):
     """The paper's model size (ViT-B/16 at 256×128, random weights): export and onnxruntime agree."""
     from dcac.config import load_config
-    from dcac.engine.checkpoint import save_tensors_atomic
-    from dcac.engine.run_folder import write_run_metadata
+    from dcac.storage.checkpoint import save_tensors_atomic
+    from dcac.storage.run_folder import write_run_metadata
     from dcac.models.build import build_reid_model
 
     config = load_config(None)

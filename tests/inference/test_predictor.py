@@ -10,7 +10,7 @@ from PIL import Image
 
 import dcac.api as api
 from dcac.data.transforms import build_test_transform
-from dcac.engine.checkpoint import CheckpointError
+from dcac.storage.checkpoint import CheckpointError
 from dcac.inference.image_inputs import ImageInputError, find_images
 
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from dcac.config import DCACConfig, load_config, preset_names
-from dcac.engine.checkpoint import CheckpointError
+from dcac.storage.errors import CheckpointError
 
 TEACHER_INIT = "teacher_init.safetensors"
 
@@ -70,8 +70,8 @@ def import_official_checkpoint(
     """
     # Imported here so that building the command-line parser stays light.
     import dcac
-    from dcac.engine.checkpoint import REID_WEIGHTS, save_tensors_atomic
-    from dcac.engine.run_folder import write_run_metadata
+    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
+    from dcac.storage.run_folder import write_run_metadata
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
         OFFICIAL_TEACHER,
@@ -141,7 +141,7 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     The Re-ID model (encoder, BNNeck, classifier) must match exactly, identity count included; the teacher's
     LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
     """
-    from dcac.engine.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
 
     run_dir = Path(run_dir)

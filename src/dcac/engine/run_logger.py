@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.checkpoint import write_text_atomic
+from dcac.storage.checkpoint import write_text_atomic
 
 
 class RunLogger:

@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
-from dcac.engine.checkpoint import (
+from dcac.storage.checkpoint import (
     REID_WEIGHTS,
     RUN_CONFIG,
     find_training_checkpoint,
@@ -47,16 +47,18 @@ from dcac.engine.checkpoint import (
     write_json_atomic,
 )
 from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
-from dcac.engine.evaluator import evaluate_on_target, format_metrics
+from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
-from dcac.engine.run_folder import write_run_metadata
+from dcac.storage.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
 from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
 from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
-from dcac.inference.ranked_list import sample_ranked_queries
-from dcac.inference.report import write_report
 from dcac.models.dcac import DCAC
+
+
+#: ``(run_dir, metrics per target, (target, TargetEvaluation) per target, config)``, called after an evaluation.
+EvaluationCallback = Callable[[Path, dict[str, dict[str, Any]], dict[str, tuple[ReIDDataset, TargetEvaluation]], DCACConfig], None]
 
 
 @dataclass
@@ -129,6 +131,7 @@ class TrainingRun:
     epoch: int = 0
     global_step: int = 0
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_evaluation: EvaluationCallback | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -139,9 +142,20 @@ class TrainingRun:
         return self.accelerator.is_main_process
 
 
-def train(config: DCACConfig, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
-    """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs."""
+def train(
+    config: DCACConfig,
+    *,
+    resume: bool = True,
+    stop_after_epoch: int | None = None,
+    on_evaluation: EvaluationCallback | None = None,
+) -> TrainResult:
+    """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs.
+
+    ``on_evaluation(run_dir, metrics, evaluations, config)`` runs on the main process after each evaluation, once
+    ``metrics.json`` is written (``dcac train`` passes ``dcac.inference.report.write_training_report``).
+    """
     run = start_run(config, resume=resume)
+    run.on_evaluation = on_evaluation
     for epoch in range(run.epoch, config.optim.epochs):
         train_one_epoch(run, epoch)
         end_of_epoch(run, stop_after_epoch)
@@ -324,7 +338,7 @@ def end_of_epoch(run: TrainingRun, stop_after_epoch: int | None) -> None:
         )
     run.accelerator.wait_for_everyone()
     if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 or last:
-        run.metrics = evaluate_targets(run.dcac, run.data.targets, cfg, run.accelerator.device, run.is_main, run.logger, done)
+        run.metrics = evaluate_targets(run, done)
 
 
 def _trainer_state(run: TrainingRun) -> dict[str, Any]:
@@ -345,25 +359,23 @@ def evaluate_if_missing(run: TrainingRun) -> None:
         evaluated = None
     # Every rank reads the same file (a shared run folder), so all of them take part or none does.
     if evaluated != run.epoch:
-        run.metrics = evaluate_targets(run.dcac, run.data.targets, run.cfg, run.accelerator.device, run.is_main, run.logger, run.epoch)
+        run.metrics = evaluate_targets(run, run.epoch)
 
 
-def evaluate_targets(model: DCAC, targets, cfg: DCACConfig, device, is_main: bool, logger: RunLogger, epoch: int):
-    """Evaluate on every target, record the numbers and rewrite the run's report (on the main process).
+def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
+    """Evaluate on every target, record the numbers in the log and ``metrics.json``, then ``run.on_evaluation``.
 
     Every rank takes part (each extracts a shard of the features); only the main process writes.
     """
-    run_dir = Path(cfg.train.output_dir)
-    metrics, ranked = {}, {}
-    for name, target in targets.items():
-        result = evaluate_on_target(model.reid, target, cfg, device=device)
-        metrics[name] = result.metrics
-        if not is_main:
-            continue
-        ranked[name] = sample_ranked_queries(result.query_feats, result.gallery_feats, target.query, target.gallery, seed=cfg.train.seed)
-        print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
-        logger.log({"event": "eval", "epoch": epoch, "target": name, **{k: v for k, v in metrics[name].items() if k != "cmc"}})
-    if is_main:
-        write_json_atomic(run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
-        write_report(run_dir, metrics, ranked_samples=ranked)
+    metrics, evaluations = {}, {}
+    for name, target in run.data.targets.items():
+        evaluations[name] = (target, evaluate_on_target(run.dcac.reid, target, run.cfg, device=run.accelerator.device))
+        metrics[name] = evaluations[name][1].metrics
+        if run.is_main:
+            print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
+            run.logger.log({"event": "eval", "epoch": epoch, "target": name, **{k: v for k, v in metrics[name].items() if k != "cmc"}})
+    if run.is_main:
+        write_json_atomic(run.run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
+        if run.on_evaluation is not None:
+            run.on_evaluation(run.run_dir, metrics, evaluations, run.cfg)
     return metrics

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from dcac.engine.checkpoint import save_tensors_atomic
+from dcac.storage.checkpoint import save_tensors_atomic
 
 INDEX_FORMAT = "dcac-gallery-index/1"
 KINDS = ("exact", "hnsw", "ivf")

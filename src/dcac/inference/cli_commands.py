@@ -44,7 +44,7 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from dcac.engine.checkpoint import CheckpointError
+    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.feature_store import FeatureSet, save_features
     from dcac.inference.image_inputs import find_images
 
@@ -114,7 +114,7 @@ def _rerank_params(args: argparse.Namespace, predictor):
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from dcac.engine.checkpoint import CheckpointError
+    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
@@ -147,7 +147,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from dcac.engine.checkpoint import CheckpointError
+    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.gradcam import explain_images
     from dcac.inference.image_inputs import expand_inputs
 
@@ -162,8 +162,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dcac.engine.checkpoint import CheckpointError
-    from dcac.engine.run_folder import resolve_run
+    from dcac.storage.checkpoint import CheckpointError
+    from dcac.storage.run_folder import resolve_run
     from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
     from dcac.inference.onnx_inputs import InputSpec

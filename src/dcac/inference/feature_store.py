@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from dcac.engine.checkpoint import save_tensors_atomic
+from dcac.storage.checkpoint import save_tensors_atomic
 
 FEATURES_FORMAT = "dcac-features/1"
 FEATURES_KEY = "features"

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.checkpoint import write_text_atomic
-from dcac.engine.run_folder import resolve_run
+from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.run_folder import resolve_run
 from dcac.inference.model_card import model_card
 from dcac.inference.predictor import ReIDPredictor
 

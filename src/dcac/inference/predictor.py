@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
-from dcac.engine.run_folder import load_reid_model, resolve_run
+from dcac.models.loading import load_reid_model
+from dcac.storage.run_folder import resolve_run
 from dcac.hub_cache import RUN_FILES, resolve_weights
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
 from dcac.inference.weights_identity import file_sha256

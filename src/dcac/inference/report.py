@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dcac.engine.checkpoint import RUN_INFO, write_text_atomic
+from dcac.storage.checkpoint import RUN_INFO, write_text_atomic
 from dcac.inference.html_parts import data_uri, html_page, ranked_rows_html
-from dcac.inference.ranked_list import RankedQuery
+from dcac.inference.ranked_list import RankedQuery, sample_ranked_queries
 from dcac.inference.training_log import TrainingLog, read_training_log
 
 REPORT_HTML = "report.html"
@@ -151,3 +151,17 @@ def write_report(
     path = run_dir / REPORT_HTML
     write_text_atomic(path, html_page(title or f"dcac report: {run_dir.name}", "\n".join(sections)))
     return path
+
+
+def write_training_report(
+    run_dir: Path, metrics: Mapping[str, Mapping[str, Any]], evaluations: Mapping[str, tuple[Any, Any]], config
+) -> Path:
+    """The trainer's ``on_evaluation``: ``report.html`` with ranked lists of a fixed sample of each target's queries.
+
+    ``evaluations`` maps each target to ``(dataset, TargetEvaluation)``; the sample is drawn with ``train.seed``.
+    """
+    ranked = {
+        name: sample_ranked_queries(ev.query_feats, ev.gallery_feats, target.query, target.gallery, seed=config.train.seed)
+        for name, (target, ev) in evaluations.items()
+    }
+    return write_report(run_dir, metrics, ranked_samples=ranked)

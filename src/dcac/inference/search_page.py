@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any, Sequence
 
-from dcac.engine.checkpoint import write_json_atomic, write_text_atomic
+from dcac.storage.checkpoint import write_json_atomic, write_text_atomic
 from dcac.evaluation.rerank_params import RerankSpec, resolve_rerank
 from dcac.inference.html_parts import html_page, ranked_rows_html
 from dcac.inference.ranked_list import RankedQuery

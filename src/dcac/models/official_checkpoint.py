@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from dcac.engine.checkpoint import CheckpointError
+from dcac.storage.checkpoint import CheckpointError
 from dcac.models.clip_weights import CLIPWeightsError, openai_vision_to_encoder_names
 from dcac.models.reid_model import ReIDModel
 

@@ -37,16 +37,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from dcac.storage.errors import CheckpointError
 from dcac.weights_only_load import WeightsFileError, load_weights_only
 
 REID_WEIGHTS = "reid_model.safetensors"
 RUN_CONFIG = "config.yaml"
 RUN_INFO = "run_info.json"
 CHECKPOINT_DIR = "checkpoint"
-
-
-class CheckpointError(RuntimeError):
-    """A run folder or checkpoint that cannot be read; the message names the file."""
 
 
 def _current_umask() -> int:

@@ -47,7 +47,7 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
     from dcac.data.options import options_for
     from dcac.data.target_check import checked_target
     from dcac.engine.evaluator import evaluate_on_target, format_metrics
-    from dcac.evaluation.classic_splits import evaluate_splits, parse_splits
+    from dcac.engine.classic_splits import evaluate_splits, parse_splits
     from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
 
     options = options_for(name, _dataset_options(config, args))
@@ -83,8 +83,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     from dcac.data import get_dataset
     from dcac.data.options import options_for
-    from dcac.engine.run_folder import load_reid_model, resolve_run
-    from dcac.evaluation.calibration import calibration_record, target_verification, write_calibration
+    from dcac.models.loading import load_reid_model
+    from dcac.storage.run_folder import resolve_run
+    from dcac.engine.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,7 +114,7 @@ def add_calibrate_command(sub) -> None:
 
 
 def write_eval_report(checkpoint: str, results: dict[str, Any]) -> None:
-    from dcac.engine.run_folder import resolve_run
+    from dcac.storage.run_folder import resolve_run
     from dcac.inference.report import write_report
 
     print(f"report: {write_report(resolve_run(checkpoint)[0], results)}")

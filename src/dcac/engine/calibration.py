@@ -15,9 +15,9 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.checkpoint import write_json_atomic
+from dcac.storage.checkpoint import write_json_atomic
 from dcac.engine.evaluator import extract_target_features
-from dcac.engine.run_folder import resolve_run
+from dcac.storage.run_folder import resolve_run
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
 

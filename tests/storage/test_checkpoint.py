@@ -12,7 +12,7 @@ import torch
 
 import dcac as dcac_src
 
-from dcac.engine.checkpoint import (
+from dcac.storage.checkpoint import (
     CheckpointError,
     find_training_checkpoint,
     load_tensors,
@@ -102,7 +102,7 @@ def test_outputs_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask):
 _HANGING_WRITER = """
 import sys, time
 from pathlib import Path
-from dcac.engine.checkpoint import _atomic_write
+from dcac.storage.checkpoint import _atomic_write
 
 def write(tmp):
     with open(tmp, "wb") as fh:
