@@ -77,3 +77,15 @@ def test_official_compat_resume_restores_the_loss_scale(synth_root, tmp_path):
     assert run.epoch == 1
     assert run.scaler.state_dict() == saved
     run.logger.close()
+
+
+def test_checkpoint_keeps_the_frozen_compat_biases():
+    """train.compat=official's q/k/v biases are frozen and in no pre-trained file: a checkpoint must hold them."""
+    from dcac.engine.trainer import trainable_state
+    from dcac.models.build import build_dcac
+
+    official = trainable_state(build_dcac(load_config("demo", ["train.compat=official"]), num_ids=4))
+    biases = [k for k in official if k.endswith("base_layer.bias") and ".attn" in k]
+    assert biases and all(k.rsplit(".", 3)[-3] in ("to_q", "to_k", "to_v") for k in biases)
+    clean = trainable_state(build_dcac(load_config("demo"), num_ids=4))
+    assert not any(k.endswith("base_layer.bias") and ".attn" in k for k in clean)

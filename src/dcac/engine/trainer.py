@@ -86,7 +86,13 @@ def trainable_state(model: DCAC) -> dict[str, torch.Tensor]:
     the size of the Re-ID model plus LoRA instead of gigabytes.
     """
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.") or k in trainable}
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.") or k in trainable or _is_compat_bias(k)}
+
+
+def _is_compat_bias(name: str) -> bool:
+    """The frozen q/k/v biases of ``train.compat=official``: in no pre-trained file, so the checkpoint keeps them
+    (an imported release's biases must survive a resume; a seed-drawn set is simply saved as drawn)."""
+    return name.endswith((".to_q.base_layer.bias", ".to_k.base_layer.bias", ".to_v.base_layer.bias"))
 
 
 def check_resumable(run_dir: Path, config: DCACConfig) -> None:
