@@ -28,7 +28,8 @@ from dcac.demo_teacher import (
     pretrained_teacher,
 )
 from dcac.engine.evaluator import evaluate_on_target
-from dcac.engine.trainer import seed_everything, train
+from dcac.engine.resume import seed_everything
+from dcac.engine.trainer import train
 from dcac.inference.report import write_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model

@@ -32,7 +32,8 @@ from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
 from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 from dcac.engine.evaluator import evaluate_on_target, summarize
 from dcac.engine.features import test_loader
-from dcac.engine.trainer import seed_everything, train
+from dcac.engine.resume import seed_everything
+from dcac.engine.trainer import train
 from dcac.evaluation import evaluate_features
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log

@@ -54,7 +54,7 @@ from dcac.engine.features import test_loader as image_loader
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
 from dcac.engine.train_step import batch_latents, train_step
-from dcac.engine.trainer import seed_everything, trainable_state
+from dcac.engine.resume import seed_everything, trainable_state
 from dcac.models.build import build_dcac
 
 WORLD_SIZE = 2

@@ -81,7 +81,7 @@ def test_official_compat_resume_restores_the_loss_scale(synth_root, tmp_path):
 
 def test_checkpoint_keeps_the_frozen_compat_biases():
     """train.compat=official's q/k/v biases are frozen and in no pre-trained file: a checkpoint must hold them."""
-    from dcac.engine.trainer import trainable_state
+    from dcac.engine.resume import trainable_state
     from dcac.models.build import build_dcac
 
     official = trainable_state(build_dcac(load_config("demo", ["train.compat=official"]), num_ids=4))

@@ -9,26 +9,24 @@
         save the model and the checkpoint when due, then evaluate when due
 
 Seeding every RNG from (seed, epoch) at the start of each epoch, and checkpointing at epoch ends, makes a
-resumed run follow exactly the trajectory of an uninterrupted one.
+resumed run follow exactly the trajectory of an uninterrupted one (``dcac.engine.resume``).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dcac
-from dcac.config import DCACConfig, load_run_config
+from dcac.config import DCACConfig
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.image_io import verify_images
 from dcac.data.protocols import build_protocol
@@ -38,10 +36,6 @@ from dcac.data.target_check import checked_target
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
 from dcac.storage.checkpoint import (
     REID_WEIGHTS,
-    RUN_CONFIG,
-    find_training_checkpoint,
-    load_training_checkpoint,
-    restore_deliverable,
     save_tensors_atomic,
     save_training_checkpoint,
     write_json_atomic,
@@ -50,6 +44,7 @@ from dcac.engine.distributed import extract_features_sharded, gather_shards, sha
 from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
+from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
 from dcac.storage.run_folder import write_run_metadata
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
 from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
@@ -67,45 +62,6 @@ class TrainResult:
     epochs_done: int
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     is_main_process: bool = True
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
-
-
-def trainable_state(model: DCAC) -> dict[str, torch.Tensor]:
-    """What a checkpoint must hold: all of the Re-ID side, and of the teacher only what training changes.
-
-    The frozen VAE and the frozen base UNet are rebuilt from their weights on resume, so a checkpoint stays
-    the size of the Re-ID model plus LoRA instead of gigabytes.
-    """
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.") or k in trainable or _is_compat_bias(k)}
-
-
-def _is_compat_bias(name: str) -> bool:
-    """The frozen q/k/v biases of ``train.compat=official``: in no pre-trained file, so the checkpoint keeps them
-    (an imported release's biases must survive a resume; a seed-drawn set is simply saved as drawn)."""
-    return name.endswith((".to_q.base_layer.bias", ".to_k.base_layer.bias", ".to_v.base_layer.bias"))
-
-
-def check_resumable(run_dir: Path, config: DCACConfig) -> None:
-    """Refuse to resume a run folder that was trained with different settings (only ``train.*`` may change)."""
-    saved = load_run_config(run_dir / RUN_CONFIG).to_dict()
-    current = config.to_dict()
-    saved.pop("train"), current.pop("train")
-    if saved != current:
-        diff = sorted(f"{s}.{k}" for s in saved for k in saved[s] if saved[s][k] != current[s][k])
-        raise ValueError(
-            f"{run_dir} holds a run with a different config ({', '.join(diff)}); "
-            "choose another train.output_dir or pass --no-resume to start over"
-        )
 
 
 @dataclass
@@ -239,37 +195,6 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
     diffusion_transform = build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
     train_set = ReIDImageDataset(records, augment, diffusion_transform=diffusion_transform)
     return TrainingData(records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets)
-
-
-def resume_from_checkpoint(
-    cfg: DCACConfig, model: DCAC, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, is_main: bool
-) -> tuple[int, int]:
-    """Load the run folder's checkpoint, if any, into model, optimiser (and gradient scaler); returns (epochs
-    done, global step).
-
-    The deliverable ``reid_model.safetensors`` is made to match the checkpoint (rewritten if it is missing,
-    unreadable or from another epoch), so re-running a finished command repairs it.
-    """
-    run_dir = Path(cfg.train.output_dir)
-    checkpoint = find_training_checkpoint(run_dir)
-    if checkpoint is None:
-        return 0, 0
-    check_resumable(run_dir, cfg)
-    model_state, optimizer_state, trainer_state = load_training_checkpoint(checkpoint)
-    missing, unexpected = model.load_state_dict(model_state, strict=False)
-    needed = set(trainable_state(model))
-    missing = [k for k in missing if k in needed]
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    optimizer.load_state_dict(optimizer_state)
-    if scaler is not None and "grad_scaler" in trainer_state:
-        scaler.load_state_dict(trainer_state["grad_scaler"])
-    epoch, global_step = int(trainer_state["epoch"]), int(trainer_state["global_step"])
-    if is_main:
-        print(f"resuming {run_dir} after epoch {epoch}")
-        if restore_deliverable(run_dir / REID_WEIGHTS, model.reid.state_dict()):
-            print(f"restored {run_dir / REID_WEIGHTS} from the checkpoint of epoch {epoch}")
-    return epoch, global_step
 
 
 def build_latent_cache(cfg: DCACConfig, model: DCAC, records, accelerator: Accelerator) -> LatentCache | None:

@@ -10,7 +10,7 @@ in squared Euclidean distance, like ``dcac.rank``:
 
 All three take ``add`` at any time (incremental galleries).  ``save`` writes one safetensors file: the faiss
 index serialised to bytes (``faiss.serialize_index``: no pickle) plus names, kind, parameters and the
-weights hash of the model the features came from (``dcac.inference.weights_identity``) in its metadata.
+weights hash of the model the features came from (``dcac.inference.feature_store.file_sha256``) in its metadata.
 Needs ``pip install 'dcac[ann]'`` (faiss-cpu).
 """
 

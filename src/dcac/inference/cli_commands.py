@@ -10,8 +10,13 @@ import argparse
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, unit_interval
+from dcac.storage.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _device(name: str | None) -> str:
@@ -44,7 +49,6 @@ def _fail(command: str, err: Exception) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.feature_store import FeatureSet, save_features
     from dcac.inference.image_inputs import find_images
 
@@ -67,7 +71,7 @@ def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tu
     """The gallery's features and paths: read from an ``extract`` file (checked to match the model) or extracted."""
     from dcac.inference.feature_store import load_features
     from dcac.inference.image_inputs import expand_inputs
-    from dcac.inference.weights_identity import check_same_weights
+    from dcac.inference.feature_store import check_same_weights
 
     gallery_arg = Path(args.gallery)
     if not gallery_arg.is_file():
@@ -94,7 +98,7 @@ def _is_index(path: Path) -> bool:
 def _search_index(args: argparse.Namespace, predictor, query_feats: torch.Tensor):
     """Top-k from a ``dcac index`` file: (indices, distances, gallery paths)."""
     from dcac.inference.ann_index import GalleryIndex
-    from dcac.inference.weights_identity import check_same_weights
+    from dcac.inference.feature_store import check_same_weights
 
     if args.rerank:
         raise ValueError(f"--rerank needs the gallery's features; {args.gallery} is an index: pass the extract file instead")
@@ -114,7 +118,6 @@ def _rerank_params(args: argparse.Namespace, predictor):
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.image_inputs import expand_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
@@ -147,7 +150,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from dcac.storage.checkpoint import CheckpointError
     from dcac.inference.gradcam import explain_images
     from dcac.inference.image_inputs import expand_inputs
 
@@ -162,7 +164,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dcac.storage.checkpoint import CheckpointError
     from dcac.storage.run_folder import resolve_run
     from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx

@@ -15,6 +15,7 @@ Keeping the names inside the same file means features and names cannot drift apa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +90,37 @@ def load_features(path: str | Path) -> FeatureSet:
         checkpoint=metadata.get("checkpoint", ""),
         weights_sha256=metadata.get("weights_sha256", ""),
     )
+
+
+# Features of two checkpoints live in two feature spaces: ranking one against the other gives confident nonsense.
+# A path says little (a run can be retrained in place, copied, renamed), so extraction records the SHA-256 of the
+# weights file's bytes and a search compares it with the hash of the checkpoint it is given.
+_READ_BLOCK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_READ_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureSpaceMismatchError(ValueError):
+    """Stored features come from other weights than the model about to be compared with them."""
+
+
+def check_same_weights(features_file: str | Path, stored_checkpoint: str, stored_sha256: str, checkpoint: str, sha256: str) -> str | None:
+    """Raise when the stored hash differs from ``sha256``; a warning text when the file has no hash."""
+    if not stored_sha256:
+        return (
+            f"warning: {features_file} records no weights hash (written by an older dcac), so it cannot be checked "
+            f"that its features come from {checkpoint} (it names {stored_checkpoint or 'no checkpoint'})"
+        )
+    if stored_sha256 != sha256:
+        raise FeatureSpaceMismatchError(
+            f"{features_file} was extracted with {stored_checkpoint} (weights sha256 {stored_sha256[:12]}) but "
+            f"--checkpoint {checkpoint} has weights sha256 {sha256[:12]}: the two feature spaces cannot be compared; "
+            f"re-extract the gallery with {checkpoint}"
+        )
+    return None

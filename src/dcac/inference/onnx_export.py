@@ -4,7 +4,7 @@ By default the graph takes ``pixel_values`` (``batch × 3 × H × W``, preproces
 does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``) and returns ``features`` (``batch × D``).
 With ``InputSpec(format="raw")`` it takes uint8 crops of any size and does the resize and normalisation
 itself; ``format="imagenet"`` takes ImageNet-normalised crops as trackers feed them (``onnx_inputs``).
-``precision`` ``fp16``/``int8`` writes a converted variant (``onnx_precision``).
+``precision`` ``fp16``/``int8`` writes a converted variant (``convert_precision``).
 
 The file records its input contract, size, normalisation, interpolation, feature choice and dimension in
 the model's metadata (``dcac_*`` keys), and the export is checked against PyTorch with onnxruntime before
@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
-from dcac.inference.onnx_precision import PRECISIONS, convert_precision
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.reid_model import ReIDModel
 
@@ -183,4 +182,39 @@ def export_onnx(
     finally:
         for leftover in (fp32_tmp, final_tmp):
             leftover.unlink(missing_ok=True)
+    return out_path
+
+# Smaller and faster variants of an exported fp32 model. fp16: onnxruntime's float16 converter with the graph's
+# input and output kept in their types (callers do not change), meant for GPUs (a CPU runs most fp16 ops through
+# fp32 casts). int8: dynamic quantization (MatMul/Gemm weights int8, activations quantized per batch, no
+# calibration data), the usual choice for transformers on a CPU.
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def convert_precision(fp32_path: str | Path, out_path: str | Path, precision: str) -> Path:
+    """Write the ``precision`` variant of the fp32 model at ``fp32_path`` to ``out_path``."""
+    import onnx
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # Resize's scales/sizes inputs must stay fp32/int64; keeping the op in fp32 costs little.
+        converted = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True, op_block_list=["Resize"])
+        onnx.save(converted, str(out_path))
+    elif precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        root = logging.getLogger()
+        previous = root.level
+        # The quantizer logs a warning for every non-float tensor (a uint8 input): nothing is wrong.
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(previous)
+    elif fp32_path != out_path:
+        out_path.write_bytes(fp32_path.read_bytes())
     return out_path

@@ -1,4 +1,4 @@
-"""PNG plots for run reports: CMC curves and training curves, drawn with matplotlib's Agg canvas.
+"""PNG plots for run reports: CMC curves, training curves and the identity information in the condition, drawn with matplotlib's Agg canvas.
 
 The figures are built with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` directly, never through
 ``pyplot``: no global backend switch, no GUI, safe to call from a training loop or a thread.
@@ -68,3 +68,34 @@ def _plot_known(axes, steps: Sequence[float], values: Sequence[float | None], **
     """Plot the points where a value was logged (not every key is on every line)."""
     points = [(s, v) for s, v in zip(steps, values) if v is not None]
     axes.plot([p[0] for p in points], [p[1] for p in points], **style)
+
+
+# The per-epoch identity information in the condition (see dcac.models.identity_information): mean entropy
+# of p, mean probability of the true identity (next to the training accuracy) and, with a teacher, L_diff.
+IDENTITY_KEYS = ("p_entropy", "p_true")
+
+
+def has_identity_curves(log: TrainingLog) -> bool:
+    return any(key in row for row in log.epoch_means for key in IDENTITY_KEYS)
+
+
+def identity_curves_png(log: TrainingLog) -> bytes:
+    rows = log.epoch_means
+    epochs = [row.get("epoch") for row in rows]
+    panels = [("p_entropy", "mean entropy of p (nats)", ("p_entropy",)),
+              ("p_true / accuracy", "mean over the epoch", ("p_true", "acc"))]
+    if any("loss_diff" in row for row in rows):
+        panels.append(("diffusion loss", "mean L_diff", ("loss_diff",)))
+    figure = Figure(figsize=(4.5 * len(panels), 3.5))
+    for column, (title, ylabel, keys) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), column)
+        for key in keys:
+            points = [(e, row[key]) for e, row in zip(epochs, rows) if key in row and e is not None]
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        if len(keys) > 1:
+            axes.legend(loc="best")
+    return _png_bytes(figure)

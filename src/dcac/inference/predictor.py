@@ -21,7 +21,7 @@ from dcac.models.loading import load_reid_model
 from dcac.storage.run_folder import resolve_run
 from dcac.hub_cache import RUN_FILES, resolve_weights
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
-from dcac.inference.weights_identity import file_sha256
+from dcac.inference.feature_store import file_sha256
 from dcac.models.reid_model import ReIDModel
 
 # A progress bar for a handful of images is noise; above this many images extraction takes a while.

@@ -114,7 +114,7 @@ def write_report(
     run_dir.mkdir(parents=True, exist_ok=True)
     log = read_training_log(Path(log_path) if log_path is not None else run_dir / LOG_FILE)
     try:
-        from dcac.inference import identity_plot, plots
+        from dcac.inference import plots
     except ImportError as err:  # matplotlib is the only optional piece; tables and ranked lists still render
         plots = None
         plots_missing = f'<p class="note">plots left out: {html.escape(str(err))} (pip install matplotlib)</p>'
@@ -141,11 +141,11 @@ def write_report(
     if log.steps:
         sections.append("<h2>Training curves</h2>")
         sections.append(_png_section(run_dir, TRAINING_PNG, plots.training_curves_png(log), "training curves") if plots else plots_missing)
-    if plots and identity_plot.has_identity_curves(log):
+    if plots and plots.has_identity_curves(log):
         sections.append("<h2>Identity information in the condition (per epoch)</h2>")
         sections.append('<p class="note">mean entropy of p = softmax(z / tau) (ln N: uniform, nothing identity-specific '
                         "reaches the teacher) and mean probability of the true identity (1 / N: chance)</p>")
-        sections.append(_png_section(run_dir, IDENTITY_PNG, identity_plot.identity_curves_png(log), "identity information"))
+        sections.append(_png_section(run_dir, IDENTITY_PNG, plots.identity_curves_png(log), "identity information"))
     if log.skipped_lines:
         sections.append(f'<p class="note">{log.skipped_lines} unreadable line(s) of the log skipped</p>')
     path = run_dir / REPORT_HTML
