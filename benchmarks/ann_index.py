@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
 from common import RESULTS_DIR, environment, format_table, write_json
+
 from dcac.inference.ann_index import GalleryIndex
 from dcac.inference.ranking import rank
 
@@ -35,12 +35,16 @@ CONFIGS = (
 )
 
 
-def synthetic_features(gallery: int, queries: int, dim: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_features(
+    gallery: int, queries: int, dim: int, noise: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     centres = F.normalize(torch.randn(max(1, gallery // 8), dim, generator=generator), dim=1)
+
     def draw(n: int) -> torch.Tensor:
         ids = torch.randint(0, centres.shape[0], (n,), generator=generator)
         return F.normalize(centres[ids] + noise * torch.randn(n, dim, generator=generator) / dim**0.5, dim=1)
+
     return draw(gallery), draw(queries)
 
 
@@ -55,7 +59,9 @@ def _set_search(index: GalleryIndex, setting: dict[str, int]) -> None:
         index.index.nprobe = setting["nprobe"]
 
 
-def run_config(kind: str, params: dict[str, Any], settings, gallery, query, exact_idx, ivf_lists: int, folder: Path) -> list[dict[str, Any]]:
+def run_config(
+    kind: str, params: dict[str, Any], settings, gallery, query, exact_idx, ivf_lists: int, folder: Path
+) -> list[dict[str, Any]]:
     index = GalleryIndex(gallery.shape[1], kind, ivf_lists=ivf_lists, **params)
     names = [f"{i:06d}.jpg" for i in range(gallery.shape[0])]
     start = time.perf_counter()
@@ -71,10 +77,22 @@ def run_config(kind: str, params: dict[str, Any], settings, gallery, query, exac
         start = time.perf_counter()
         got, _ = index.search(query, topk=10)
         query_s = time.perf_counter() - start
-        label = kind + "".join(f" {k}={v}" for k, v in {**params, **setting}.items()) + (f" lists={ivf_lists}" if kind == "ivf" else "")
-        rows.append({"index": label, "recall_at_10": _recall(got, exact_idx), "build_s": build_s, "load_s": load_s,
-                     "query_ms_per_query": 1000 * query_s / query.shape[0], "queries_per_s": query.shape[0] / query_s,
-                     "file_mb": path.stat().st_size / 2**20})
+        label = (
+            kind
+            + "".join(f" {k}={v}" for k, v in {**params, **setting}.items())
+            + (f" lists={ivf_lists}" if kind == "ivf" else "")
+        )
+        rows.append(
+            {
+                "index": label,
+                "recall_at_10": _recall(got, exact_idx),
+                "build_s": build_s,
+                "load_s": load_s,
+                "query_ms_per_query": 1000 * query_s / query.shape[0],
+                "queries_per_s": query.shape[0] / query_s,
+                "file_mb": path.stat().st_size / 2**20,
+            }
+        )
     return rows
 
 
@@ -98,8 +116,14 @@ def main() -> None:
     start = time.perf_counter()
     exact_idx, _ = rank(query, gallery, topk=10)
     torch_s = time.perf_counter() - start
-    rows = [{"index": "dcac.rank (torch, exact)", "recall_at_10": 1.0, "query_ms_per_query": 1000 * torch_s / args.queries,
-             "queries_per_s": args.queries / torch_s}]
+    rows = [
+        {
+            "index": "dcac.rank (torch, exact)",
+            "recall_at_10": 1.0,
+            "query_ms_per_query": 1000 * torch_s / args.queries,
+            "queries_per_s": args.queries / torch_s,
+        }
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for kind, params, settings in CONFIGS:
             rows += run_config(kind, params, settings, gallery, query, exact_idx, ivf_lists, Path(tmp))
@@ -107,14 +131,39 @@ def main() -> None:
     result = {
         "benchmark": "ann_index",
         "size": "tiny" if args.tiny else "100k",
-        "sizes": {"gallery": size, "queries": args.queries, "dim": args.dim, "identities": size // 8, "noise": args.noise, "topk": 10},
-        "environment": {**environment(torch.device("cpu")), "faiss_version": faiss.__version__, "faiss_threads": args.threads},
+        "sizes": {
+            "gallery": size,
+            "queries": args.queries,
+            "dim": args.dim,
+            "identities": size // 8,
+            "noise": args.noise,
+            "topk": 10,
+        },
+        "environment": {
+            **environment(torch.device("cpu")),
+            "faiss_version": faiss.__version__,
+            "faiss_threads": args.threads,
+        },
         "indexes": rows,
         "command": "python benchmarks/ann_index.py " + " ".join(sys.argv[1:]),
     }
-    print(format_table(rows, [("index", "index"), ("recall_at_10", "recall@10"), ("build_s", "build s"), ("load_s", "load s"),
-                              ("query_ms_per_query", "ms / query"), ("queries_per_s", "queries/s"), ("file_mb", "file MB")]))
-    print(f"(build and load times are per index: shared by the rows of one kind; load average {result['environment'].get('load_average_1m')})")
+    print(
+        format_table(
+            rows,
+            [
+                ("index", "index"),
+                ("recall_at_10", "recall@10"),
+                ("build_s", "build s"),
+                ("load_s", "load s"),
+                ("query_ms_per_query", "ms / query"),
+                ("queries_per_s", "queries/s"),
+                ("file_mb", "file MB"),
+            ],
+        )
+    )
+    print(
+        f"(build and load times are per index: shared by the rows of one kind; load average {result['environment'].get('load_average_1m')})"
+    )
     out = args.out or RESULTS_DIR / f"ann_index_{result['size']}_noise{args.noise:g}_cpu.json"
     print(f"-> {write_json(out, result)}")
 

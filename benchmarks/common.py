@@ -21,10 +21,11 @@ import re
 import resource
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -107,12 +108,20 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
     import torch
 
     if device.type == "cuda":
-        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)), "memory_kind": "cuda_max_memory_allocated"}
+        return {
+            "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "memory_kind": "cuda_max_memory_allocated",
+        }
     # Linux reports ru_maxrss in KiB.
-    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "memory_kind": "process_peak_rss"}
+    return {
+        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "memory_kind": "process_peak_rss",
+    }
 
 
-def time_calls(fn: Callable[[], Any], *, warmup: int, repeats: int, device: torch.device, sync_each_call: bool = True) -> dict[str, float | None]:
+def time_calls(
+    fn: Callable[[], Any], *, warmup: int, repeats: int, device: torch.device, sync_each_call: bool = True
+) -> dict[str, float | None]:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
 
     With ``sync_each_call`` every call is synchronised with the device and timed alone (``median_s``);

@@ -47,7 +47,9 @@ def measure(records, workers: int, *, batch_size: int, batches: int, diffusion_v
     from dcac.data.transforms import build_diffusion_transform, build_train_transform
 
     dataset = ReIDImageDataset(
-        records, build_train_transform(256, 128), diffusion_transform=build_diffusion_transform(128) if diffusion_view else None
+        records,
+        build_train_transform(256, 128),
+        diffusion_transform=build_diffusion_transform(128) if diffusion_view else None,
     )
     sampler = PKBatchSampler([r.pid for r in records], batch_size, 4, seed=0)
     if len(sampler) < batches + 1:
@@ -64,7 +66,12 @@ def measure(records, workers: int, *, batch_size: int, batches: int, diffusion_v
     seconds = time.perf_counter() - start
     assert batch["image"].shape == (batch_size, 3, 256, 128)
     del iterator
-    return {"workers": workers, "images_per_s": batches * batch_size / seconds, "first_batch_s": first_s, "timed_batches": batches}
+    return {
+        "workers": workers,
+        "images_per_s": batches * batch_size / seconds,
+        "first_batch_s": first_s,
+        "timed_batches": batches,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="0,1,2", help="comma list of DataLoader worker counts")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per row (after the first)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--diffusion-view", action="store_true", help="also decode the 128x128 diffusion view (per-step VAE path)")
-    parser.add_argument("--target", type=float, default=None, help="images/s the loader must sustain (default: dcac on the H100)")
+    parser.add_argument(
+        "--diffusion-view", action="store_true", help="also decode the 128x128 diffusion view (per-step VAE path)"
+    )
+    parser.add_argument(
+        "--target", type=float, default=None, help="images/s the loader must sustain (default: dcac on the H100)"
+    )
     parser.add_argument("--tiny", action="store_true", help="2 timed batches of 16, workers 0 and 1")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -90,10 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # as in a DataLoader worker; the main-process row (0 workers) then uses one core too
     num_ids = max(args.batch_size // 4 * (args.batches + 2), 16)
     with tempfile.TemporaryDirectory() as tmp:
-        write_synthetic(tmp, domains=["synth_a"], num_train_ids=num_ids, num_test_ids=2, images_per_id=6, num_distractors=0)
+        write_synthetic(
+            tmp, domains=["synth_a"], num_train_ids=num_ids, num_test_ids=2, images_per_id=6, num_distractors=0
+        )
         records = get_dataset("synth_a", tmp).train
-        rows = [measure(records, w, batch_size=args.batch_size, batches=args.batches, diffusion_view=args.diffusion_view) for w in workers]
-    per_worker = max((r["images_per_s"] / r["workers"] for r in rows if r["workers"] > 0), default=rows[0]["images_per_s"])
+        rows = [
+            measure(records, w, batch_size=args.batch_size, batches=args.batches, diffusion_view=args.diffusion_view)
+            for w in workers
+        ]
+    per_worker = max(
+        (r["images_per_s"] / r["workers"] for r in rows if r["workers"] > 0), default=rows[0]["images_per_s"]
+    )
     for row in rows:
         if target:
             row["x_target"] = row["images_per_s"] / target
@@ -109,10 +127,25 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "command": "python benchmarks/data_loading.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    print(format_table(rows, [("workers", "workers"), ("images_per_s", "images/s"), ("first_batch_s", "first batch s"), ("x_target", "x target")]))
+    print(
+        format_table(
+            rows,
+            [
+                ("workers", "workers"),
+                ("images_per_s", "images/s"),
+                ("first_batch_s", "first batch s"),
+                ("x_target", "x target"),
+            ],
+        )
+    )
     if target:
-        print(f"target {target:.0f} images/s: ~{summary['workers_for_target']} workers at {per_worker:.0f} images/s per worker")
-    out = args.out or RESULTS_DIR / f"data_loading{'_tiny' if args.tiny else ''}_{platform.machine()}_{os.cpu_count()}cpu.json"
+        print(
+            f"target {target:.0f} images/s: ~{summary['workers_for_target']} workers at {per_worker:.0f} images/s per worker"
+        )
+    out = (
+        args.out
+        or RESULTS_DIR / f"data_loading{'_tiny' if args.tiny else ''}_{platform.machine()}_{os.cpu_count()}cpu.json"
+    )
     print(f"wrote {write_json(out, summary)}")
     return 0
 

@@ -69,16 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, busy, library_default in conditions:
             row = {"condition": name, "cpu_count": os.cpu_count()}
-            row.update(_run_demo(Path(tmp) / name.replace(" ", "_"), args.epochs, busy=busy,
-                                 library_default=library_default, timeout=args.timeout))
+            row.update(
+                _run_demo(
+                    Path(tmp) / name.replace(" ", "_"),
+                    args.epochs,
+                    busy=busy,
+                    library_default=library_default,
+                    timeout=args.timeout,
+                )
+            )
             rows.append(row)
             print(f"{name}: {row['seconds']} s ({row['status']})", flush=True)
-    columns = [("condition", "condition"), ("seconds", "wall s"), ("status", "status"),
-               ("load_average_1m_before", "load before"), ("load_average_1m_after", "load after")]
+    columns = [
+        ("condition", "condition"),
+        ("seconds", "wall s"),
+        ("status", "status"),
+        ("load_average_1m_before", "load before"),
+        ("load_average_1m_after", "load after"),
+    ]
     print(format_table(rows, columns))
-    write_json(args.out, {"benchmark": "demo_contention", "epochs": args.epochs,
-                          "command": " ".join(["python benchmarks/demo_contention.py", *(sys.argv[1:] if argv is None else argv)]),
-                          "rows": rows})
+    write_json(
+        args.out,
+        {
+            "benchmark": "demo_contention",
+            "epochs": args.epochs,
+            "command": " ".join(["python benchmarks/demo_contention.py", *(sys.argv[1:] if argv is None else argv)]),
+            "rows": rows,
+        },
+    )
     print(f"-> {args.out}")
     return 0
 

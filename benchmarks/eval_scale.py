@@ -120,9 +120,13 @@ def peak_mib() -> float:
 def summary(metrics) -> dict:
     cmc = np.asarray(metrics["cmc"])
     return {
-        "rank1": float(cmc[0]), "rank5": float(cmc[4]), "rank10": float(cmc[9]),
-        "mAP": float(metrics["mAP"]), "mINP": float(metrics["mINP"]),
-        "num_valid_queries": int(metrics["num_valid_queries"]), "cmc": cmc.tolist(),
+        "rank1": float(cmc[0]),
+        "rank5": float(cmc[4]),
+        "rank10": float(cmc[9]),
+        "mAP": float(metrics["mAP"]),
+        "mINP": float(metrics["mINP"]),
+        "num_valid_queries": int(metrics["num_valid_queries"]),
+        "cmc": cmc.tolist(),
     }
 
 
@@ -148,8 +152,10 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
         metrics = evaluate_rank(distmat, qp, gp, qc, gc, max_rank=MAX_RANK)
         result["seconds"] = time.perf_counter() - start
         result["metrics"] = summary(metrics)
-        result["subset_metrics"] = result["metrics"] if subset == q.shape[0] else summary(
-            evaluate_rank(distmat[:subset], qp[:subset], gp, qc[:subset], gc, max_rank=MAX_RANK)
+        result["subset_metrics"] = (
+            result["metrics"]
+            if subset == q.shape[0]
+            else summary(evaluate_rank(distmat[:subset], qp[:subset], gp, qc[:subset], gc, max_rank=MAX_RANK))
         )
     elif variant == "dcac_features":
         result["input_mib"] = rss_mib()
@@ -157,8 +163,10 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
         metrics = evaluate_features(q, g, qp, gp, qc, gc, max_rank=MAX_RANK)
         result["seconds"] = time.perf_counter() - start
         result["metrics"] = summary(metrics)
-        result["subset_metrics"] = result["metrics"] if subset == q.shape[0] else summary(
-            evaluate_features(q[:subset], g, qp[:subset], gp, qc[:subset], gc, max_rank=MAX_RANK)
+        result["subset_metrics"] = (
+            result["metrics"]
+            if subset == q.shape[0]
+            else summary(evaluate_features(q[:subset], g, qp[:subset], gp, qc[:subset], gc, max_rank=MAX_RANK))
         )
     elif variant == "matmul":
         result["input_mib"] = rss_mib()
@@ -216,8 +224,10 @@ def run_size(size: str, args) -> dict:
         variants += ["rerank_default", "rerank_dcac"]
     if args.variants:
         variants = [v for v in variants if v in args.variants.split(",")]
-    runs = {v: spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
-            for v in variants}
+    runs = {
+        v: spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
+        for v in variants
+    }
     out = {"size": size, **spec, "dim": DIM, "variants": runs}
     ok = {v: "error" not in r for v, r in runs.items()}
     ref = runs.get("reference", {"error": "not run"})
@@ -252,7 +262,9 @@ def print_table(results: list[dict]) -> None:
             if "metrics" in run:
                 m = run["metrics"]
                 note = (note + f" R1 {m['rank1']:.4f} mAP {m['mAP']:.4f} mINP {m['mINP']:.4f}").strip()
-            print(f"{res['size']:7s} {name:15s} {seconds:10.2f} {run['peak_mib']:10.0f} {run['input_mib']:10.0f}  {note}")
+            print(
+                f"{res['size']:7s} {name:15s} {seconds:10.2f} {run['peak_mib']:10.0f} {run['input_mib']:10.0f}  {note}"
+            )
         if "metrics_agree" not in res and "features_over_matmul" not in res:
             continue
         print(
@@ -293,8 +305,13 @@ def main() -> None:
     payload = {
         "benchmark": "eval_scale",
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "platform": platform.platform(),
-                    "torch": torch.__version__, "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "memory_method": MEMORY_METHOD,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "results": results,

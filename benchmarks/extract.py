@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
-
 from common import (
     RESULTS_DIR,
     environment,
@@ -34,11 +33,12 @@ from common import (
     write_json,
 )
 from flops import extraction_flops, utilisation
+from torch.utils.data import DataLoader, Dataset
+
 from dcac.config import load_config
 from dcac.engine.features import extract_features
 from dcac.engine.train_step import AUTOCAST_DTYPES
 from dcac.models.build import build_reid_model
-
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,9 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
     with torch.device(device):
         model = build_reid_model(cfg, grid.num_ids)
     model.to(device)
-    images = (torch.randn(grid.images, 3, cfg.data.height, cfg.data.width, generator=torch.Generator().manual_seed(1)) * 0.5).to(device)
+    images = (
+        torch.randn(grid.images, 3, cfg.data.height, cfg.data.width, generator=torch.Generator().manual_seed(1)) * 0.5
+    ).to(device)
     flops_per_image = extraction_flops(model, images[:2])
     rows = []
     first: tuple[str, torch.Tensor] | None = None  # (label, features) of the first configuration
@@ -86,7 +88,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         for batch_size in grid.batch_sizes:
             # batch_size=None: the dataset's items are already batches (no collation).
             loader = DataLoader(_Batches(images, batch_size), batch_size=None)
-            extract = lambda: extract_features(model, loader, device=device, autocast_dtype=AUTOCAST_DTYPES[precision])  # noqa: E731
+            extract = partial(extract_features, model, loader, device=device, autocast_dtype=AUTOCAST_DTYPES[precision])
             row: dict[str, Any] = {"precision": precision, "batch_size": batch_size, "images": grid.images}
             try:
                 reset_peak_memory(device)
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default=None, help="comma list of fp32,bf16,fp16")
     parser.add_argument("--images", type=int, default=None, help="images per timed pass")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/extract_<device>[_<size>].json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON file (default benchmarks/results/extract_<device>[_<size>].json)"
+    )
     args = parser.parse_args(argv)
 
     grid = GRIDS["tiny" if args.tiny else "reduced" if args.reduced else "full"]
@@ -180,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         row["peak_gib"] = gib(row.get("peak_memory_bytes"))
         if row["status"] == "ok":
             row.update(utilisation(row["images_per_s"], result["model_flops_per_image"], env["device_name"]))
-    print(f"{grid.name} extraction on {env['device_name']} (torch {env['torch_version']}), {result['sizes']['image_hw']} images")
+    print(
+        f"{grid.name} extraction on {env['device_name']} (torch {env['torch_version']}), {result['sizes']['image_hw']} images"
+    )
     has_mfu = any(row.get("mfu") is not None for row in result["configurations"])
     print(format_table(result["configurations"], [c for c in _TABLE if has_mfu or c[0] != "mfu"]))
     print(f"model FLOPs per image (forward): {result['model_flops_per_image'] / 1e9:.4g} GFLOP")

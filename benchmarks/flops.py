@@ -87,7 +87,11 @@ def train_step_flops(preset: str, overrides: list[str], num_ids: int, device, ba
     from dcac.config import load_config
     from dcac.models.build import build_dcac
 
-    no_recompute = ["encoder.gradient_checkpointing=false", "diffusion.gradient_checkpointing=false", "train.compile=false"]
+    no_recompute = [
+        "encoder.gradient_checkpointing=false",
+        "diffusion.gradient_checkpointing=false",
+        "train.compile=false",
+    ]
     cfg = load_config(preset, [*overrides, *no_recompute])
     torch.manual_seed(0)
     with torch.device(device):
@@ -97,7 +101,9 @@ def train_step_flops(preset: str, overrides: list[str], num_ids: int, device, ba
     labels = torch.arange(batch_size, device=device) % num_ids
     latents = None
     if model.teacher is not None:
-        views = (torch.rand(batch_size, 3, cfg.data.diffusion_size, cfg.data.diffusion_size, generator=g) * 2 - 1).to(device)
+        views = (torch.rand(batch_size, 3, cfg.data.diffusion_size, cfg.data.diffusion_size, generator=g) * 2 - 1).to(
+            device
+        )
         with torch.no_grad():
             latents = model.teacher.sample_latents(*model.teacher.encode_posterior(views))
     out = {}

@@ -55,8 +55,22 @@ TINY_OVERRIDES: dict[str, Any] = {
 #: CLIP constructor arguments: ViT-B/16 as released, and a 12-block ViT of width 64 for the tiny size (the
 #: clone's ViT forward indexes blocks 0-10 and 11, so it needs 12).
 CLIP_ARGS = {
-    "full": {"embed_dim": 512, "vision_width": 768, "transformer_width": 512, "vocab_size": 49408, "context_length": 77, "transformer_layers": 12},
-    "tiny": {"embed_dim": 32, "vision_width": 64, "transformer_width": 64, "vocab_size": 64, "context_length": 8, "transformer_layers": 1},
+    "full": {
+        "embed_dim": 512,
+        "vision_width": 768,
+        "transformer_width": 512,
+        "vocab_size": 49408,
+        "context_length": 77,
+        "transformer_layers": 12,
+    },
+    "tiny": {
+        "embed_dim": 32,
+        "vision_width": 64,
+        "transformer_width": 64,
+        "vocab_size": 64,
+        "context_length": 8,
+        "transformer_layers": 1,
+    },
 }
 
 
@@ -144,9 +158,19 @@ def random_clip(size: str, h_resolution: int, w_resolution: int, stride: int):
 
     args = CLIP_ARGS[size]
     source = CLIP(
-        args["embed_dim"], 224, 12, args["vision_width"], 16, 16,
-        args["context_length"], args["vocab_size"], args["transformer_width"], args["transformer_width"] // 64, args["transformer_layers"],
-        14, 14,
+        args["embed_dim"],
+        224,
+        12,
+        args["vision_width"],
+        16,
+        16,
+        args["context_length"],
+        args["vocab_size"],
+        args["transformer_width"],
+        args["transformer_width"] // 64,
+        args["transformer_layers"],
+        14,
+        14,
     )
     return build_model(source.state_dict(), h_resolution, w_resolution, stride)
 
@@ -169,7 +193,9 @@ def cuda_calls_on_cpu(enabled: bool):
 
 
 def official_commit(official_dir: Path) -> str | None:
-    proc = subprocess.run(["git", "-C", str(official_dir), "rev-parse", "HEAD"], check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(official_dir), "rev-parse", "HEAD"], check=False, capture_output=True, text=True
+    )
     return proc.stdout.strip() or None
 
 
@@ -186,14 +212,18 @@ def build_official(official_dir: Path, size: str, num_ids: int, device):
     from losses.cm import ClusterMemoryAMP
     from model.diffusion_wrapper import DCAC
 
-    encoder_module.load_clip_to_cpu = lambda name, h, w, stride: random_clip("tiny" if size == "tiny" else "full", h, w, stride)
+    encoder_module.load_clip_to_cpu = lambda name, h, w, stride: random_clip(
+        "tiny" if size == "tiny" else "full", h, w, stride
+    )
     with cuda_calls_on_cpu(device.type == "cpu"):
         encoder = encoder_module.make_single_grained_model(cfg, num_ids, 1, 1)
         model = DCAC(cfg, encoder)
     model.denoiser.device = device  # where it draws timesteps (the clone hard-codes "cuda")
     model.to(device)
     optimizer = make_optimizer_dcac(cfg, model, use_lora=cfg.SD.FINETUNE_MODE == "lora")
-    memory = ClusterMemoryAMP(temp=cfg.PCL.MEMORY_TEMP, momentum=cfg.PCL.MEMORY_MOMENTUM, use_hard=cfg.PCL.HARD_MEMORY_UPDATE).to(device)
+    memory = ClusterMemoryAMP(
+        temp=cfg.PCL.MEMORY_TEMP, momentum=cfg.PCL.MEMORY_MOMENTUM, use_hard=cfg.PCL.HARD_MEMORY_UPDATE
+    ).to(device)
     memory.features = F.normalize(torch.randn(num_ids, encoder.image_encoder.output_dim, device=device), dim=1)
     return cfg, model, optimizer, memory, CrossEntropyLabelSmooth(num_ids)
 
@@ -206,7 +236,15 @@ def official_step(cfg, model, optimizer, memory, xent, scaler, batch, device) ->
     img, img_vae, target = batch
     optimizer.zero_grad()
     with amp.autocast(device.type == "cuda"):
-        fc_logit, proj_feat_bn, noise_loss = model(img, img_vae, prob_type=cfg.SD.UNET.PROB_TYPE, memory=memory, camid=None, labels=target, epoch=cfg.SD.DDPM.NOISE_ESTIMATE_BEGIN_EP)
+        fc_logit, proj_feat_bn, noise_loss = model(
+            img,
+            img_vae,
+            prob_type=cfg.SD.UNET.PROB_TYPE,
+            memory=memory,
+            camid=None,
+            labels=target,
+            epoch=cfg.SD.DDPM.NOISE_ESTIMATE_BEGIN_EP,
+        )
         losses = {
             "ldm": noise_loss * cfg.MODEL.DDPM_LOSS_WEIGHT,
             "ce": xent(fc_logit, target) * cfg.MODEL.ID_LOSS_WEIGHT,
@@ -225,17 +263,27 @@ def official_step(cfg, model, optimizer, memory, xent, scaler, batch, device) ->
     return values
 
 
-def run_official(official_dir: Path, size: str, batch_size: int, num_ids: int, warmup: int, steps: int, device_arg: str | None, seed: int = 0) -> dict[str, Any]:
+def run_official(
+    official_dir: Path,
+    size: str,
+    batch_size: int,
+    num_ids: int,
+    warmup: int,
+    steps: int,
+    device_arg: str | None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Build the clone's model and time its training step; the row train_step.py prints as ``official``."""
     import math
 
     import torch
-
     from common import environment, peak_memory, pick_device, reset_peak_memory, time_calls
 
     device = pick_device(device_arg)
     if device.type == "cuda" and device.index not in (None, torch.cuda.current_device()):
-        raise SystemExit("--official runs on the default CUDA device (the clone calls .cuda()); select it with CUDA_VISIBLE_DEVICES")
+        raise SystemExit(
+            "--official runs on the default CUDA device (the clone calls .cuda()); select it with CUDA_VISIBLE_DEVICES"
+        )
     torch.manual_seed(seed)
     cfg, model, optimizer, memory, xent = build_official(official_dir, size, num_ids, device)
     model.train()

@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import RESULTS_DIR, environment, format_table, write_json
 from PIL import Image
 
-from common import RESULTS_DIR, environment, format_table, write_json
 from dcac.config import load_config
-from dcac.storage.checkpoint import save_tensors_atomic
-from dcac.storage.run_folder import write_run_metadata
 from dcac.inference.onnx_export import build_export_module, export_onnx
 from dcac.inference.onnx_inputs import InputSpec
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.build import build_reid_model
+from dcac.storage.checkpoint import save_tensors_atomic
+from dcac.storage.run_folder import write_run_metadata
 
 VARIANTS = (("pixel_values", "fp32"), ("raw", "fp32"), ("raw", "fp16"), ("raw", "int8"))
 
@@ -142,11 +142,24 @@ def main() -> None:
         "command": "python benchmarks/onnx_variants.py " + " ".join(sys.argv[1:]),
     }
     shown = [{k: (f"{v:.6f}" if k.startswith("cos") else v) for k, v in row.items()} for row in rows]
-    print(format_table(shown, [("variant", "variant"), ("cos_vs_pipeline_min", "min cos vs PyTorch pipeline"),
-                              ("cos_vs_pipeline_mean", "mean cos"), ("cos_vs_graph_min", "min cos vs exported module"),
-                              ("images_per_s", "images/s"), ("file_mb", "MB"), ("export_s", "export s")]))
-    print(f"PyTorch pipeline (PIL resize + model, {torch.get_num_threads()} threads): {torch_rate:.1f} images/s; "
-          f"graph vs PIL resize: max {pixel_diff:.2f} / 255")
+    print(
+        format_table(
+            shown,
+            [
+                ("variant", "variant"),
+                ("cos_vs_pipeline_min", "min cos vs PyTorch pipeline"),
+                ("cos_vs_pipeline_mean", "mean cos"),
+                ("cos_vs_graph_min", "min cos vs exported module"),
+                ("images_per_s", "images/s"),
+                ("file_mb", "MB"),
+                ("export_s", "export s"),
+            ],
+        )
+    )
+    print(
+        f"PyTorch pipeline (PIL resize + model, {torch.get_num_threads()} threads): {torch_rate:.1f} images/s; "
+        f"graph vs PIL resize: max {pixel_diff:.2f} / 255"
+    )
     out = args.out or RESULTS_DIR / f"onnx_variants_{result['size']}_cpu.json"
     print(f"-> {write_json(out, result)}")
 

@@ -39,12 +39,14 @@ def measure(preset: str, latent_size: int, seed: int) -> list[dict]:
     rows = []
     for t, a, b in zip(timesteps, clean, biased):
         diff = (a - b).abs()
-        rows.append({
-            "timestep": t,
-            "biases": count,
-            "max_diff_over_range": float(diff.max() / (a.max() - a.min())),
-            "mean_diff_over_mean_abs": float(diff.mean() / a.abs().mean()),
-        })
+        rows.append(
+            {
+                "timestep": t,
+                "biases": count,
+                "max_diff_over_range": float(diff.max() / (a.max() - a.min())),
+                "mean_diff_over_mean_abs": float(diff.mean() / a.abs().mean()),
+            }
+        )
     return rows
 
 
@@ -58,13 +60,23 @@ def main(argv: list[str] | None = None) -> int:
 
     preset, latent_size = ("tiny", 8) if args.tiny else ("sd15", 16)
     rows = measure(preset, latent_size, args.seed)
-    columns = [("timestep", "timestep"), ("biases", "biases"), ("max_diff_over_range", "max abs change / output range"),
-               ("mean_diff_over_mean_abs", "mean abs change / mean abs output")]
+    columns = [
+        ("timestep", "timestep"),
+        ("biases", "biases"),
+        ("max_diff_over_range", "max abs change / output range"),
+        ("mean_diff_over_mean_abs", "mean abs change / mean abs output"),
+    ]
     print(f"UNet {preset}, random weights, {latent_size}x{latent_size} latent, one context token")
     print(format_table(rows, columns))
     out = args.out or RESULTS_DIR / f"qkv_bias_size{'_tiny' if args.tiny else ''}.json"
-    payload = {"benchmark": "qkv_bias_size", "unet": preset, "latent_size": latent_size, "seed": args.seed,
-               "rows": rows, "environment": environment(torch.device("cpu"))}
+    payload = {
+        "benchmark": "qkv_bias_size",
+        "unet": preset,
+        "latent_size": latent_size,
+        "seed": args.seed,
+        "rows": rows,
+        "environment": environment(torch.device("cpu")),
+    }
     print(f"wrote {write_json(out, payload)}")
     return 0
 

@@ -44,6 +44,7 @@ from typing import Any
 from common import RESULTS_DIR, format_table, gib, result_slug, write_json
 from flops import utilisation
 
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -61,12 +62,28 @@ class Variant:
 
 
 REFERENCE = Variant(
-    "reference", "fp16", cache_latents=False, checkpointing=True, attention="plain", single_token=False, fused_adam=False,
-    frozen_in_autocast_dtype=False, encoder_checkpointing=False, compile="false",
+    "reference",
+    "fp16",
+    cache_latents=False,
+    checkpointing=True,
+    attention="plain",
+    single_token=False,
+    fused_adam=False,
+    frozen_in_autocast_dtype=False,
+    encoder_checkpointing=False,
+    compile="false",
 )
 DCAC_DEFAULT = Variant(
-    "dcac", "bf16", cache_latents=True, checkpointing=False, attention="sdpa", single_token=True, fused_adam=True,
-    frozen_in_autocast_dtype=True, encoder_checkpointing=True, compile="auto",
+    "dcac",
+    "bf16",
+    cache_latents=True,
+    checkpointing=False,
+    attention="sdpa",
+    single_token=True,
+    fused_adam=True,
+    frozen_in_autocast_dtype=True,
+    encoder_checkpointing=True,
+    compile="auto",
 )
 
 
@@ -140,12 +157,14 @@ SIZES = {
 # worker: one variant, in this process
 
 
-def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp16: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_variant(
+    variant: Variant, size: Size, device_arg: str | None, *, cpu_fp16: bool = False, seed: int = 0
+) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
+    from common import environment, peak_memory, pick_device, reset_peak_memory, synchronize, time_calls
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from common import environment, peak_memory, pick_device, reset_peak_memory, synchronize, time_calls
     from dcac.config import load_config
     from dcac.engine.latent_cache import LatentCache
     from dcac.engine.train_step import batch_latents, compile_enabled, step_values, train_step
@@ -187,7 +206,9 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     torch.manual_seed(seed)
     # The trainer's own setup. Initialising on the device is much faster for the 1B parameters than on the CPU.
     with torch.device(device):
-        model, optimizer = build_model_and_optimizer(cfg, size.num_ids, device, fused_adam=variant.fused_adam, customize=set_attention)
+        model, optimizer = build_model_and_optimizer(
+            cfg, size.num_ids, device, fused_adam=variant.fused_adam, customize=set_attention
+        )
     teacher = model.teacher
     compiled = compile_enabled(cfg.train, device)
     fused = variant.fused_adam and device.type == "cuda"
@@ -195,7 +216,9 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
     model, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer)
     with torch.no_grad():
         dim = dcac_model.memory.features.shape[1]
-        dcac_model.memory.rebuild(F.normalize(torch.randn(size.num_ids, dim, device=device), dim=1), torch.arange(size.num_ids, device=device))
+        dcac_model.memory.rebuild(
+            F.normalize(torch.randn(size.num_ids, dim, device=device), dim=1), torch.arange(size.num_ids, device=device)
+        )
 
     # Two distinct P x K batches, alternated, so no step sees exactly the previous step's input.
     batch, k = size.batch_size, cfg.data.num_instances
@@ -237,7 +260,11 @@ def run_variant(variant: Variant, size: Size, device_arg: str | None, *, cpu_fp1
         with accelerator.autocast():
             out = model(probe["image"], probe["pid"], latents)
         (out.loss * scale).backward()
-        grad_norms = {n: float(p.grad.float().norm()) / scale if p.grad is not None else 0.0 for n, p in dcac_model.named_parameters() if p.requires_grad}
+        grad_norms = {
+            n: float(p.grad.float().norm()) / scale if p.grad is not None else 0.0
+            for n, p in dcac_model.named_parameters()
+            if p.requires_grad
+        }
         if scale <= 1.0 or all(math.isfinite(v) for v in grad_norms.values()):
             break
         scale /= 2
@@ -341,19 +368,46 @@ _TABLE = [
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--tiny", action="store_true", help="tiny models (seconds; smoke test)")
     scale.add_argument("--reduced", action="store_true", help="full-size models, batch 8 (CPU)")
-    parser.add_argument("--variants", default=None, help=f"comma list of {sorted(VARIANTS)} or a set {sorted(VARIANT_SETS)}; default: the set named after the device ('cuda' or 'cpu')")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma list of {sorted(VARIANTS)} or a set {sorted(VARIANT_SETS)}; default: the set named after the device ('cuda' or 'cpu')",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="override the size's batch")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (compiled variants get at least 3)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed warm-up steps (compiled variants get at least 3)"
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
-    parser.add_argument("--official", type=Path, default=None, help="a clone of the official DCAC repository: time its training step as the first row (needs loralib, einops)")
-    parser.add_argument("--cpu-fp16", action="store_true", help="keep fp16 autocast on the CPU (default: fp32 there, as CPU fp16 is emulated)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/train_step_<device>[_<size>].json)")
-    parser.add_argument("--variant-timeout", type=float, default=None, help="seconds per variant process (default 600; 3600 for --reduced)")
+    parser.add_argument(
+        "--official",
+        type=Path,
+        default=None,
+        help="a clone of the official DCAC repository: time its training step as the first row (needs loralib, einops)",
+    )
+    parser.add_argument(
+        "--cpu-fp16",
+        action="store_true",
+        help="keep fp16 autocast on the CPU (default: fp32 there, as CPU fp16 is emulated)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file (default benchmarks/results/train_step_<device>[_<size>].json)",
+    )
+    parser.add_argument(
+        "--variant-timeout",
+        type=float,
+        default=None,
+        help="seconds per variant process (default 600; 3600 for --reduced)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -361,9 +415,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _size(args: argparse.Namespace) -> Size:
     size = SIZES["tiny" if args.tiny else "reduced" if args.reduced else "full"]
-    changes = {k: v for k, v in {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup}.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup}.items()
+        if v is not None
+    }
     if changes.get("batch_size", 4) % 4:
-        raise SystemExit(f"--batch-size must be a multiple of 4 (P identities x K=4 images), got {changes['batch_size']}")
+        raise SystemExit(
+            f"--batch-size must be a multiple of 4 (P identities x K=4 images), got {changes['batch_size']}"
+        )
     return replace(size, **changes)
 
 
@@ -374,7 +434,9 @@ def _variant_names(spec: str) -> list[str]:
         expanded = VARIANT_SETS.get(part, [part])
         for name in expanded:
             if name not in VARIANTS:
-                raise SystemExit(f"unknown variant {name!r}; variants: {', '.join(VARIANTS)}; sets: {', '.join(VARIANT_SETS)}")
+                raise SystemExit(
+                    f"unknown variant {name!r}; variants: {', '.join(VARIANTS)}; sets: {', '.join(VARIANT_SETS)}"
+                )
             if name not in names:
                 names.append(name)
     return names
@@ -382,7 +444,12 @@ def _variant_names(spec: str) -> list[str]:
 
 def _worker_command(args: argparse.Namespace, name: str, out: Path) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--worker-out", str(out)]
-    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--warmup", args.warmup), ("--device", args.device)):
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--steps", args.steps),
+        ("--warmup", args.warmup),
+        ("--device", args.device),
+    ):
         if value is not None:
             command += [flag, str(value)]
     if args.cpu_fp16:
@@ -417,12 +484,17 @@ def _identity(name: str) -> dict[str, Any]:
 def _model_flops(size: Size, device_arg: str | None) -> dict[str, Any]:
     """The model FLOPs of the benchmarked step (see flops.py), counted at one P x K batch of one identity."""
     from common import environment, pick_device
-    from dcac.config import load_config
     from flops import train_step_flops
+
+    from dcac.config import load_config
 
     device = pick_device(device_arg)
     k = load_config(size.preset, list(size.overrides)).data.num_instances
-    return {"status": "ok", **train_step_flops(size.preset, list(size.overrides), size.num_ids, device, batch_size=k), "environment": environment(device)}
+    return {
+        "status": "ok",
+        **train_step_flops(size.preset, list(size.overrides), size.num_ids, device, batch_size=k),
+        "environment": environment(device),
+    }
 
 
 def _grad_difference(result: dict[str, Any], baseline: dict[str, Any]) -> float:
@@ -459,7 +531,11 @@ def _row(result: dict[str, Any], reference: dict[str, Any] | None, baseline: dic
 
 
 def _summary(
-    args: argparse.Namespace, size: Size, results: list[dict[str, Any]], flops: dict[str, Any] | None = None, official: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    size: Size,
+    results: list[dict[str, Any]],
+    flops: dict[str, Any] | None = None,
+    official: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     first_ok = next((r for r in results if r.get("status") == "ok"), {})
     env = first_ok.get("environment")
@@ -475,8 +551,12 @@ def _summary(
         "size": size.name,
         "sizes": {**sizes, "warmup_steps": size.warmup, "timed_steps": size.steps},
         "environment": env,
-        "speedup_dcac_vs_reference": dcac["images_per_s"] / reference["images_per_s"] if ok(reference) and ok(dcac) else None,
-        "memory_dcac_vs_reference": dcac["peak_memory_bytes"] / reference["peak_memory_bytes"] if ok(reference) and ok(dcac) else None,
+        "speedup_dcac_vs_reference": dcac["images_per_s"] / reference["images_per_s"]
+        if ok(reference) and ok(dcac)
+        else None,
+        "memory_dcac_vs_reference": dcac["peak_memory_bytes"] / reference["peak_memory_bytes"]
+        if ok(reference) and ok(dcac)
+        else None,
         "variants": rows,
         "model_flops": flops,
         "notes": [
@@ -535,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.worker == OFFICIAL_WORKER:
                 from official_step import run_official
 
-                result = run_official(args.official, size.name, size.batch_size, size.num_ids, size.warmup, size.steps, args.device)
+                result = run_official(
+                    args.official, size.name, size.batch_size, size.num_ids, size.warmup, size.steps, args.device
+                )
             else:
                 result = run_variant(VARIANTS[args.worker], size, args.device, cpu_fp16=args.cpu_fp16)
         except Exception:  # noqa: BLE001 - the parent records the failure in the variant's row
@@ -551,30 +633,62 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     print(f"[train_step benchmark] {size.name}: counting the model FLOPs of a step ...", flush=True)
     flops = _run_worker(args, size, FLOPS_WORKER)
-    print(f"  {flops['status']}" + (f": {flops['flops_per_image'] / 1e9:.4g} GFLOP per image" if flops["status"] == "ok" else f"\n{flops.get('error', '')}"), flush=True)
+    print(
+        f"  {flops['status']}"
+        + (
+            f": {flops['flops_per_image'] / 1e9:.4g} GFLOP per image"
+            if flops["status"] == "ok"
+            else f"\n{flops.get('error', '')}"
+        ),
+        flush=True,
+    )
     official = None
     if args.official:
         print(f"[train_step benchmark] {size.name}: the official code in {args.official} ...", flush=True)
         official = _run_worker(args, size, OFFICIAL_WORKER)
-        print(f"  {official['status']}" + (f": {official['images_per_s']:.3g} images/s" if official["status"] == "ok" else f"\n{official.get('error', '')}"), flush=True)
+        print(
+            f"  {official['status']}"
+            + (
+                f": {official['images_per_s']:.3g} images/s"
+                if official["status"] == "ok"
+                else f"\n{official.get('error', '')}"
+            ),
+            flush=True,
+        )
     while len(results) < len(names):
         name = names[len(results)]
         print(f"[train_step benchmark] {size.name}: {name} ...", flush=True)
         results.append(_run_worker(args, size, name))
         status = results[-1]["status"]
-        print(f"  {status}" + (f": {results[-1]['images_per_s']:.3g} images/s" if status == "ok" else f"\n{results[-1].get('error', '')}"), flush=True)
+        print(
+            f"  {status}"
+            + (
+                f": {results[-1]['images_per_s']:.3g} images/s"
+                if status == "ok"
+                else f"\n{results[-1].get('error', '')}"
+            ),
+            flush=True,
+        )
         if args.variants is None and status == "ok" and results[-1]["environment"]["device"] == "cuda":
             names = _variant_names("cuda")
         # Rewritten after every variant, so an interrupted run keeps the rows it finished.
         summary = _summary(args, size, results, flops, official)
-        out = args.out or RESULTS_DIR / f"train_step_{result_slug(summary['environment'])}{'' if size.name == 'full' else '_' + size.name}.json"
+        out = (
+            args.out
+            or RESULTS_DIR
+            / f"train_step_{result_slug(summary['environment'])}{'' if size.name == 'full' else '_' + size.name}.json"
+        )
         write_json(out, {**summary, "complete": len(results) == len(names)})
     env = summary["environment"] or {}
-    print(f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}")
+    print(
+        f"\n{size.name} size on {env.get('device_name', '?')} (torch {env.get('torch_version', '?')}), batch {size.batch_size}"
+    )
     has_mfu = any(row.get("mfu") is not None for row in summary["variants"])
     print(format_table(summary["variants"], [c for c in _TABLE if has_mfu or c[0] != "mfu"]))
     if summary["speedup_dcac_vs_reference"] is not None:
-        print(f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory")
+        print(
+            f"dcac vs reference: x{summary['speedup_dcac_vs_reference']:.2f} images/s, x{summary['memory_dcac_vs_reference']:.2f} peak memory"
+        )
     print(f"wrote {out}")
     return 0 if all(r["status"] == "ok" for r in [*results, flops, *([official] if official else [])]) else 1
 

@@ -30,8 +30,14 @@ def test_presets_listed(capsys):
 def test_train_then_eval(synth_root, tmp_path, capsys):
     run = tmp_path / "run"
     args = [
-        "train", "--config", "demo", f"data.root={synth_root}", f"train.output_dir={run}",
-        "optim.epochs=1", "train.max_steps_per_epoch=2", "train.progress=false",
+        "train",
+        "--config",
+        "demo",
+        f"data.root={synth_root}",
+        f"train.output_dir={run}",
+        "optim.epochs=1",
+        "train.max_steps_per_epoch=2",
+        "train.progress=false",
     ]
     assert main(args) == 0
     assert (run / "reid_model.safetensors").is_file()
@@ -55,5 +61,8 @@ def test_user_errors_exit_2_and_name_the_problem(tmp_path, capsys):
     assert "unknown preset" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "missing"), "--target", "synth_c"]) == 2
     assert "missing" in capsys.readouterr().err
-    assert main(["train", "--config", "demo", f"data.root={tmp_path / 'nodata'}", f"train.output_dir={tmp_path / 'r'}"]) == 2
+    assert (
+        main(["train", "--config", "demo", f"data.root={tmp_path / 'nodata'}", f"train.output_dir={tmp_path / 'r'}"])
+        == 2
+    )
     assert "nodata" in capsys.readouterr().err

@@ -5,10 +5,10 @@ import torch
 
 from dcac.cli import main
 from dcac.config import ConfigError, load_run_config
-from dcac.storage.checkpoint import CheckpointError, load_training_checkpoint, save_training_checkpoint
 from dcac.models.clip_weights import CLIPWeightsError, load_clip_vision_weights
 from dcac.models.reid_encoder import CLIPReIDEncoder, ReIDEncoderConfig
 from dcac.models.sd_weights import StableDiffusionWeightsError, read_checkpoint_state_dict
+from dcac.storage.checkpoint import CheckpointError, load_training_checkpoint, save_training_checkpoint
 
 
 def _error_line(capsys) -> str:
@@ -56,8 +56,14 @@ def test_data_synth_twice_suggests_the_cli_flag(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(out), "--overwrite"]) == 0
 
 
-@pytest.mark.parametrize("override,key", [("optim.epochs=0", "optim.epochs"), ("data.num_instances=0", "data.num_instances"),
-                                          ("data.batch_size=0", "data.batch_size")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("optim.epochs=0", "optim.epochs"),
+        ("data.num_instances=0", "data.num_instances"),
+        ("data.batch_size=0", "data.batch_size"),
+    ],
+)
 def test_counts_below_one_are_config_errors(override, key, capsys):
     assert main(["train", "--config", "demo", override]) == 2
     assert key in _error_line(capsys)

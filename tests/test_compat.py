@@ -44,7 +44,11 @@ def _batch(cfg, seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def _qkv_biases(model) -> dict[str, torch.nn.Parameter]:
-    return {n: p for n, p in model.named_parameters() if n.endswith("base_layer.bias") and QKV_PROJECTIONS.fullmatch(n[: -len(".base_layer.bias")])}
+    return {
+        n: p
+        for n, p in model.named_parameters()
+        if n.endswith("base_layer.bias") and QKV_PROJECTIONS.fullmatch(n[: -len(".base_layer.bias")])
+    }
 
 
 def test_official_sets_fp16_and_per_step_vae_and_the_default_stays_clean():
@@ -106,7 +110,11 @@ def test_qkv_biases_present_frozen_in_the_state_dict_and_seed_determined():
     assert not any(torch.equal(p, _qkv_biases(other)[n]) for n, p in biases.items())
     _, clean = _model()
     assert not _qkv_biases(clean)
-    assert all(m.bias is None for n, m in clean.teacher.unet.named_modules() if n.endswith(("to_q.base_layer", "to_k.base_layer", "to_v.base_layer")))
+    assert all(
+        m.bias is None
+        for n, m in clean.teacher.unet.named_modules()
+        if n.endswith(("to_q.base_layer", "to_k.base_layer", "to_v.base_layer"))
+    )
 
 
 def test_qkv_biases_follow_nn_linear_default_bias_distribution():
@@ -131,7 +139,11 @@ def test_sd15_gets_96_biased_projections_under_peft_naming():
         unet = UNet2DConditionModel.from_config(preset_configs("sd15")[0])
     assert add_frozen_qkv_biases(unet, torch.Generator().manual_seed(0)) == 96
     add_unet_lora(unet, rank=8)
-    keys = [k for k in unet.state_dict() if k.endswith(".base_layer.bias") and QKV_PROJECTIONS.fullmatch(k[: -len(".base_layer.bias")])]
+    keys = [
+        k
+        for k in unet.state_dict()
+        if k.endswith(".base_layer.bias") and QKV_PROJECTIONS.fullmatch(k[: -len(".base_layer.bias")])
+    ]
     assert len(keys) == 96
     assert "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.base_layer.bias" in keys
 

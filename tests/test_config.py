@@ -2,7 +2,16 @@ import pytest
 
 from dcac.config import ConfigError, DCACConfig, config_from_dict, load_config, preset_names
 
-RELEASED = ["ma_to_ms", "ms_to_ma", "d_to_ma", "c3_to_ma", "d+ms+c3_to_ma", "ma+d+c3_to_ms", "ma+d+ms_to_c3", "ma+ms+c3_to_d"]
+RELEASED = [
+    "ma_to_ms",
+    "ms_to_ma",
+    "d_to_ma",
+    "c3_to_ma",
+    "d+ms+c3_to_ma",
+    "ma+d+c3_to_ms",
+    "ma+d+ms_to_c3",
+    "ma+ms+c3_to_d",
+]
 
 
 def test_defaults_are_the_paper_recipe():
@@ -42,8 +51,15 @@ def test_every_preset_loads_and_baseline_has_no_teacher():
 
 
 def test_overrides_are_typed():
-    c = load_config("ma_to_ms", ["optim.lr=1e-5", "data.sources=[ma,d]", "conditioning.variant=hard", "eval.rerank=true"])
-    assert c.optim.lr == 1e-5 and c.data.sources == ["ma", "d"] and c.conditioning.variant == "hard" and c.eval.rerank is True
+    c = load_config(
+        "ma_to_ms", ["optim.lr=1e-5", "data.sources=[ma,d]", "conditioning.variant=hard", "eval.rerank=true"]
+    )
+    assert (
+        c.optim.lr == 1e-5
+        and c.data.sources == ["ma", "d"]
+        and c.conditioning.variant == "hard"
+        and c.eval.rerank is True
+    )
 
 
 @pytest.mark.parametrize(

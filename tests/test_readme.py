@@ -28,6 +28,7 @@ NOT_RUN = {
     "dcac train --config ma_to_ms data.root=/data": "needs the real datasets and the pre-trained weights",
     "torchrun --standalone": "needs several GPUs and the real datasets",
     "torchrun --nnodes M": "needs several machines",
+    "ruff check src tests benchmarks": "runs on the repository itself, which .ci/run does after the tests",
 }
 _BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -50,8 +51,14 @@ def test_every_skip_entry_matches_a_block():
 def demo_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     folder = tmp_path_factory.mktemp("readme")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-m", "dcac.cli", "demo", "--epochs", "1"], cwd=folder, env=env, check=True,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, "-m", "dcac.cli", "demo", "--epochs", "1"],
+        cwd=folder,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return folder, env
 
 
@@ -64,4 +71,6 @@ def test_readme_block_runs_as_written(index, demo_folder):
     folder, env = demo_folder
     command = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [sys.executable, "-c", code]
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"README {language} block {index} failed:\n{code}\n--- stderr ---\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"README {language} block {index} failed:\n{code}\n--- stderr ---\n{done.stderr[-3000:]}"
+    )

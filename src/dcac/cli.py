@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
@@ -31,9 +31,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.storage.checkpoint import write_json_atomic
-    from dcac.models.loading import load_reid_model
     from dcac.eval_commands import evaluate_target, write_eval_report
+    from dcac.models.loading import load_reid_model
+    from dcac.storage.checkpoint import write_json_atomic
 
     if args.out:
         check_output_file(args.out)
@@ -51,8 +51,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(args.out, results)
     else:
-        print(json.dumps({k: {m: v for m, v in r.items() if m not in ("cmc", "verification", "splits")}
-                          for k, r in results.items()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    k: {m: v for m, v in r.items() if m not in ("cmc", "verification", "splits")}
+                    for k, r in results.items()
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -155,8 +162,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from dcac.data.errors import CorruptImageError
     from dcac.storage.errors import CheckpointError
 
-    return (ConfigError, CheckpointError, CorruptImageError, FileNotFoundError, ValueError, PermissionError,
-            IsADirectoryError, NotADirectoryError, FileExistsError)
+    return (
+        ConfigError,
+        CheckpointError,
+        CorruptImageError,
+        FileNotFoundError,
+        ValueError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+        FileExistsError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

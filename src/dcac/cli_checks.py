@@ -54,7 +54,9 @@ def resolve_device(name: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu")
+            raise ValueError(
+                f"--device {name}: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu"
+            )
         index = name.partition(":")[2]
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
             raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
@@ -62,8 +64,12 @@ def resolve_device(name: str | None) -> str:
 
 
 def add_on_corrupt_argument(parser) -> None:
-    parser.add_argument("--on-corrupt", choices=("raise", "skip"), default="raise",
-                        help="an unreadable image stops the command (raise) or is skipped and counted (skip)")
+    parser.add_argument(
+        "--on-corrupt",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable image stops the command (raise) or is skipped and counted (skip)",
+    )
 
 
 def unit_interval(text: str) -> float:

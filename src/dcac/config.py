@@ -8,10 +8,11 @@ tree of dataclasses so a typo is an error that names the key, not a silently ign
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
@@ -155,7 +156,7 @@ class DCACConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> "DCACConfig":
+    def validate(self) -> DCACConfig:
         _check_choice("encoder.preset", self.encoder.preset, choices.ENCODER_PRESETS)
         _check_choice("diffusion.preset", self.diffusion.preset, choices.DIFFUSION_PRESETS)
         _check_choice("diffusion.mode", self.diffusion.mode, choices.UNET_TRAINING_MODES)
@@ -171,8 +172,11 @@ class DCACConfig:
         _check_choice("train.compile", self.train.compile, ("auto", "true", "false"))
         _check_choice("eval.metric", self.eval.metric, ("euclidean", "cosine"))
         _check_choice("data.on_corrupt", self.data.on_corrupt, ("raise", "skip"))
-        for key, value in (("data.num_instances", self.data.num_instances), ("data.batch_size", self.data.batch_size),
-                           ("optim.epochs", self.optim.epochs)):
+        for key, value in (
+            ("data.num_instances", self.data.num_instances),
+            ("data.batch_size", self.data.batch_size),
+            ("optim.epochs", self.optim.epochs),
+        ):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if self.data.batch_size % self.data.num_instances:
@@ -263,7 +267,9 @@ def load_config(preset_or_file: str | None = None, overrides: Sequence[str] = ()
         try:
             schema = OmegaConf.merge(schema, OmegaConf.from_dotlist([item]))
         except (ConfigKeyError, ValidationError) as err:
-            raise ConfigError(f"override {item!r}: unknown key or wrong type for {key!r} ({str(err.msg).splitlines()[0]})") from None
+            raise ConfigError(
+                f"override {item!r}: unknown key or wrong type for {key!r} ({str(err.msg).splitlines()[0]})"
+            ) from None
     config: DCACConfig = OmegaConf.to_object(schema)
     return config.validate()
 

@@ -9,17 +9,32 @@ DEFAULT_CALIBRATION_FPR = 1e-3
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--option", action="append", default=[], metavar="DATASET.KEY=VALUE",
-                        help="a dataset loader option (repeatable), e.g. msmt17.use_val=false, grid.split=3, "
-                             "shop.layout=folders; added to the run's data.options")
-    parser.add_argument("--splits", help="classic small test sets: score these splits and their mean "
-                                         "('all' = 0-9, '0-4', '0,3,7')")
-    parser.add_argument("--roc", action="store_true",
-                        help="verification: TPR at FPR 1e-4/1e-3/1e-2 (and --fpr), EER, distance histograms")
-    parser.add_argument("--fpr", type=float, action="append", default=[],
-                        help="with --roc: also the threshold for this FPR (repeatable)")
-    parser.add_argument("--report", action="store_true",
-                        help="rewrite RUN/report.html with these metrics (and the --roc section)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="DATASET.KEY=VALUE",
+        help="a dataset loader option (repeatable), e.g. msmt17.use_val=false, grid.split=3, "
+        "shop.layout=folders; added to the run's data.options",
+    )
+    parser.add_argument(
+        "--splits", help="classic small test sets: score these splits and their mean ('all' = 0-9, '0-4', '0,3,7')"
+    )
+    parser.add_argument(
+        "--roc",
+        action="store_true",
+        help="verification: TPR at FPR 1e-4/1e-3/1e-2 (and --fpr), EER, distance histograms",
+    )
+    parser.add_argument(
+        "--fpr",
+        type=float,
+        action="append",
+        default=[],
+        help="with --roc: also the threshold for this FPR (repeatable)",
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="rewrite RUN/report.html with these metrics (and the --roc section)"
+    )
 
 
 def _dataset_options(config, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -32,11 +47,15 @@ def _dataset_options(config, args: argparse.Namespace) -> dict[str, dict[str, An
 
 
 def format_verification(name: str, metrics: dict[str, Any]) -> str:
-    lines = [f"{name} verification ({metrics['num_genuine_pairs']} same-identity / "
-             f"{metrics['num_impostor_pairs']} different-identity pairs; {metrics['rule']}):"]
+    lines = [
+        f"{name} verification ({metrics['num_genuine_pairs']} same-identity / "
+        f"{metrics['num_impostor_pairs']} different-identity pairs; {metrics['rule']}):"
+    ]
     for key, point in metrics["tpr_at_fpr"].items():
-        lines.append(f"  FPR <= {key:<6}: TPR {100 * point['tpr']:.2f}%  (threshold {point['threshold']:.6g}, "
-                     f"FPR {point['fpr']:.2e})")
+        lines.append(
+            f"  FPR <= {key:<6}: TPR {100 * point['tpr']:.2f}%  (threshold {point['threshold']:.6g}, "
+            f"FPR {point['fpr']:.2e})"
+        )
     lines.append(f"  EER {100 * metrics['eer']:.2f}% at threshold {metrics['eer_threshold']:.6g}")
     return "\n".join(lines)
 
@@ -46,16 +65,22 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
     from dcac.data import get_dataset
     from dcac.data.options import options_for
     from dcac.data.target_check import checked_target
-    from dcac.engine.evaluator import evaluate_on_target, format_metrics
     from dcac.engine.classic_splits import evaluate_splits, parse_splits
+    from dcac.engine.evaluator import evaluate_on_target, format_metrics
     from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
 
     options = options_for(name, _dataset_options(config, args))
     suffix = " (re-ranked)" if args.rerank else ""
     if args.splits:
         splits = parse_splits(args.splits)
-        result = evaluate_splits(model, lambda k: get_dataset(name, root, **{**options, "split": k}), splits,
-                                 config, device=device, rerank=args.rerank)
+        result = evaluate_splits(
+            model,
+            lambda k: get_dataset(name, root, **{**options, "split": k}),
+            splits,
+            config,
+            device=device,
+            rerank=args.rerank,
+        )
         for k, metrics in result["splits"].items():
             print(format_metrics(f"{name} split {k}{suffix}", metrics))
         print(format_metrics(f"{name} mean of {len(splits)} splits{suffix}", result["mean"]))
@@ -71,9 +96,15 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
     if args.roc:
         fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, *args.fpr)))
         result["verification"] = verification_metrics(
-            evaluation.query_feats, evaluation.gallery_feats, [r.pid for r in target.query],
-            [r.pid for r in target.gallery], [r.camid for r in target.query], [r.camid for r in target.gallery],
-            metric=config.eval.metric, fprs=fprs)
+            evaluation.query_feats,
+            evaluation.gallery_feats,
+            [r.pid for r in target.query],
+            [r.pid for r in target.gallery],
+            [r.camid for r in target.query],
+            [r.camid for r in target.gallery],
+            metric=config.eval.metric,
+            fprs=fprs,
+        )
         print(format_verification(target.name, result["verification"]))
     return result
 
@@ -83,21 +114,27 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     from dcac.data import get_dataset
     from dcac.data.options import options_for
-    from dcac.models.loading import load_reid_model
-    from dcac.storage.run_folder import resolve_run
     from dcac.engine.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
+    from dcac.models.loading import load_reid_model
+    from dcac.storage.run_folder import resolve_run
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_reid_model(args.checkpoint, device=device)
-    target = get_dataset(args.target, args.root or config.data.root, verbose=True,
-                         **options_for(args.target, _dataset_options(config, args)))
+    target = get_dataset(
+        args.target,
+        args.root or config.data.root,
+        verbose=True,
+        **options_for(args.target, _dataset_options(config, args)),
+    )
     fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, args.fpr)))
     metrics = target_verification(model, target, config, fprs=fprs, device=device, progress=True)
     print(format_verification(target.name, metrics))
     path = write_calibration(resolve_run(args.checkpoint)[0], calibration_record(metrics, args.fpr, target, config))
-    print(f"threshold {metrics['tpr_at_fpr'][f'{args.fpr:g}']['threshold']:.6g} (FPR <= {args.fpr:g} on "
-          f"{target.name}) written to {path}")
+    print(
+        f"threshold {metrics['tpr_at_fpr'][f'{args.fpr:g}']['threshold']:.6g} (FPR <= {args.fpr:g} on "
+        f"{target.name}) written to {path}"
+    )
     return 0
 
 
@@ -105,8 +142,12 @@ def add_calibrate_command(sub) -> None:
     p = sub.add_parser("calibrate", help="choose a same/different threshold on a target and store it in the run")
     p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
     p.add_argument("--target", required=True, help="dataset name or path (query + gallery with known identities)")
-    p.add_argument("--fpr", type=float, default=DEFAULT_CALIBRATION_FPR,
-                   help=f"false-positive rate the threshold may reach (default {DEFAULT_CALIBRATION_FPR:g})")
+    p.add_argument(
+        "--fpr",
+        type=float,
+        default=DEFAULT_CALIBRATION_FPR,
+        help=f"false-positive rate the threshold may reach (default {DEFAULT_CALIBRATION_FPR:g})",
+    )
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--option", action="append", default=[], metavar="DATASET.KEY=VALUE", help="a dataset option")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
@@ -114,7 +155,7 @@ def add_calibrate_command(sub) -> None:
 
 
 def write_eval_report(checkpoint: str, results: dict[str, Any]) -> None:
-    from dcac.storage.run_folder import resolve_run
     from dcac.inference.report import write_report
+    from dcac.storage.run_folder import resolve_run
 
     print(f"report: {write_report(resolve_run(checkpoint)[0], results)}")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 # owner/name[@revision]: what the Hub accepts as a model repository id (96 characters at most).
-_REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<revision>[\w./-]+))?$")
+_REPO_ID = re.compile(
+    r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<revision>[\w./-]+))?$"
+)
 
 # A missing "dir/ViT-B-16.pt" is a mistyped local file, not a repository: it keeps its file-not-found error.
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json", ".yaml")
@@ -25,8 +27,13 @@ RUN_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "*.md", "
 CLIP_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
 # A diffusers-format repository (stable-diffusion-v1-5/stable-diffusion-v1-5): the fp32 UNet and VAE only, not
 # the repository's fp16/non-EMA variants, text encoder or safety checker, which training never reads.
-DIFFUSERS_FILES = ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                   "vae/config.json", "vae/diffusion_pytorch_model.safetensors")
+DIFFUSERS_FILES = (
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
 
 
 class HubResolutionError(FileNotFoundError):
@@ -52,7 +59,9 @@ def snapshot_path(repo_id: str, revision: str | None, allow_patterns: Sequence[s
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError as err:
-        raise HubResolutionError(f"{what} {repo_id!r} is a Hub id but huggingface_hub is missing: pip install 'dcac[hub]'") from err
+        raise HubResolutionError(
+            f"{what} {repo_id!r} is a Hub id but huggingface_hub is missing: pip install 'dcac[hub]'"
+        ) from err
     offline = _offline()
     try:
         folder = snapshot_download(
@@ -64,7 +73,11 @@ def snapshot_path(repo_id: str, revision: str | None, allow_patterns: Sequence[s
         )
     except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError) as err:
         where = os.environ.get("HF_HUB_CACHE") or "the default Hugging Face cache"
-        reason = "HF_HUB_OFFLINE=1 and it is not in" if offline else f"it could not be downloaded ({type(err).__name__}) and is not in"
+        reason = (
+            "HF_HUB_OFFLINE=1 and it is not in"
+            if offline
+            else f"it could not be downloaded ({type(err).__name__}) and is not in"
+        )
         raise HubResolutionError(
             f"{what} {repo_id!r}: no such local path, and as a Hub repository {reason} {where}; "
             "download it once with network access (or unset HF_HUB_OFFLINE), or pass a local path"
@@ -72,7 +85,9 @@ def snapshot_path(repo_id: str, revision: str | None, allow_patterns: Sequence[s
     return Path(folder)
 
 
-def resolve_weights(value: str | os.PathLike | None, allow_patterns: Sequence[str], *, what: str) -> str | os.PathLike | None:
+def resolve_weights(
+    value: str | os.PathLike | None, allow_patterns: Sequence[str], *, what: str
+) -> str | os.PathLike | None:
     """``value`` unchanged when it is ``None`` or a local path; the snapshot folder when it is a Hub id."""
     if value is None:
         return None

@@ -15,4 +15,12 @@ See ``dcac.inference.mot`` (the file format) and ``dcac.inference.tracklets`` (p
 from dcac.inference.mot import MOTBox, read_mot
 from dcac.inference.tracklets import TrackletMatch, Tracklets, detection_features, match_tracklets, tracklet_features
 
-__all__ = ["MOTBox", "read_mot", "Tracklets", "TrackletMatch", "tracklet_features", "match_tracklets", "detection_features"]
+__all__ = [
+    "MOTBox",
+    "read_mot",
+    "Tracklets",
+    "TrackletMatch",
+    "tracklet_features",
+    "match_tracklets",
+    "detection_features",
+]

@@ -55,7 +55,10 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert result["speedup_dcac_vs_reference"] > 0 and result["memory_dcac_vs_reference"] > 0
     # Model FLOPs: one count for the step, every row's TFLOP/s from it; a CPU has no peak, so no MFU.
     flops = result["model_flops"]
-    assert flops["status"] == "ok" and flops["flops_per_image"] == flops["forward_per_image"] + flops["backward_per_image"] > 0
+    assert (
+        flops["status"] == "ok"
+        and flops["flops_per_image"] == flops["forward_per_image"] + flops["backward_per_image"] > 0
+    )
     for row in rows.values():
         assert row["tflops_per_s"] == row["images_per_s"] * flops["flops_per_image"] / 1e12
         assert row["mfu"] is None and row["peak_tflops"] is None
@@ -74,7 +77,9 @@ def test_extract_benchmark_tiny(tmp_path):
     assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 8), ("fp32", 32), ("bf16", 8), ("bf16", 32)]
     for row in rows:
         assert row["status"] == "ok" and row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
-        assert row["tflops_per_s"] == row["images_per_s"] * result["model_flops_per_image"] / 1e12 and row["mfu"] is None
+        assert (
+            row["tflops_per_s"] == row["images_per_s"] * result["model_flops_per_image"] / 1e12 and row["mfu"] is None
+        )
     assert result["model_flops_per_image"] > 0
     # fp32 at another batch size gives the same features; bf16 gives close ones.
     assert rows[1]["max_abs_feature_diff_vs_first"] < 1e-5
@@ -83,7 +88,15 @@ def test_extract_benchmark_tiny(tmp_path):
 
 def test_data_loading_benchmark_tiny(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "data_loading.py"), "--tiny", "--target", "100", "--out", str(tmp_path / "dl.json")],
+        [
+            sys.executable,
+            str(BENCHMARKS / "data_loading.py"),
+            "--tiny",
+            "--target",
+            "100",
+            "--out",
+            str(tmp_path / "dl.json"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -21,7 +21,11 @@ def _run(args: list[str], out: Path, header: str) -> dict:
 
 def test_ann_index_benchmark_tiny(tmp_path):
     pytest.importorskip("faiss")
-    result = _run([str(BENCHMARKS / "ann_index.py"), "--tiny", "--gallery", "2000", "--queries", "100"], tmp_path / "a.json", "| index | recall@10 |")
+    result = _run(
+        [str(BENCHMARKS / "ann_index.py"), "--tiny", "--gallery", "2000", "--queries", "100"],
+        tmp_path / "a.json",
+        "| index | recall@10 |",
+    )
     rows = {row["index"]: row for row in result["indexes"]}
     assert rows["exact"]["recall_at_10"] == 1.0  # faiss's flat index agrees with dcac.rank
     assert all(0.0 < row["recall_at_10"] <= 1.0 and row["queries_per_s"] > 0 for row in rows.values())

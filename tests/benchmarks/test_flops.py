@@ -71,7 +71,9 @@ def test_peak_by_device_name(name, peak):
 def test_utilisation():
     got = utilisation(1000.0, 1e11, "NVIDIA H100 80GB HBM3")
     assert got["tflops_per_s"] == pytest.approx(100.0) and got["mfu"] == pytest.approx(100.0 / 989.4)
-    assert utilisation(1000.0, 1e11, "x86_64")["mfu"] is None and utilisation(1000.0, 1e11, "x86_64")["tflops_per_s"] == pytest.approx(100.0)
+    assert utilisation(1000.0, 1e11, "x86_64")["mfu"] is None and utilisation(1000.0, 1e11, "x86_64")[
+        "tflops_per_s"
+    ] == pytest.approx(100.0)
 
 
 def test_train_step_count_splits_into_the_model_parts_and_is_per_image():

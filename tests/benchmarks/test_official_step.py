@@ -16,7 +16,10 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 OFFICIAL = Path(os.environ.get("DCAC_OFFICIAL_DIR", "/nonexistent"))
-needs_clone = pytest.mark.skipif(not (OFFICIAL / "model" / "diffusion_wrapper.py").is_file(), reason="set DCAC_OFFICIAL_DIR to a clone of the official DCAC code")
+needs_clone = pytest.mark.skipif(
+    not (OFFICIAL / "model" / "diffusion_wrapper.py").is_file(),
+    reason="set DCAC_OFFICIAL_DIR to a clone of the official DCAC code",
+)
 
 
 @needs_clone
@@ -37,8 +40,21 @@ def test_official_row_runs_beside_dcac_rows(tmp_path):
     pytest.importorskip("einops")
     out = tmp_path / "train_step.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "train_step.py"), "--tiny", "--official", str(OFFICIAL), "--variants", "dcac+per_step_reads,dcac", "--out", str(out)],
-        check=False, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCHMARKS / "train_step.py"),
+            "--tiny",
+            "--official",
+            str(OFFICIAL),
+            "--variants",
+            "dcac+per_step_reads,dcac",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -28,13 +28,26 @@ def make_market_tree() -> Callable[..., Path]:
     def make(dataset_dir: Path, suffix: str = ".jpg", num_cameras: int = 6) -> Path:
         """``num_cameras`` < 6 folds camera numbers into 1..num_cameras (CUHK03 has 2)."""
         c3, c6 = (3 - 1) % num_cameras + 1, (6 - 1) % num_cameras + 1
-        write_images(dataset_dir / "bounding_box_train", [
-            f"0007_c1s1_000001_01{suffix}", f"0007_c2s1_000002_01{suffix}", f"0002_c{c3}s1_000003_01{suffix}",
-            f"0004_c{c6}s1_000004_01{suffix}", f"-1_c1s1_000005_01{suffix}"])
+        write_images(
+            dataset_dir / "bounding_box_train",
+            [
+                f"0007_c1s1_000001_01{suffix}",
+                f"0007_c2s1_000002_01{suffix}",
+                f"0002_c{c3}s1_000003_01{suffix}",
+                f"0004_c{c6}s1_000004_01{suffix}",
+                f"-1_c1s1_000005_01{suffix}",
+            ],
+        )
         write_images(dataset_dir / "query", [f"0001_c1s1_000010_00{suffix}", f"0003_c2s1_000011_00{suffix}"])
-        write_images(dataset_dir / "bounding_box_test", [
-            f"0001_c2s1_000020_01{suffix}", f"0003_c1s1_000021_01{suffix}", f"0000_c{c3}s1_000022_01{suffix}",
-            f"-1_c1s1_000023_01{suffix}"])
+        write_images(
+            dataset_dir / "bounding_box_test",
+            [
+                f"0001_c2s1_000020_01{suffix}",
+                f"0003_c1s1_000021_01{suffix}",
+                f"0000_c{c3}s1_000022_01{suffix}",
+                f"-1_c1s1_000023_01{suffix}",
+            ],
+        )
         return dataset_dir
 
     return make

@@ -91,7 +91,7 @@ def test_flip_and_crop_offsets_are_distributed_alike(draws):
 def test_erasing_is_distributed_alike(draws):
     cpu, batch = draws
     _close_rates([d["rect"] is not None for d in cpu], [d["rect"] is not None for d in batch])
-    for i, name in enumerate(("height", "width", "top", "left")):
+    for i in range(4):  # height, width, top, left
         _ks_ok([d["rect"][i] for d in cpu if d["rect"]], [d["rect"][i] for d in batch if d["rect"]])
     # Positions are uniform over every place the rectangle fits, the last (flush with the far edge) included.
     cpu_rects, batch_rects = [d["rect"] for d in cpu if d["rect"]], [d["rect"] for d in batch if d["rect"]]
@@ -100,7 +100,13 @@ def test_erasing_is_distributed_alike(draws):
     for d in batch:
         if d["rect"]:
             h, w, t, l = d["rect"]
-            assert 0 < h < H and 0 < w < W and t + h <= H and l + w <= W and 0.02 * H * W * 0.5 <= h * w <= 0.4 * H * W * 1.5
+            assert (
+                0 < h < H
+                and 0 < w < W
+                and t + h <= H
+                and l + w <= W
+                and 0.02 * H * W * 0.5 <= h * w <= 0.4 * H * W * 1.5
+            )
 
 
 def test_the_drawn_operations_are_applied_exactly():
@@ -110,11 +116,13 @@ def test_the_drawn_operations_are_applied_exactly():
     coded = torch.from_numpy(_coded_image()).permute(2, 0, 1).float().div(255).expand(64, 3, H, W)
     params = [_decode(y) for y in augment(coded, generator=torch.Generator().manual_seed(3))]  # same draws
     for x, y, p in zip(images, out, params):
-        expected = torch.nn.functional.pad(x.flip(-1) if p["flip"] else x, (PAD,) * 4)[:, p["top"]:p["top"] + H, p["left"]:p["left"] + W]
+        expected = torch.nn.functional.pad(x.flip(-1) if p["flip"] else x, (PAD,) * 4)[
+            :, p["top"] : p["top"] + H, p["left"] : p["left"] + W
+        ]
         expected = (expected - 0.5) / 0.5
         if p["rect"]:
             h, w, t, l = p["rect"]
-            expected[:, t:t + h, l:l + w] = 0.5
+            expected[:, t : t + h, l : l + w] = 0.5
         torch.testing.assert_close(y, expected, rtol=0, atol=0)
 
 

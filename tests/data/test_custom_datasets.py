@@ -26,8 +26,9 @@ def make_identity_folders(root: Path, *, cameras: bool, train: bool = True) -> P
     return root
 
 
-def test_market_layout_under_any_folder_name(tmp_path: Path, make_market_tree: Callable[..., Path],
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_market_layout_under_any_folder_name(
+    tmp_path: Path, make_market_tree: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_market_tree(tmp_path / "my_shop")
     dataset = get_dataset(str(root), "unused", verbose=True)
     assert dataset.name == "my_shop" and dataset.root == str(root)
@@ -72,8 +73,14 @@ def write_csv(path: Path, rows: list[str], images: list[str]) -> Path:
 
 def test_csv_list_with_splits_and_cameras(tmp_path: Path) -> None:
     images = ["img/a.jpg", "img/b.jpg", "img/c.jpg", "img/d.jpg", "img/e.jpg"]
-    rows = ["path,pid,camid,split", "img/a.jpg,5,1,train", "img/b.jpg,5,2,train", "img/c.jpg,9,1,query",
-            "img/d.jpg,9,2,gallery", "img/e.jpg,-1,2,gallery"]
+    rows = [
+        "path,pid,camid,split",
+        "img/a.jpg,5,1,train",
+        "img/b.jpg,5,2,train",
+        "img/c.jpg,9,1,query",
+        "img/d.jpg,9,2,gallery",
+        "img/e.jpg,-1,2,gallery",
+    ]
     dataset = get_dataset(str(write_csv(tmp_path / "shop" / "list.csv", rows, images)), "")
     assert dataset.name == "list" and "layout: csv (detected)" in dataset.notes
     assert [(Path(r.path).name, r.pid, r.camid) for r in dataset.train] == [("a.jpg", 0, 1), ("b.jpg", 0, 2)]
@@ -87,12 +94,15 @@ def test_csv_without_split_column_is_a_training_only_source(tmp_path: Path) -> N
     assert dataset.train_only and dataset.num_train_pids == 2 and NO_CAMERA_RULE in dataset.notes
 
 
-@pytest.mark.parametrize(("row", "message"), [
-    ("a.jpg,one,1,train", "line 2: pid 'one' is not an integer"),
-    ("a.jpg,1", "line 2: expected 'path,pid,camid[,split]'"),
-    ("missing.jpg,1,1,train", "line 2: image"),
-    ("a.jpg,1,1,test", "line 2: split 'test' is not one of"),
-])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("a.jpg,one,1,train", "line 2: pid 'one' is not an integer"),
+        ("a.jpg,1", "line 2: expected 'path,pid,camid[,split]'"),
+        ("missing.jpg,1,1,train", "line 2: image"),
+        ("a.jpg,1,1,test", "line 2: split 'test' is not one of"),
+    ],
+)
 def test_csv_bad_rows_name_file_and_line(tmp_path: Path, row: str, message: str) -> None:
     path = write_csv(tmp_path / "l.csv", ["a.jpg,1,1,train", row], ["a.jpg"])
     with pytest.raises((ImageNameError, DatasetLayoutError)) as info:
@@ -128,12 +138,14 @@ def test_unknown_layout_lists_the_three(tmp_path: Path) -> None:
 
 
 def test_two_custom_sources_with_own_roots_and_an_evaluation_only_target(
-        tmp_path: Path, make_market_tree: Callable[..., Path]) -> None:
+    tmp_path: Path, make_market_tree: Callable[..., Path]
+) -> None:
     shop_a = make_market_tree(tmp_path / "a" / "shop_a")
     shop_b = make_identity_folders(tmp_path / "b" / "shop_b", cameras=True)
     target = make_identity_folders(tmp_path / "c" / "shop_c", cameras=False, train=False)
-    protocol = build_protocol([str(shop_a), str(shop_b)], [str(target)], root="unused",
-                              dataset_options={"shop_b": {"layout": "folders"}})
+    protocol = build_protocol(
+        [str(shop_a), str(shop_b)], [str(target)], root="unused", dataset_options={"shop_b": {"layout": "folders"}}
+    )
     train = protocol.train
     assert train.sources == ("shop_a", "shop_b")
     assert train.id_offsets == {"shop_a": 0, "shop_b": 3} and train.cam_offsets == {"shop_a": 0, "shop_b": 6}

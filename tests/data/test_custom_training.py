@@ -45,12 +45,26 @@ def test_train_on_folder_and_csv_sources_and_evaluate_an_evaluation_only_target(
     written = write_synthetic(tmp_path / "synth", seed=0)
     shop_a = as_identity_folders(written["synth_a"], tmp_path / "a" / "shop_a", splits=("train",), cameras=True)
     shop_b = as_csv_list(written["synth_b"], tmp_path / "b")
-    shop_c = as_identity_folders(written["synth_c"], tmp_path / "c" / "shop_c", splits=("query", "gallery"),
-                                 cameras=False)
+    shop_c = as_identity_folders(
+        written["synth_c"], tmp_path / "c" / "shop_c", splits=("query", "gallery"), cameras=False
+    )
     run = tmp_path / "run"
-    assert main(["train", "--config", "demo", f"data.sources=[{shop_a},{shop_b}]", f"data.targets=[{shop_c}]",
-                 f"train.output_dir={run}", "optim.epochs=1", "train.max_steps_per_epoch=2",
-                 "train.progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "demo",
+                f"data.sources=[{shop_a},{shop_b}]",
+                f"data.targets=[{shop_c}]",
+                f"train.output_dir={run}",
+                "optim.epochs=1",
+                "train.max_steps_per_epoch=2",
+                "train.progress=false",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Training on shop_a + list" in printed and "no cameras given" in printed
     info = json.loads((run / "run_info.json").read_text())

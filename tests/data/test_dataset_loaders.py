@@ -25,8 +25,12 @@ def test_market_loader(tmp_path: Path, make_market_tree: Callable[..., Path], na
     assert dataset.name == "market1501"
     # train ids {2, 4, 7} -> labels by sorted id; junk dropped
     by_path = {Path(r.path).name: (r.pid, r.camid) for r in dataset.train}
-    assert by_path == {"0002_c3s1_000003_01.jpg": (0, 2), "0004_c6s1_000004_01.jpg": (1, 5),
-                       "0007_c1s1_000001_01.jpg": (2, 0), "0007_c2s1_000002_01.jpg": (2, 1)}
+    assert by_path == {
+        "0002_c3s1_000003_01.jpg": (0, 2),
+        "0004_c6s1_000004_01.jpg": (1, 5),
+        "0007_c1s1_000001_01.jpg": (2, 0),
+        "0007_c2s1_000002_01.jpg": (2, 1),
+    }
     assert dataset.num_train_pids == 3 and dataset.num_train_cams == 6
     assert pids(dataset.query) == [1, 3]
     assert pids(dataset.gallery) == [0, 1, 3]  # distractor 0 stays, junk -1 dropped
@@ -47,8 +51,9 @@ def test_duke_loader(tmp_path: Path, make_market_tree: Callable[..., Path]) -> N
     assert dataset.num_train_pids == 3 and pids(dataset.query) == [1, 3]
 
 
-def test_verbose_prints_summary(tmp_path: Path, make_market_tree: Callable[..., Path],
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_verbose_prints_summary(
+    tmp_path: Path, make_market_tree: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     make_market_tree(tmp_path / "market1501")
     get_dataset("ma", tmp_path, verbose=True)
     out = capsys.readouterr().out
@@ -110,10 +115,24 @@ def test_unknown_dataset_and_unknown_option(tmp_path: Path, make_market_tree: Ca
 
 
 def test_registry_short_names() -> None:
-    expected = {"ma": "market1501", "market": "market1501", "d": "dukemtmc", "duke": "dukemtmc", "ms": "msmt17",
-                "c3": "cuhk03", "c2": "cuhk02", "cs": "cuhksysu", "grid": "grid", "ilids": "ilids", "prid": "prid",
-                "viper": "viper", "synth_a": "synth_a", "synth_b": "synth_b", "synth_c": "synth_c",
-                "synth_ms": "synth_ms"}
+    expected = {
+        "ma": "market1501",
+        "market": "market1501",
+        "d": "dukemtmc",
+        "duke": "dukemtmc",
+        "ms": "msmt17",
+        "c3": "cuhk03",
+        "c2": "cuhk02",
+        "cs": "cuhksysu",
+        "grid": "grid",
+        "ilids": "ilids",
+        "prid": "prid",
+        "viper": "viper",
+        "synth_a": "synth_a",
+        "synth_b": "synth_b",
+        "synth_c": "synth_c",
+        "synth_ms": "synth_ms",
+    }
     assert {short: canonical_name(short) for short in expected} == expected
     assert set(REGISTRY) == set(expected.values())
 
@@ -121,8 +140,11 @@ def test_registry_short_names() -> None:
 # --------------------------------------------------------------------------------------------------- MSMT17
 def _msmt_list_tree(dataset_dir: Path, train_folder: str = "train", test_folder: str = "test") -> Path:
     lines = {
-        "train": [("0000/0000_000_01_0303morning_0015_0.jpg", 0), ("0000/0000_001_03_0303morning_0016_0.jpg", 0),
-                  ("0001/0001_000_15_0303noon_0100_1.jpg", 1)],
+        "train": [
+            ("0000/0000_000_01_0303morning_0015_0.jpg", 0),
+            ("0000/0000_001_03_0303morning_0016_0.jpg", 0),
+            ("0001/0001_000_15_0303noon_0100_1.jpg", 1),
+        ],
         "val": [("0001/0001_005_02_0303noon_0110_0.jpg", 1), ("0002/0002_000_07_0303noon_0120_0.jpg", 2)],
         "query": [("0000/0000_000_04_0113morning_0001_0.jpg", 0), ("0001/0001_000_05_0113morning_0002_0.jpg", 1)],
         "gallery": [("0000/0000_001_06_0113noon_0001_0.jpg", 0), ("0001/0001_001_01_0113noon_0002_0.jpg", 1)],
@@ -199,8 +221,9 @@ def test_cuhk03_np_variants(tmp_path: Path, make_market_tree: Callable[..., Path
     assert all(r.path.endswith(".png") for r in dataset.train) and dataset.num_train_pids == 3
 
 
-def test_cuhk03_defaults_to_detected_and_names_missing_variant(tmp_path: Path,
-                                                                make_market_tree: Callable[..., Path]) -> None:
+def test_cuhk03_defaults_to_detected_and_names_missing_variant(
+    tmp_path: Path, make_market_tree: Callable[..., Path]
+) -> None:
     make_market_tree(tmp_path / "cuhk03np" / "labeled", suffix=".png")
     with pytest.raises(DatasetLayoutError, match="detected"):
         get_dataset("cuhk03", tmp_path)
@@ -231,8 +254,9 @@ def test_cuhk02_missing_pair_is_named(tmp_path: Path) -> None:
 
 
 def test_cuhksysu_torchreid_layout(tmp_path: Path) -> None:
-    write_images(tmp_path / "cuhksysu" / "cropped_images",
-                 ["p11422_s16929_1.jpg", "p11422_s16930_2.jpg", "p5_s1_1.jpg"])
+    write_images(
+        tmp_path / "cuhksysu" / "cropped_images", ["p11422_s16929_1.jpg", "p11422_s16930_2.jpg", "p5_s1_1.jpg"]
+    )
     dataset = get_dataset("cs", tmp_path)
     assert dataset.train_only and dataset.num_train_pids == 2 and dataset.num_train_cams == 1
     assert {Path(r.path).name: r.pid for r in dataset.train}["p5_s1_1.jpg"] == 0
@@ -292,8 +316,11 @@ def test_prid_split_with_distractors(tmp_path: Path) -> None:
 def test_grid_split_keeps_distractors_in_gallery(tmp_path: Path) -> None:
     base = tmp_path / "grid" / "underground_reid"
     write_images(base / "probe", [f"{k:04d}_{k % 8 + 1}_25004_107_32_106_221.jpeg" for k in range(1, 9)])
-    write_images(base / "gallery", [f"{k:04d}_{(k + 3) % 8 + 1}_25009_1_2_3_4.jpeg" for k in range(1, 9)]
-                 + [f"0000_{c}_1000{c}_1_2_3_4.jpeg" for c in range(1, 4)])
+    write_images(
+        base / "gallery",
+        [f"{k:04d}_{(k + 3) % 8 + 1}_25009_1_2_3_4.jpeg" for k in range(1, 9)]
+        + [f"0000_{c}_1000{c}_1_2_3_4.jpeg" for c in range(1, 4)],
+    )
     dataset = get_dataset("grid", tmp_path)
     held_out = set(pids(dataset.query))
     assert len(held_out) == 4

@@ -48,8 +48,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_dataset_item_and_error_naming_path(records: list[ImageRecord]) -> None:
-    dataset = ReIDImageDataset(records, build_test_transform(32, 16),
-                               diffusion_transform=build_diffusion_transform(24))
+    dataset = ReIDImageDataset(records, build_test_transform(32, 16), diffusion_transform=build_diffusion_transform(24))
     assert len(dataset) == 5
     item = dataset[2]
     assert set(item) == {"image", "pid", "camid", "index", "diffusion_image"}

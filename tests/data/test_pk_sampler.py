@@ -32,7 +32,7 @@ def test_batches_hold_p_identities_times_k(pids: list[int], batch_size: int, k: 
     used = Counter()
     for batch in batches:
         assert len(batch) == batch_size
-        groups = [batch[i:i + k] for i in range(0, batch_size, k)]
+        groups = [batch[i : i + k] for i in range(0, batch_size, k)]
         ids = [pids[g[0]] for g in groups]
         assert len(set(ids)) == p
         assert all(pids[index] == pid for g, pid in zip(groups, ids) for index in g)

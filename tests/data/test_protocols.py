@@ -33,7 +33,9 @@ def test_setting_constants() -> None:
         assert len(sources) == 3 and len(targets) == 1 and set(sources) | set(targets) == main
     assert {parse_setting(s)[1][0] for s in LEAVE_ONE_OUT_SETTINGS} == main
     assert parse_setting(CLASSIC_MULTI_SOURCE_SETTING) == (
-        ["market1501", "dukemtmc", "cuhk02", "cuhk03", "cuhksysu"], ["prid", "grid", "viper", "ilids"])
+        ["market1501", "dukemtmc", "cuhk02", "cuhk03", "cuhksysu"],
+        ["prid", "grid", "viper", "ilids"],
+    )
     assert [parse_setting(s) for s in RELEASED_SINGLE_SOURCE_SETTINGS][0] == (["market1501"], ["msmt17"])
 
 
@@ -53,11 +55,12 @@ def test_two_sources_get_disjoint_ids_and_cameras(data_root: Path) -> None:
     train = protocol.train
     assert train.sources == ("market1501", "dukemtmc")
     assert (train.num_ids, train.num_cams) == (3 + 2, 6 + 8)
-    assert train.id_offsets == {"market1501": 0, "dukemtmc": 3} and train.cam_offsets == {"market1501": 0,
-                                                                                          "dukemtmc": 6}
+    assert train.id_offsets == {"market1501": 0, "dukemtmc": 3} and train.cam_offsets == {
+        "market1501": 0,
+        "dukemtmc": 6,
+    }
     market, duke = get_dataset("ma", data_root), get_dataset("d", data_root)
-    expected = {(r.path, r.pid, r.camid) for r in market.train} | {(r.path, r.pid + 3, r.camid + 6)
-                                                                     for r in duke.train}
+    expected = {(r.path, r.pid, r.camid) for r in market.train} | {(r.path, r.pid + 3, r.camid + 6) for r in duke.train}
     assert {(r.path, r.pid, r.camid) for r in train.records} == expected
     assert sorted(set(train.pids)) == list(range(5))
     assert list(protocol.targets) == ["dukemtmc"] and protocol.targets["dukemtmc"].query[0].pid == 20

@@ -67,8 +67,10 @@ def test_grid_reads_the_published_partitions(tmp_path: Path) -> None:
     pytest.importorskip("scipy")
     base = tmp_path / "grid" / "underground_reid"
     write_images(base / "probe", [f"{k:04d}_{k % 8 + 1}_25004_1_2_3_4.jpeg" for k in range(1, 9)])
-    write_images(base / "gallery", [f"{k:04d}_{(k + 3) % 8 + 1}_25009_1_2_3_4.jpeg" for k in range(1, 9)]
-                 + ["0000_2_10001_1_2_3_4.jpeg"])
+    write_images(
+        base / "gallery",
+        [f"{k:04d}_{(k + 3) % 8 + 1}_25009_1_2_3_4.jpeg" for k in range(1, 9)] + ["0000_2_10001_1_2_3_4.jpeg"],
+    )
     partitions = [[1, 2, 3, 4], [5, 6, 7, 8]] + [[1, 3, 5, 7]] * 8
     write_partitions(base / "features_and_partitions.mat", partitions)
     for split, train_ids in ((0, {1, 2, 3, 4}), (1, {5, 6, 7, 8}), (9, {1, 3, 5, 7})):
@@ -86,7 +88,9 @@ def test_grid_without_partitions_file_says_it_draws_a_seeded_split(tmp_path: Pat
     base = tmp_path / "grid"
     write_images(base / "probe", [f"{k:04d}_1_x.jpeg" for k in range(1, 5)])
     write_images(base / "gallery", [f"{k:04d}_2_x.jpeg" for k in range(1, 5)])
-    assert any("seeded identity split 0 (no features_and_partitions.mat" in n for n in get_dataset("grid", tmp_path).notes)
+    assert any(
+        "seeded identity split 0 (no features_and_partitions.mat" in n for n in get_dataset("grid", tmp_path).notes
+    )
 
 
 def test_duke_folder_is_not_loaded_as_market(tmp_path: Path, make_market_tree: Callable[..., Path]) -> None:
@@ -97,13 +101,17 @@ def test_duke_folder_is_not_loaded_as_market(tmp_path: Path, make_market_tree: C
     assert get_dataset("dukemtmc", root).num_train_cams == 6
 
 
-@pytest.mark.parametrize(("name", "folder", "file_name", "bound"), [
-    ("cuhk03", "cuhk03np/detected", "0001_c3_1.png", "1..2"),
-    ("msmt17", "msmt17", "0001_c16_0001.jpg", "1..15"),
-    ("dukemtmc", "DukeMTMC-reID", "0001_c9_f01.jpg", "1..8"),
-])
-def test_camera_range_of_each_dataset(tmp_path: Path, make_market_tree: Callable[..., Path], name: str, folder: str,
-                                      file_name: str, bound: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "folder", "file_name", "bound"),
+    [
+        ("cuhk03", "cuhk03np/detected", "0001_c3_1.png", "1..2"),
+        ("msmt17", "msmt17", "0001_c16_0001.jpg", "1..15"),
+        ("dukemtmc", "DukeMTMC-reID", "0001_c9_f01.jpg", "1..8"),
+    ],
+)
+def test_camera_range_of_each_dataset(
+    tmp_path: Path, make_market_tree: Callable[..., Path], name: str, folder: str, file_name: str, bound: str
+) -> None:
     root = make_market_tree(tmp_path / folder, num_cameras=2)
     write_image(root / "query" / file_name)
     with pytest.raises(ImageNameError, match=f"{file_name}: camera .* cameras {bound}"):

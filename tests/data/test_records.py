@@ -24,8 +24,12 @@ def test_relabel_keeps_paths_and_cameras() -> None:
 
 def test_from_splits_drops_junk_keeps_distractors_and_original_test_pids() -> None:
     dataset = ReIDDataset.from_splits(
-        "toy", "/root", train=[rec(9, 1), rec(-1), rec(4, 0)], query=[rec(3), rec(-1)],
-        gallery=[rec(3, 1), rec(0, 2), rec(-1)])
+        "toy",
+        "/root",
+        train=[rec(9, 1), rec(-1), rec(4, 0)],
+        query=[rec(3), rec(-1)],
+        gallery=[rec(3, 1), rec(0, 2), rec(-1)],
+    )
     assert sorted(r.pid for r in dataset.train) == [0, 1]
     assert [r.pid for r in dataset.query] == [3]
     assert sorted(r.pid for r in dataset.gallery) == [0, 3]
@@ -53,7 +57,11 @@ def test_constructor_rejects_unrelabelled_train() -> None:
 
 def test_summary_table_counts() -> None:
     dataset = ReIDDataset.from_splits(
-        "toy", "/root", train=[rec(9, 1), rec(9, 0), rec(4, 0)], query=[rec(3)], gallery=[rec(3, 1), rec(0, 2)])
-    rows = {line.split("|")[0].strip(): [int(v) for v in line.split("|")[1:]]
-            for line in dataset.summary().splitlines() if line.strip().split(" ")[0] in ("train", "query", "gallery")}
+        "toy", "/root", train=[rec(9, 1), rec(9, 0), rec(4, 0)], query=[rec(3)], gallery=[rec(3, 1), rec(0, 2)]
+    )
+    rows = {
+        line.split("|")[0].strip(): [int(v) for v in line.split("|")[1:]]
+        for line in dataset.summary().splitlines()
+        if line.strip().split(" ")[0] in ("train", "query", "gallery")
+    }
     assert rows == {"train": [2, 3, 2], "query": [1, 1, 1], "gallery": [2, 2, 2]}

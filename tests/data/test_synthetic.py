@@ -16,8 +16,11 @@ SMALL = {"num_train_ids": 6, "num_test_ids": 5, "images_per_id": 3, "num_distrac
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +97,16 @@ def test_identities_are_recognisable_across_cameras(default_root: Path, name: st
 
 
 def test_domains_differ_in_style(default_root: Path) -> None:
-    means = {name: np.mean([np.asarray(Image.open(r.path), dtype=np.float32).mean((0, 1))
-                            for r in get_dataset(name, default_root).train[:40]], axis=0)
-             for name in ("synth_a", "synth_b", "synth_c", "synth_ms")}
+    means = {
+        name: np.mean(
+            [
+                np.asarray(Image.open(r.path), dtype=np.float32).mean((0, 1))
+                for r in get_dataset(name, default_root).train[:40]
+            ],
+            axis=0,
+        )
+        for name in ("synth_a", "synth_b", "synth_c", "synth_ms")
+    }
     names = list(means)
-    gaps = [np.abs(means[a] - means[b]).max() for i, a in enumerate(names) for b in names[i + 1:]]
+    gaps = [np.abs(means[a] - means[b]).max() for i, a in enumerate(names) for b in names[i + 1 :]]
     assert min(gaps) > 5.0  # the colour casts and backgrounds move the average colour by several levels

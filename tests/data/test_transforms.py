@@ -56,7 +56,7 @@ def test_pad_and_crop_is_a_shifted_window(image: Image.Image) -> None:
     offsets = set()
     for _ in range(150):
         out = crop(image)
-        matches = [(t, s) for t in range(9) for s in range(9) if torch.equal(out, padded[:, t:t + 64, s:s + 32])]
+        matches = [(t, s) for t in range(9) for s in range(9) if torch.equal(out, padded[:, t : t + 64, s : s + 32])]
         assert matches
         offsets.add(matches[0])
     assert len(offsets) > 40  # offsets spread over the 9 x 9 possibilities

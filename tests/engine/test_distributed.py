@@ -53,8 +53,8 @@ from dcac.engine.features import extract_features
 from dcac.engine.features import test_loader as image_loader
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
-from dcac.engine.train_step import batch_latents, train_step
 from dcac.engine.resume import seed_everything, trainable_state
+from dcac.engine.train_step import batch_latents, train_step
 from dcac.models.build import build_dcac
 
 WORLD_SIZE = 2
@@ -149,7 +149,9 @@ def _worker(data_root: Path, out: Path) -> None:
         train_step(model, optimizer, accelerator, batch, cache)
         save_file(grads, out / f"rank{rank}_grads{step}.safetensors")
         save_file(trainable_state(dcac_model), out / f"rank{rank}_state_before{step + 1}.safetensors")
-    report["metrics"] = evaluate_on_target(dcac_model.reid, protocol.targets[TARGET], cfg, device=accelerator.device).metrics
+    report["metrics"] = evaluate_on_target(
+        dcac_model.reid, protocol.targets[TARGET], cfg, device=accelerator.device
+    ).metrics
     save_file(dict(dcac_model.reid.state_dict()), out / f"rank{rank}_after_eval.safetensors")
 
     report["shards"] = {epoch: _rank_batches(cfg, pids, rank, world_size, epoch) for epoch in (0, 1)}
@@ -239,7 +241,9 @@ def test_single_process_sharded_extraction_is_plain_extraction(synth_root):
     reid = build_dcac(cfg, protocol.train.num_ids).reid
     records = protocol.train.records[:37]
     data = cfg.data
-    sharded = extract_features_sharded(reid, records, height=data.height, width=data.width, batch_size=16, num_workers=0)
+    sharded = extract_features_sharded(
+        reid, records, height=data.height, width=data.width, batch_size=16, num_workers=0
+    )
     plain = extract_features(reid, image_loader(records, data.height, data.width, 16, 0))
     torch.testing.assert_close(sharded, plain, rtol=0, atol=0)
     with pytest.raises(ValueError, match="shard"):
@@ -290,7 +294,9 @@ def test_memory_rebuild_gathers_the_whole_training_set(worker_out, synth_root):
     cfg = _step_config(synth_root)
     _, model, _, dataset, _ = _setup(cfg, with_cache=False)
     data = cfg.data
-    expected = extract_features(model.reid, image_loader(dataset.records, data.height, data.width, data.test_batch_size, 0))
+    expected = extract_features(
+        model.reid, image_loader(dataset.records, data.height, data.width, data.test_batch_size, 0)
+    )
     for rank in range(WORLD_SIZE):
         gathered = load_file(worker_out / f"rank{rank}_memory_features.safetensors")["features"]
         torch.testing.assert_close(gathered, expected, rtol=0, atol=1e-6)
@@ -333,7 +339,9 @@ def _compare_steps_with_reference(worker_out, cfg, model, dataset, cache, halves
 
         model.memory.update(torch.cat(embeddings), torch.cat(labels))
         after = [load_file(worker_out / f"rank{rank}_state_before{step + 1}.safetensors") for rank in range(WORLD_SIZE)]
-        torch.testing.assert_close(after[0]["memory.features"], model.memory.features, rtol=0, atol=1e-5, msg=f"step {step}")
+        torch.testing.assert_close(
+            after[0]["memory.features"], model.memory.features, rtol=0, atol=1e-5, msg=f"step {step}"
+        )
         # Same parameters (DDP) and the same memory (the update from the gathered batch), bit for bit.
         for key, value in _without_bn_statistics(after[0]).items():
             torch.testing.assert_close(after[1][key], value, rtol=0, atol=0, msg=f"step {step}: {key}")

@@ -26,7 +26,16 @@ from dcac.engine.trainer import train
 from dcac.models.build import build_dcac
 
 #: aten operators that copy a value to the host or whose output shape depends on tensor values.
-HOST_READS = {"_local_scalar_dense", "nonzero", "nonzero_static", "masked_select", "_unique2", "unique_dim", "unique_consecutive", "bincount"}
+HOST_READS = {
+    "_local_scalar_dense",
+    "nonzero",
+    "nonzero_static",
+    "masked_select",
+    "_unique2",
+    "unique_dim",
+    "unique_consecutive",
+    "bincount",
+}
 
 
 class HostReadCounter(TorchDispatchMode):
@@ -73,7 +82,11 @@ def _step_setup(update: str = "hard"):
     model, optimizer = accelerator.prepare(model, build_optimizer(model, cfg.optim, fused=True))
     views = torch.rand(8, 3, cfg.data.diffusion_size, cfg.data.diffusion_size) * 2 - 1
     cache = LatentCache(*accelerator.unwrap_model(model).teacher.encode_posterior(views))
-    batch = {"image": torch.randn(8, 3, cfg.data.height, cfg.data.width), "pid": torch.tensor([0, 0, 0, 0, 3, 3, 3, 3]), "index": torch.arange(8)}
+    batch = {
+        "image": torch.randn(8, 3, cfg.data.height, cfg.data.width),
+        "pid": torch.tensor([0, 0, 0, 0, 3, 3, 3, 3]),
+        "index": torch.arange(8),
+    }
     return cfg, model, optimizer, accelerator, batch, cache
 
 
@@ -93,7 +106,10 @@ def test_train_step_reads_nothing_back_and_returns_detached_tensors():
 
 def test_step_values_equal_float_of_each_tensor():
     g = torch.Generator().manual_seed(0)
-    parts = {f"{dtype}": (torch.randn((), generator=g) * 37).to(dtype) for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64)}
+    parts = {
+        f"{dtype}": (torch.randn((), generator=g) * 37).to(dtype)
+        for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+    }
     parts["count"] = torch.tensor(123456789)
     parts["lr"] = 3.5e-4  # a plain number passes through
     values = step_values(parts)
@@ -113,8 +129,16 @@ def synth_root(tmp_path_factory):
 def _logged_steps(root, out, log_every: int) -> dict[int, dict]:
     cfg = load_config(
         "demo",
-        [f"data.root={root}", f"train.output_dir={out}", "train.progress=false", "optim.epochs=1", "optim.warmup_epochs=0",
-         "train.max_steps_per_epoch=3", f"train.log_every={log_every}", "train.eval_every=0"],
+        [
+            f"data.root={root}",
+            f"train.output_dir={out}",
+            "train.progress=false",
+            "optim.epochs=1",
+            "optim.warmup_epochs=0",
+            "train.max_steps_per_epoch=3",
+            f"train.log_every={log_every}",
+            "train.eval_every=0",
+        ],
     )
     train(cfg)
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

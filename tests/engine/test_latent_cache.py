@@ -82,7 +82,7 @@ def test_many_draws_have_the_posterior_law(teacher, records):
     emp_mean, emp_std = draws.mean(dim=0), draws.std(dim=0)
     assert ((emp_mean - mu).abs() <= 5 * sigma / n**0.5).all()
     assert ((emp_std / sigma - 1).abs() <= 5 / (2 * n) ** 0.5).all()
-    standardised = ((draws - mu) / sigma).flatten()[:: 97].double().numpy()
+    standardised = ((draws - mu) / sigma).flatten()[::97].double().numpy()
     assert stats.kstest(standardised, "norm").pvalue > 1e-3
 
 

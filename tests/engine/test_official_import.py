@@ -30,8 +30,18 @@ WIDTH, LAYERS, HEADS, MLP, OUT, GRID = 64, 2, 2, 128, 32, (4, 2)  # the demo pre
 SOURCE_IDS = 2 * 6  # demo sources synth_a + synth_b, 6 training ids each (below)
 
 
-def official_reid_layout(num_ids: int, seed: int = 0, prefix: str = "", *, width: int = WIDTH, layers: int = LAYERS,
-                         mlp: int = MLP, out: int = OUT, grid: tuple[int, int] = GRID, meta: bool = False):
+def official_reid_layout(
+    num_ids: int,
+    seed: int = 0,
+    prefix: str = "",
+    *,
+    width: int = WIDTH,
+    layers: int = LAYERS,
+    mlp: int = MLP,
+    out: int = OUT,
+    grid: tuple[int, int] = GRID,
+    meta: bool = False,
+):
     """The Re-ID part of an official checkpoint; ``meta=True``: shapes only (full-size layout checks)."""
     g = torch.Generator().manual_seed(seed)
 
@@ -42,33 +52,45 @@ def official_reid_layout(num_ids: int, seed: int = 0, prefix: str = "", *, width
         "conv1.weight": rand(width, 3, 16, 16, std=0.02),
         "class_embedding": rand(width),
         "positional_embedding": rand(grid[0] * grid[1] + 1, width),
-        "ln_pre.weight": 1 + rand(width), "ln_pre.bias": rand(width),
-        "ln_post.weight": 1 + rand(width), "ln_post.bias": rand(width),
+        "ln_pre.weight": 1 + rand(width),
+        "ln_pre.bias": rand(width),
+        "ln_post.weight": 1 + rand(width),
+        "ln_post.bias": rand(width),
         "proj": rand(width, out, std=width**-0.5),
     }
     for i in range(layers):
         block = {
-            "attn.in_proj_weight": rand(3 * width, width), "attn.in_proj_bias": rand(3 * width),
-            "attn.out_proj.weight": rand(width, width), "attn.out_proj.bias": rand(width),
-            "ln_1.weight": 1 + rand(width), "ln_1.bias": rand(width),
-            "ln_2.weight": 1 + rand(width), "ln_2.bias": rand(width),
-            "mlp.c_fc.weight": rand(mlp, width), "mlp.c_fc.bias": rand(mlp),
-            "mlp.c_proj.weight": rand(width, mlp), "mlp.c_proj.bias": rand(width),
+            "attn.in_proj_weight": rand(3 * width, width),
+            "attn.in_proj_bias": rand(3 * width),
+            "attn.out_proj.weight": rand(width, width),
+            "attn.out_proj.bias": rand(width),
+            "ln_1.weight": 1 + rand(width),
+            "ln_1.bias": rand(width),
+            "ln_2.weight": 1 + rand(width),
+            "ln_2.bias": rand(width),
+            "mlp.c_fc.weight": rand(mlp, width),
+            "mlp.c_fc.bias": rand(mlp),
+            "mlp.c_proj.weight": rand(width, mlp),
+            "mlp.c_proj.bias": rand(width),
         }
         tower.update({f"transformer.resblocks.{i}.{k}": v for k, v in block.items()})
     state = {"encoder.image_encoder." + k: v for k, v in tower.items()}
-    state.update({
-        "encoder.bnneck.weight": 1 + rand(out), "encoder.bnneck.bias": torch.zeros(out, device="meta" if meta else None),
-        "encoder.bnneck.running_mean": rand(out), "encoder.bnneck.running_var": 0.5 + rand(out).abs(),
-        "encoder.bnneck.num_batches_tracked": torch.tensor(1234, device="meta" if meta else None),
-        "encoder.fc.weight": rand(num_ids, out, std=0.001),
-    })
+    state.update(
+        {
+            "encoder.bnneck.weight": 1 + rand(out),
+            "encoder.bnneck.bias": torch.zeros(out, device="meta" if meta else None),
+            "encoder.bnneck.running_mean": rand(out),
+            "encoder.bnneck.running_var": 0.5 + rand(out).abs(),
+            "encoder.bnneck.num_batches_tracked": torch.tensor(1234, device="meta" if meta else None),
+            "encoder.fc.weight": rand(num_ids, out, std=0.001),
+        }
+    )
     return {prefix + k: v for k, v in state.items()}
 
 
 def reference_feature(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """The official test feature: normalize(BN_eval(ln_post(x_cls) @ proj))."""
-    v = {k[len("encoder.image_encoder."):]: t for k, t in state.items() if k.startswith("encoder.image_encoder.")}
+    v = {k[len("encoder.image_encoder.") :]: t for k, t in state.items() if k.startswith("encoder.image_encoder.")}
     x = F.conv2d(images, v["conv1.weight"], stride=16).flatten(2).transpose(1, 2)
     x = torch.cat([v["class_embedding"].expand(x.shape[0], 1, WIDTH), x], dim=1) + v["positional_embedding"]
     x = F.layer_norm(x, (WIDTH,), v["ln_pre.weight"], v["ln_pre.bias"])
@@ -94,8 +116,16 @@ def reference_feature(state: dict[str, torch.Tensor], images: torch.Tensor) -> t
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic(root, domains=["synth_a", "synth_b", "synth_c"], num_train_ids=6, num_test_ids=4,
-                    images_per_id=2, num_distractors=1, height=64, width=32)
+    write_synthetic(
+        root,
+        domains=["synth_a", "synth_b", "synth_c"],
+        num_train_ids=6,
+        num_test_ids=4,
+        images_per_id=2,
+        num_distractors=1,
+        height=64,
+        width=32,
+    )
     return root
 
 
@@ -108,7 +138,7 @@ def test_imported_features_equal_the_reference_forward(tmp_path):
     model, config, info = load_reid_model(run)
     assert info["num_ids"] == SOURCE_IDS and config.encoder.preset == "tiny"
     images = torch.randn(5, 3, 64, 32, generator=torch.Generator().manual_seed(1))
-    plain = {k[len("module."):]: t for k, t in state.items()}
+    plain = {k[len("module.") :]: t for k, t in state.items()}
     with torch.no_grad():
         ours = model.extract(images)
         expected = reference_feature(plain, images)
@@ -127,8 +157,24 @@ def test_eval_extract_search_export_accept_the_imported_run(tmp_path, synth_root
     run = tmp_path / "run"
     assert main(["import", str(ckpt), "--out", str(run), "--config", "demo", "--root", str(synth_root)]) == 0
     metrics_file = tmp_path / "metrics.json"
-    assert main(["eval", "--checkpoint", str(run), "--target", "synth_c", "--root", str(synth_root),
-                 "--device", "cpu", "--out", str(metrics_file)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run),
+                "--target",
+                "synth_c",
+                "--root",
+                str(synth_root),
+                "--device",
+                "cpu",
+                "--out",
+                str(metrics_file),
+            ]
+        )
+        == 0
+    )
     assert 0 <= json.loads(metrics_file.read_text())["synth_c"]["mAP"] <= 100
     gallery = synth_root / "synth_c" / "bounding_box_test"
     feats = tmp_path / "gallery.safetensors"
@@ -137,14 +183,35 @@ def test_eval_extract_search_export_accept_the_imported_run(tmp_path, synth_root
     # test transform is only x / 255 normalised with mean = std = 0.5).
     with safe_open(str(feats), "pt") as f:
         names, extracted = json.loads(f.metadata()["names"]), f.get_tensor("features")
-    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(gallery / n).convert("RGB"), dtype=np.float32))
-                          for n in names]).permute(0, 3, 1, 2) / 255.0
+    pixels = (
+        torch.stack(
+            [torch.from_numpy(np.asarray(Image.open(gallery / n).convert("RGB"), dtype=np.float32)) for n in names]
+        ).permute(0, 3, 1, 2)
+        / 255.0
+    )
     torch.testing.assert_close(extracted, reference_feature(state, (pixels - 0.5) / 0.5), rtol=1e-4, atol=1e-5)
     query = next((synth_root / "synth_c" / "query").iterdir())
-    assert main(["search", str(query), "--gallery", str(feats), "--checkpoint", str(run), "--device", "cpu",
-                 "--out", str(tmp_path / "search")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(query),
+                "--gallery",
+                str(feats),
+                "--checkpoint",
+                str(run),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "search"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "search" / "results.json").is_file()
-    assert main(["explain", str(query), "--checkpoint", str(run), "--device", "cpu", "--out", str(tmp_path / "cams")]) == 0
+    assert (
+        main(["explain", str(query), "--checkpoint", str(run), "--device", "cpu", "--out", str(tmp_path / "cams")]) == 0
+    )
     assert len(list((tmp_path / "cams").glob("*_cam.png"))) == 1
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
 
@@ -196,10 +263,18 @@ def test_clipreid_checkpoint_starts_the_encoder(tmp_path):
     from dcac.models.build import build_reid_model
 
     official = official_reid_layout(num_ids=SOURCE_IDS, seed=3)
-    clipreid = {k.replace("encoder.image_encoder.", "image_encoder."): v for k, v in official.items()
-                if k.startswith("encoder.image_encoder.")}
-    clipreid.update({k.replace("encoder.bnneck.", "bottleneck_proj."): v for k, v in official.items()
-                     if k.startswith("encoder.bnneck.")})
+    clipreid = {
+        k.replace("encoder.image_encoder.", "image_encoder."): v
+        for k, v in official.items()
+        if k.startswith("encoder.image_encoder.")
+    }
+    clipreid.update(
+        {
+            k.replace("encoder.bnneck.", "bottleneck_proj."): v
+            for k, v in official.items()
+            if k.startswith("encoder.bnneck.")
+        }
+    )
     clipreid["classifier_proj.weight"] = official["encoder.fc.weight"]
     clipreid["classifier.weight"] = torch.zeros(SOURCE_IDS, WIDTH)  # the 768-d side dcac does not use
     clipreid["bottleneck.weight"] = torch.ones(WIDTH)
@@ -242,19 +317,25 @@ def official_teacher_layout(rank: int, num_ids: int, seed: int = 0, *, full_size
         return torch.empty(*shape, device="meta") if full_size else torch.randn(*shape, generator=g) * std
 
     with torch.device("meta" if full_size else "cpu"):
-        unet_config, vae_config = (sd15_unet_config(), sd15_vae_config()) if full_size else (tiny_unet_config(), tiny_vae_config())
+        unet_config, vae_config = (
+            (sd15_unet_config(), sd15_vae_config()) if full_size else (tiny_unet_config(), tiny_vae_config())
+        )
         unet, vae = build_unet(unet_config), build_vae(vae_config)
     with torch.no_grad():
         for p in list(unet.parameters()) + list(vae.parameters()):
             p.copy_(rand(*p.shape, std=0.05))
     single_file = layout.to_original_layout(unet, vae)
-    teacher = {k.replace("model.diffusion_model.", "denoiser.model.").replace("first_stage_model.", "denoiser.autoencoder."): v
-               for k, v in single_file.items()}
+    teacher = {
+        k.replace("model.diffusion_model.", "denoiser.model.").replace("first_stage_model.", "denoiser.autoencoder."): v
+        for k, v in single_file.items()
+    }
     teacher["denoiser.betas"] = rand(1000, std=0.01)
     teacher["denoiser.model.prompt_emb.prompt_emb"] = rand(num_ids, unet_config["cross_attention_dim"], std=1.0)
     adapted = {}
     for name, module in unet.named_modules():
-        if not re.fullmatch(r".*transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj)", name):
+        if not re.fullmatch(
+            r".*transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj)", name
+        ):
             continue
         ldm = "denoiser.model." + layout._unet_key_to_original(name + ".weight", unet.config)[: -len(".weight")]
         parts = {"lora_A": rand(rank, module.in_features, std=0.3), "lora_B": rand(module.out_features, rank, std=0.3)}
@@ -315,7 +396,9 @@ def test_teacher_rank_and_layout_errors(tmp_path, capsys):
     assert "LoRA rank is 4" in capsys.readouterr().err
     # The Re-ID model alone needs no teacher settings.
     assert main(["import", str(ckpt), "--no-teacher", "--out", str(tmp_path / "r"), "--config", "demo"]) == 0
-    assert (tmp_path / "r" / "reid_model.safetensors").is_file() and not (tmp_path / "r" / "teacher_init.safetensors").exists()
+    assert (tmp_path / "r" / "reid_model.safetensors").is_file() and not (
+        tmp_path / "r" / "teacher_init.safetensors"
+    ).exists()
     del teacher["denoiser.model.out.2.weight"]
     teacher["denoiser.model.label_emb.0.weight"] = torch.zeros(2, 2)
     torch.save({**official_reid_layout(num_ids=SOURCE_IDS), **teacher}, ckpt)
@@ -359,10 +442,26 @@ def test_training_starts_from_an_imported_run(tmp_path, synth_root, capsys):
     assert main(["import", str(ckpt), f"diffusion.lora_rank={rank}", "--out", str(imported), "--config", "demo"]) == 0
     run = tmp_path / "continued"
     # lr = 0: the first step leaves every parameter where the import put it, so the run's files show the start.
-    assert main(["train", "--config", "demo", f"data.root={synth_root}", f"train.output_dir={run}",
-                 f"train.init_from={imported}", f"diffusion.lora_rank={rank}", "optim.lr=0", "optim.epochs=1",
-                 "train.max_steps_per_epoch=1", "train.progress=false", "data.batch_size=8",
-                 "data.num_instances=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "demo",
+                f"data.root={synth_root}",
+                f"train.output_dir={run}",
+                f"train.init_from={imported}",
+                f"diffusion.lora_rank={rank}",
+                "optim.lr=0",
+                "optim.epochs=1",
+                "train.max_steps_per_epoch=1",
+                "train.progress=false",
+                "data.batch_size=8",
+                "data.num_instances=2",
+            ]
+        )
+        == 0
+    )
     started = load_file(str(run / "checkpoint" / "model.safetensors"))
     expected_teacher = load_file(str(imported / "teacher_init.safetensors"))
     lora = [k for k in expected_teacher if ".lora_" in k]
@@ -371,9 +470,24 @@ def test_training_starts_from_an_imported_run(tmp_path, synth_root, capsys):
     weights = [k for k in expected_reid if "running_" not in k and "num_batches" not in k]
     assert all(torch.equal(started["reid." + k], expected_reid[k]) for k in weights)
     # A run on other sources (other identity count) is refused with both numbers.
-    assert main(["train", "--config", "demo", f"data.root={synth_root}", f"train.output_dir={tmp_path / 'x'}",
-                 f"train.init_from={imported}", "data.sources=[synth_a]", f"diffusion.lora_rank={rank}",
-                 "train.progress=false", "data.batch_size=8", "data.num_instances=2"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "demo",
+                f"data.root={synth_root}",
+                f"train.output_dir={tmp_path / 'x'}",
+                f"train.init_from={imported}",
+                "data.sources=[synth_a]",
+                f"diffusion.lora_rank={rank}",
+                "train.progress=false",
+                "data.batch_size=8",
+                "data.num_instances=2",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{SOURCE_IDS} identities" in err and "have 6" in err
 
@@ -384,14 +498,22 @@ def test_encoder_weights_still_take_an_openai_state_dict(tmp_path):
     from dcac.models.build import build_reid_model
 
     official = official_reid_layout(num_ids=SOURCE_IDS, seed=4)
-    openai = {k.replace("encoder.image_encoder.", "visual."): v for k, v in official.items()
-              if k.startswith("encoder.image_encoder.")}
+    openai = {
+        k.replace("encoder.image_encoder.", "visual."): v
+        for k, v in official.items()
+        if k.startswith("encoder.image_encoder.")
+    }
     path = tmp_path / "clip_visual.pt"
     torch.save(openai, path)
     model = build_reid_model(load_config("demo", [f"encoder.weights={path}"]), SOURCE_IDS, load_weights=True)
     images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(3))
-    identity_bn = {**official, "encoder.bnneck.weight": torch.ones(OUT), "encoder.bnneck.bias": torch.zeros(OUT),
-                   "encoder.bnneck.running_mean": torch.zeros(OUT), "encoder.bnneck.running_var": torch.ones(OUT)}
+    identity_bn = {
+        **official,
+        "encoder.bnneck.weight": torch.ones(OUT),
+        "encoder.bnneck.bias": torch.zeros(OUT),
+        "encoder.bnneck.running_mean": torch.zeros(OUT),
+        "encoder.bnneck.running_var": torch.ones(OUT),
+    }
     with torch.no_grad():
         ours = model.eval().extract(images)
     torch.testing.assert_close(ours, reference_feature(identity_bn, images), rtol=1e-4, atol=1e-5)

@@ -4,7 +4,6 @@ import torch
 from dcac.config import OptimConfig
 from dcac.engine.optim import build_optimizer, lr_factor, set_epoch_lr
 
-
 # The official schedule, epoch by epoch (1-based e, as the official trainer steps WarmupMultiStepLR before each
 # epoch): 0.1 (1 - e/10) + e/10 for e < 10, then 0.1^k after k of the milestones 30, 50 are <= e.
 OFFICIAL_TABLE = (

@@ -62,7 +62,11 @@ def _pass(model, images, labels, latents, autocast_dtype=None):
     with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         out = model(images, labels, latents)
     out.loss.backward()
-    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters() if p.requires_grad}
+    grads = {
+        n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
     return out.loss.detach(), grads
 
 
@@ -152,7 +156,9 @@ def test_latent_cache_gives_the_per_step_vae_latents_and_gradients():
     torch.manual_seed(5)
     per_step = batch_latents(model, {**batch, "diffusion_image": views[indices]}, None, torch.device("cpu"))
     torch.testing.assert_close(cached, per_step, rtol=0, atol=1e-6)
-    _assert_same(_pass(model, images[indices], labels[indices], cached), _pass(model, images[indices], labels[indices], per_step))
+    _assert_same(
+        _pass(model, images[indices], labels[indices], cached), _pass(model, images[indices], labels[indices], per_step)
+    )
 
 
 def test_train_step_with_latent_cache_updates_like_the_per_step_vae():
@@ -254,7 +260,9 @@ def test_encoder_gradient_checkpointing_matches_plain_backward(standard):
     _assert_same(_run(model, *batch), reference)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="train.compile=auto compiles on CUDA only (the CPU case is the xfail above)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="train.compile=auto compiles on CUDA only (the CPU case is the xfail above)"
+)
 def test_compiled_model_matches_eager_on_cuda():
     """What train.compile=auto turns on for CUDA runs: the compiled ViT and UNet give eager's loss and gradients."""
     _, eager = _model("train.compile=false")

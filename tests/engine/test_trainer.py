@@ -7,8 +7,8 @@ import torch
 
 from dcac.config import load_config
 from dcac.data.synthetic import write_synthetic
-from dcac.storage.checkpoint import load_tensors
 from dcac.engine.trainer import train
+from dcac.storage.checkpoint import load_tensors
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,14 @@ def test_run_folder_contents_and_resume_refuses_another_config(synth_root, tmp_p
     out = tmp_path / "run"
     train(_config(synth_root, out, "optim.epochs=1"))
     names = {p.name for p in out.iterdir()}
-    assert {"config.yaml", "run_info.json", "reid_model.safetensors", "checkpoint", "log.jsonl", "metrics.json"} <= names
+    assert {
+        "config.yaml",
+        "run_info.json",
+        "reid_model.safetensors",
+        "checkpoint",
+        "log.jsonl",
+        "metrics.json",
+    } <= names
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [l for l in lines if "loss" in l]
     assert steps and {"loss_id", "loss_pcl", "loss_diff", "acc", "lr", "epoch", "step"} <= steps[-1].keys()

@@ -12,8 +12,8 @@ import dcac.engine.trainer
 from dcac.config import load_config
 from dcac.data.errors import CorruptImageError
 from dcac.data.synthetic import write_synthetic
-from dcac.storage.checkpoint import load_tensors
 from dcac.engine.trainer import train
+from dcac.storage.checkpoint import load_tensors
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def _steps_logged(run_dir):
 
 
 def test_an_unreadable_target_image_stops_the_run_before_training(own_data, tmp_path):
-    bad = [p for p in sorted((own_data / "synth_c" / "bounding_box_test").glob("*.jpg")) if not p.name.startswith("0000_")][0]
+    bad = [
+        p for p in sorted((own_data / "synth_c" / "bounding_box_test").glob("*.jpg")) if not p.name.startswith("0000_")
+    ][0]
     bad.write_bytes(b"")
     out = tmp_path / "run"
     with pytest.raises(CorruptImageError, match=bad.name):

@@ -15,8 +15,14 @@ def labelled_features(seed, nq=60, ng=400, n_ids=30, n_cams=4, dim=16):
     q_pids, g_pids = rng.integers(1, n_ids + 1, nq), rng.integers(0, n_ids + 1, ng)
     q = centres[q_pids] + 0.8 * rng.normal(size=(nq, dim))
     g = centres[g_pids] + 0.8 * rng.normal(size=(ng, dim))
-    return (q.astype(np.float32), g.astype(np.float32), q_pids, g_pids,
-            rng.integers(0, n_cams, nq), rng.integers(0, n_cams, ng))
+    return (
+        q.astype(np.float32),
+        g.astype(np.float32),
+        q_pids,
+        g_pids,
+        rng.integers(0, n_cams, nq),
+        rng.integers(0, n_cams, ng),
+    )
 
 
 def assert_same_metrics(a, b, tol=1e-6):

@@ -31,7 +31,12 @@ def reference_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
 def assert_matches_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, **kwargs):
     got = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, **kwargs)
     cmc, m_ap, m_inp, valid, skipped = reference_rank(
-        np.asarray(distmat), np.asarray(q_pids), np.asarray(g_pids), np.asarray(q_camids), np.asarray(g_camids), max_rank
+        np.asarray(distmat),
+        np.asarray(q_pids),
+        np.asarray(g_pids),
+        np.asarray(q_camids),
+        np.asarray(g_camids),
+        max_rank,
     )
     assert got["cmc"].shape == (max_rank,)
     np.testing.assert_allclose(got["cmc"], cmc, rtol=0, atol=1e-6)
@@ -92,8 +97,13 @@ def test_small_chunks_and_torch_input_match_reference():
     q_pids, g_pids, q_cams, g_cams = random_problem(rng, 33, 150, 12, 3, distractor_frac=0.3)
     dist = np.round(rng.random((33, 150)), 2).astype(np.float32)
     assert_matches_reference(
-        torch.from_numpy(dist), torch.from_numpy(q_pids), torch.from_numpy(g_pids),
-        torch.from_numpy(q_cams), torch.from_numpy(g_cams), max_rank=30, chunk_size=4,
+        torch.from_numpy(dist),
+        torch.from_numpy(q_pids),
+        torch.from_numpy(g_pids),
+        torch.from_numpy(q_cams),
+        torch.from_numpy(g_cams),
+        max_rank=30,
+        chunk_size=4,
     )
 
 
@@ -145,8 +155,11 @@ def test_every_query_without_match_is_an_error():
 )
 def test_bad_input_is_rejected(kwargs, message):
     args = dict(
-        distmat=np.zeros((2, 3)), q_pids=np.array([1, 2]), g_pids=np.array([1, 2, 3]),
-        q_camids=np.array([0, 0]), g_camids=np.array([1, 1, 1]),
+        distmat=np.zeros((2, 3)),
+        q_pids=np.array([1, 2]),
+        g_pids=np.array([1, 2, 3]),
+        q_camids=np.array([0, 0]),
+        g_camids=np.array([1, 1, 1]),
     )
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):

@@ -38,7 +38,9 @@ def published_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value):
         for j in range(len(k_reciprocal_index)):
             candidate = k_reciprocal_index[j]
             candidate_forward_k_neigh_index = initial_rank[candidate, : int(np.around(k1 / 2.0)) + 1]
-            candidate_backward_k_neigh_index = initial_rank[candidate_forward_k_neigh_index, : int(np.around(k1 / 2.0)) + 1]
+            candidate_backward_k_neigh_index = initial_rank[
+                candidate_forward_k_neigh_index, : int(np.around(k1 / 2.0)) + 1
+            ]
             fi_candidate = np.where(candidate_backward_k_neigh_index == candidate)[0]
             candidate_k_reciprocal_index = candidate_forward_k_neigh_index[fi_candidate]
             if len(np.intersect1d(candidate_k_reciprocal_index, k_reciprocal_index)) > 2.0 / 3 * len(

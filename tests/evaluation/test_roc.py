@@ -16,7 +16,7 @@ from dcac.evaluation.roc import verification_metrics
 def brute_force(q, g, qp, gp, qc, gc, metric, fprs):
     a, b = distance_operands(q, g, metric)
     rows = max(1, roc.SLICE_ELEMENTS // g.shape[0])  # the same GEMM slices, hence the same float values
-    dist = torch.cat([a[s:s + rows] @ b.T for s in range(0, len(a), rows)]).numpy()
+    dist = torch.cat([a[s : s + rows] @ b.T for s in range(0, len(a), rows)]).numpy()
     same = qp[:, None] == gp[None, :]
     genuine = np.sort(dist[same & (qc[:, None] != gc[None, :])])
     impostor = np.sort(dist[~same])
@@ -35,8 +35,12 @@ def brute_force(q, g, qp, gp, qc, gc, metric, fprs):
 
 def labelled(num_q, num_g, num_ids, num_cams, seed):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, num_ids, num_q), rng.integers(0, num_ids, num_g),
-            rng.integers(0, num_cams, num_q), rng.integers(0, num_cams, num_g))
+    return (
+        rng.integers(0, num_ids, num_q),
+        rng.integers(0, num_ids, num_g),
+        rng.integers(0, num_cams, num_q),
+        rng.integers(0, num_cams, num_g),
+    )
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -48,8 +52,9 @@ def test_matches_brute_force(metric: str, max_collect: int, num_bins: int) -> No
     q = torch.nn.functional.normalize(centres[qp] + 0.8 * torch.randn(150, 16, generator=noise), dim=1)
     g = torch.nn.functional.normalize(centres[gp] + 0.8 * torch.randn(400, 16, generator=noise), dim=1)
     fprs = (1e-4, 1e-3, 1e-2, 0.3)
-    result = verification_metrics(q, g, qp, gp, qc, gc, metric=metric, fprs=fprs, max_collect=max_collect,
-                                  num_bins=num_bins)
+    result = verification_metrics(
+        q, g, qp, gp, qc, gc, metric=metric, fprs=fprs, max_collect=max_collect, num_bins=num_bins
+    )
     points, eer, n_gen, n_imp, worse_rate_at = brute_force(q, g, qp, gp, qc, gc, metric, fprs)
     assert result["num_genuine_pairs"] == n_gen and result["num_impostor_pairs"] == n_imp
     for f in fprs:

@@ -13,10 +13,10 @@ from PIL import Image
 import dcac
 from dcac.cli import main
 from dcac.config import load_config
-from dcac.storage.checkpoint import save_tensors_atomic
-from dcac.storage.run_folder import write_run_metadata
 from dcac.evaluation.distance import compute_distance
 from dcac.models.build import build_reid_model
+from dcac.storage.checkpoint import save_tensors_atomic
+from dcac.storage.run_folder import write_run_metadata
 
 
 def person(seed: int) -> Image.Image:
@@ -49,8 +49,26 @@ def shop(tmp_path_factory) -> Path:
 
 def test_eval_roc_on_an_evaluation_only_folder(run_dir: Path, shop: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "metrics.json"
-    assert main(["eval", "--checkpoint", str(run_dir), "--target", str(shop), "--roc", "--fpr", "0.25",
-                 "--device", "cpu", "--out", str(out), "--report"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run_dir),
+                "--target",
+                str(shop),
+                "--roc",
+                "--fpr",
+                "0.25",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--report",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "layout: folders (detected)" in printed and "no cameras given" in printed and "EER" in printed
     verification = json.loads(out.read_text())[str(shop)]["verification"]
@@ -63,8 +81,10 @@ def test_eval_roc_on_an_evaluation_only_folder(run_dir: Path, shop: Path, tmp_pa
 
 
 def test_calibrate_then_compare(run_dir: Path, shop: Path, capsys) -> None:
-    assert main(["calibrate", "--checkpoint", str(run_dir), "--target", str(shop), "--fpr", "0.25",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["calibrate", "--checkpoint", str(run_dir), "--target", str(shop), "--fpr", "0.25", "--device", "cpu"])
+        == 0
+    )
     record = json.loads((run_dir / "verification.json").read_text())
     assert record["fpr_target"] == 0.25 and record["fpr"] <= 0.25 and record["target"] == "shop"
     a, b = shop / "query" / "person1" / "0.png", shop / "gallery" / "person1" / "1.png"
@@ -100,14 +120,50 @@ def write_grid(root: Path) -> None:
 def test_eval_over_splits_reports_each_and_the_mean(run_dir: Path, tmp_path: Path, capsys) -> None:
     write_grid(tmp_path)
     out = tmp_path / "splits.json"
-    assert main(["eval", "--checkpoint", str(run_dir), "--target", "grid", "--root", str(tmp_path),
-                 "--splits", "0-2", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run_dir),
+                "--target",
+                "grid",
+                "--root",
+                str(tmp_path),
+                "--splits",
+                "0-2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())["grid"]
     assert sorted(result["splits"]) == ["0", "1", "2"]
     assert result["mean"]["mAP"] == pytest.approx(np.mean([m["mAP"] for m in result["splits"].values()]))
     single = tmp_path / "one.json"
-    assert main(["eval", "--checkpoint", str(run_dir), "--target", "grid", "--root", str(tmp_path),
-                 "--option", "grid.split=1", "--device", "cpu", "--out", str(single)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run_dir),
+                "--target",
+                "grid",
+                "--root",
+                str(tmp_path),
+                "--option",
+                "grid.split=1",
+                "--device",
+                "cpu",
+                "--out",
+                str(single),
+            ]
+        )
+        == 0
+    )
     assert json.loads(single.read_text())["grid"]["mAP"] == pytest.approx(result["splits"]["1"]["mAP"], abs=1e-4)
     assert "mean of 3 splits" in capsys.readouterr().out
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from dcac.config import load_config
+from dcac.models.build import build_reid_model
 from dcac.storage.checkpoint import save_tensors_atomic
 from dcac.storage.run_folder import write_run_metadata
-from dcac.models.build import build_reid_model
 
 NUM_IDS = 8
 

@@ -34,7 +34,9 @@ def test_exact_index_ranks_like_rank_and_survives_save_load_and_adds(tmp_path):
     torch.testing.assert_close(distances, ref_dist, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind, params", [("hnsw", {"hnsw_m": 16, "ef_search": 128}), ("ivf", {"ivf_lists": 16, "nprobe": 8})])
+@pytest.mark.parametrize(
+    "kind, params", [("hnsw", {"hnsw_m": 16, "ef_search": 128}), ("ivf", {"ivf_lists": 16, "nprobe": 8})]
+)
 def test_approximate_indexes_find_most_true_neighbours(kind, params, tmp_path):
     gallery, query = _feats(2000, seed=3), _feats(50, seed=4)
     index = GalleryIndex(32, kind, **params)
@@ -73,5 +75,16 @@ def test_search_refuses_an_index_of_other_weights(run_factory, tiny_run, image_t
     assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats)]) == 0
     assert main(["index", str(feats), "--out", str(index), "--kind", "hnsw"]) == 0
     other = run_factory(tmp_path / "run_b", seed=3)
-    code = main(["search", str(image_tree["query"]), "--gallery", str(index), "--checkpoint", str(other), "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "search",
+            str(image_tree["query"]),
+            "--gallery",
+            str(index),
+            "--checkpoint",
+            str(other),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2 and "re-extract the gallery" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import HfApi
-from safetensors.torch import load_file
 
 import dcac.api as api
 from dcac.cli import main
@@ -84,12 +83,22 @@ def test_encoder_weights_from_the_hub_cache_equal_the_local_folder(offline_cache
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = load_config("demo")
-    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=64, patch_size=16, projection_dim=32)
+    vision = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=16,
+        projection_dim=32,
+    )
     torch.manual_seed(5)
     CLIPVisionModelWithProjection(vision).save_pretrained(tmp_path / "clip")
     # Extra files a CLIP repository carries (pickled and TF weights) must not be needed or read.
-    files = {p.name: p for p in (tmp_path / "clip").iterdir()} | {"pytorch_model.bin": b"not a pickle", "tf_model.h5": b"x"}
+    files = {p.name: p for p in (tmp_path / "clip").iterdir()} | {
+        "pytorch_model.bin": b"not a pickle",
+        "tf_model.h5": b"x",
+    }
     snapshot = _cache_repo(offline_cache, "openai/clip-tiny", files)
     config.encoder.weights = "openai/clip-tiny"
     from_hub = build_reid_model(config, num_ids=4, load_weights=True).encoder.state_dict()
@@ -105,9 +114,14 @@ def test_encoder_weights_from_the_hub_cache_equal_the_local_folder(offline_cache
 
 
 def test_diffusion_weights_hub_id_resolves_to_the_cached_diffusers_folder(offline_cache):
-    snapshot = _cache_repo(offline_cache, "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                           {"unet/config.json": b"{}", "vae/config.json": b"{}", "model_index.json": b"{}"})
-    assert resolve_weights("stable-diffusion-v1-5/stable-diffusion-v1-5", DIFFUSERS_FILES, what="diffusion.weights") == str(snapshot)
+    snapshot = _cache_repo(
+        offline_cache,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        {"unet/config.json": b"{}", "vae/config.json": b"{}", "model_index.json": b"{}"},
+    )
+    assert resolve_weights(
+        "stable-diffusion-v1-5/stable-diffusion-v1-5", DIFFUSERS_FILES, what="diffusion.weights"
+    ) == str(snapshot)
     assert resolve_weights(None, DIFFUSERS_FILES, what="diffusion.weights") is None
     local = str(snapshot)  # a local folder is passed through untouched
     assert resolve_weights(local, DIFFUSERS_FILES, what="diffusion.weights") == local
@@ -116,7 +130,10 @@ def test_diffusion_weights_hub_id_resolves_to_the_cached_diffusers_folder(offlin
 def _evaluated_run(tiny_run: Path, tmp_path: Path) -> Path:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    metrics = {"epoch": 7, "targets": {"synth_c": {"mAP": 41.25, "rank1": 55.5, "rank5": 70.0, "rank10": 80.0, "mINP": 12.0}}}
+    metrics = {
+        "epoch": 7,
+        "targets": {"synth_c": {"mAP": 41.25, "rank1": 55.5, "rank5": 70.0, "rank10": 80.0, "mINP": 12.0}},
+    }
     (run / "metrics.json").write_text(json.dumps(metrics))
     return run
 
@@ -125,7 +142,13 @@ def test_stage_only_writes_the_repository_and_its_model_card(tiny_run, tmp_path)
     run = _evaluated_run(tiny_run, tmp_path)
     out = tmp_path / "staged"
     assert main(["push", str(run), "me/dcac-demo", "--stage-only", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.yaml", "metrics.json", "reid_model.safetensors", "run_info.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.yaml",
+        "metrics.json",
+        "reid_model.safetensors",
+        "run_info.json",
+    ]
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dcac\n")
     assert "| synth_c | 41.2 | 55.5 | 70.0 | 80.0 | 12.0 |" in card and "After epoch 7" in card
@@ -133,7 +156,9 @@ def test_stage_only_writes_the_repository_and_its_model_card(tiny_run, tmp_path)
     assert "resized to 64×32" in card and "mean [0.5, 0.5, 0.5]" in card and "32-d feature" in card
     assert 'dcac.load("me/dcac-demo")' in card and "arXiv:2502.06619" in card
     # The staged folder is itself a loadable run.
-    torch.testing.assert_close(api.load(out).extract(torch.zeros(1, 3, 64, 32)), api.load(run).extract(torch.zeros(1, 3, 64, 32)))
+    torch.testing.assert_close(
+        api.load(out).extract(torch.zeros(1, 3, 64, 32)), api.load(run).extract(torch.zeros(1, 3, 64, 32))
+    )
 
 
 class _RecordingApi(HfApi):
@@ -159,8 +184,15 @@ def test_push_creates_the_repository_and_uploads_the_staged_run_in_one_commit(ti
     url = push_run(run, "me/dcac-demo", private=True, api=recorder)
     assert url.endswith("/commit/abc")
     (create, args_create), (upload, args_upload) = recorder.calls
-    assert create == "create_repo" and args_create == {"repo_id": "me/dcac-demo", "private": True, "exist_ok": True, "repo_type": "model"}
-    assert upload == "upload_folder" and args_upload["repo_id"] == "me/dcac-demo" and args_upload["repo_type"] == "model"
+    assert create == "create_repo" and args_create == {
+        "repo_id": "me/dcac-demo",
+        "private": True,
+        "exist_ok": True,
+        "repo_type": "model",
+    }
+    assert (
+        upload == "upload_folder" and args_upload["repo_id"] == "me/dcac-demo" and args_upload["repo_type"] == "model"
+    )
     files = args_upload["files"]
     assert sorted(files) == ["README.md", "config.yaml", "metrics.json", "reid_model.safetensors", "run_info.json"]
     assert files["reid_model.safetensors"] == (run / "reid_model.safetensors").read_bytes()

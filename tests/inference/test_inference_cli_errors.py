@@ -31,7 +31,9 @@ def a_file(tmp_path):
     return path
 
 
-def test_output_paths_of_the_wrong_kind_are_refused_before_the_work(tiny_run, image_tree, tmp_path, a_file, capsys, monkeypatch):
+def test_output_paths_of_the_wrong_kind_are_refused_before_the_work(
+    tiny_run, image_tree, tmp_path, a_file, capsys, monkeypatch
+):
     def no_work(*args, **kwargs):
         raise AssertionError("the command started working before checking --out")
 
@@ -53,7 +55,19 @@ def test_output_paths_of_the_wrong_kind_are_refused_before_the_work(tiny_run, im
 def test_an_unwritable_out_folder_is_refused(tiny_run, image_tree, tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(locked / "g.safetensors")]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                str(image_tree["gallery"]),
+                "--checkpoint",
+                str(tiny_run),
+                "--out",
+                str(locked / "g.safetensors"),
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "permission denied")
 
 
@@ -63,19 +77,46 @@ def test_cuda_device_without_cuda_is_a_one_line_error(tiny_run, image_tree, tmp_
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "g.safetensors"), "--device", "cuda"]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                str(image_tree["gallery"]),
+                "--checkpoint",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "g.safetensors"),
+                "--device",
+                "cuda",
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "--device cuda", "CUDA is not available")
 
 
 def test_explain_alpha_outside_0_1_is_refused(tiny_run, image_tree, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["explain", str(image_tree["query"]), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "c"), "--alpha", "5"])
+        main(
+            [
+                "explain",
+                str(image_tree["query"]),
+                "--checkpoint",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "c"),
+                "--alpha",
+                "5",
+            ]
+        )
     assert "--alpha: expected a number in [0, 1], got 5" in capsys.readouterr().err
 
 
 def test_export_without_the_export_extra_says_what_to_install(tiny_run, tmp_path, capsys, monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a)
+    )
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "m.onnx")]) == 2
     _one_line_error(capsys, "needs onnxruntime", 'pip install "dcac[export]"')
 
@@ -96,8 +137,25 @@ def test_on_corrupt_skip_extracts_the_readable_images(tiny_run, image_tree, tmp_
         assert fh.get_tensor("features").shape[0] == 3
 
     results = tmp_path / "search"
-    assert main(["search", str(folder), "--gallery", str(folder), "--checkpoint", str(tiny_run), "--out", str(results),
-                 "--device", "cpu", "--on-corrupt", "skip"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(folder),
+                "--gallery",
+                str(folder),
+                "--checkpoint",
+                str(tiny_run),
+                "--out",
+                str(results),
+                "--device",
+                "cpu",
+                "--on-corrupt",
+                "skip",
+            ]
+        )
+        == 0
+    )
     assert (results / "results.json").is_file()
 
 
@@ -107,7 +165,21 @@ def test_an_all_zero_activation_map_is_reported(tmp_path, image_tree, run_factor
     weights["classifier.weight"].zero_()  # every logit is 0 whatever the image: no gradient, no map
     save_tensors_atomic(weights, run / "reid_model.safetensors")
     with caplog.at_level(logging.WARNING, logger="dcac.inference.gradcam"):
-        assert main(["explain", str(image_tree["query"]), "--checkpoint", str(run), "--out", str(tmp_path / "cams"), "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "explain",
+                    str(image_tree["query"]),
+                    "--checkpoint",
+                    str(run),
+                    "--out",
+                    str(tmp_path / "cams"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     assert "activation map is zero everywhere" in caplog.text and "0001_c3s1_000002_00" in caplog.text
 
 
@@ -117,7 +189,17 @@ def test_eval_on_corrupt_skip_skips_and_counts_unreadable_target_images(tiny_run
     write_synthetic(tmp_path / "data", domains=["synth_c"])
     broken = sorted((tmp_path / "data" / "synth_c" / "bounding_box_test").glob("*.jpg"))[-1]
     broken.write_bytes(b"")
-    args = ["eval", "--checkpoint", str(tiny_run), "--target", "synth_c", "--root", str(tmp_path / "data"), "--device", "cpu"]
+    args = [
+        "eval",
+        "--checkpoint",
+        str(tiny_run),
+        "--target",
+        "synth_c",
+        "--root",
+        str(tmp_path / "data"),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 2
     _one_line_error(capsys, broken.name)
     assert main([*args, "--on-corrupt", "skip", "--out", str(tmp_path / "m.json")]) == 0

@@ -33,7 +33,9 @@ def test_before_bn_export_and_default_location(tiny_run, tmp_path):
     predictor = api.load(tiny_run)
     path = export_onnx(predictor, tmp_path / "f.onnx", after_bn=False)
     pixels = torch.randn(3, 3, 64, 32)
-    torch.testing.assert_close(onnx_features(path, pixels), predictor.extract(pixels, after_bn=False), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        onnx_features(path, pixels), predictor.extract(pixels, after_bn=False), atol=1e-4, rtol=0
+    )
     assert (onnx_features(path, pixels) - predictor.extract(pixels)).abs().max() > 1e-3
     assert main(["export", "--checkpoint", str(tiny_run)]) == 0
     assert (tiny_run / "reid_model.onnx").is_file()
@@ -48,9 +50,9 @@ def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
 def test_full_size_vit_b16_export(tmp_path):
     """The paper's model size (ViT-B/16 at 256×128, random weights): export and onnxruntime agree."""
     from dcac.config import load_config
+    from dcac.models.build import build_reid_model
     from dcac.storage.checkpoint import save_tensors_atomic
     from dcac.storage.run_folder import write_run_metadata
-    from dcac.models.build import build_reid_model
 
     config = load_config(None)
     torch.manual_seed(0)

@@ -72,9 +72,14 @@ def test_imagenet_input_matches_a_tracker_feeding_imagenet_normalised_crops(tiny
 
 
 @pytest.mark.parametrize("precision, min_cosine", [("fp16", 0.999), ("int8", 0.98)])
-def test_reduced_precision_variants_stay_close_to_pytorch(precision, min_cosine, raw_model, tiny_run, tmp_path, draw_person):
+def test_reduced_precision_variants_stay_close_to_pytorch(
+    precision, min_cosine, raw_model, tiny_run, tmp_path, draw_person
+):
     out = tmp_path / f"{precision}.onnx"
-    assert main(["export", "--checkpoint", str(tiny_run), "--input", "raw", "--precision", precision, "--out", str(out)]) == 0
+    assert (
+        main(["export", "--checkpoint", str(tiny_run), "--input", "raw", "--precision", precision, "--out", str(out)])
+        == 0
+    )
     crops = _nhwc(_crops(draw_person, (80, 35), count=4))
     cosine = F.cosine_similarity(onnx_features(out, crops), onnx_features(raw_model, crops), dim=1)
     assert cosine.min() > min_cosine and cosine.min() < 1 - 1e-9  # really converted, and still close

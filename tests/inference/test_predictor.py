@@ -10,8 +10,8 @@ from PIL import Image
 
 import dcac.api as api
 from dcac.data.transforms import build_test_transform
-from dcac.storage.checkpoint import CheckpointError
 from dcac.inference.image_inputs import ImageInputError, find_images
+from dcac.storage.checkpoint import CheckpointError
 
 
 def _reference(predictor, paths, after_bn=True):

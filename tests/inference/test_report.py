@@ -24,9 +24,22 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _write_log(path: Path) -> None:
-    lines = [json.dumps({"epoch": s // 10, "step": s + 1, "loss": 4.0 - 0.1 * s, "loss_id": 3.0 - 0.05 * s,
-                         "loss_pcl": 1.0, "acc": s / 30}) for s in range(30)]
-    lines.insert(12, json.dumps({"event": "eval", "epoch": 1, "synth_c": {"mAP": 10.5, "rank1": 20.25, "cmc": [0.2, 0.3]}}))
+    lines = [
+        json.dumps(
+            {
+                "epoch": s // 10,
+                "step": s + 1,
+                "loss": 4.0 - 0.1 * s,
+                "loss_id": 3.0 - 0.05 * s,
+                "loss_pcl": 1.0,
+                "acc": s / 30,
+            }
+        )
+        for s in range(30)
+    ]
+    lines.insert(
+        12, json.dumps({"event": "eval", "epoch": 1, "synth_c": {"mAP": 10.5, "rank1": 20.25, "cmc": [0.2, 0.3]}})
+    )
     lines.append(json.dumps({"event": "eval", "epoch": 2, "target": "synth_d", "mAP": 5.0, "time": 1.0}))
     lines.append(json.dumps({"epoch": 3, "step": 31, "loss_diff": 0.5}))
     lines.append('{"epoch": 3, "st')  # a line torn by a crash while training appended to the log
@@ -40,7 +53,15 @@ def _records(folder: Path) -> list[ImageRecord]:
 def _metrics() -> dict:
     cmc = [min(1.0, 0.4 + 0.02 * r) for r in range(50)]
     return {
-        "synth_c": {"mAP": 31.234, "rank1": 40.0, "rank5": 48.0, "rank10": 58.0, "mINP": 9.5, "num_valid_queries": 2, "cmc": cmc},
+        "synth_c": {
+            "mAP": 31.234,
+            "rank1": 40.0,
+            "rank5": 48.0,
+            "rank10": 58.0,
+            "mINP": 9.5,
+            "num_valid_queries": 2,
+            "cmc": cmc,
+        },
         "synth_d": {"mAP": 12.0, "rank1": 22.5, "mINP": 1.0, "num_valid_queries": 7, "cmc": [0.225] + [0.5] * 49},
     }
 
@@ -52,7 +73,10 @@ def test_training_log_parsing(tmp_path):
     assert sorted(log.losses) == ["loss", "loss_diff", "loss_id", "loss_pcl"]
     assert log.losses["loss"][:2] == [4.0, 3.9] and log.losses["loss"][-1] is None
     assert log.losses["loss_diff"][-1] == 0.5 and log.accuracy[29] == pytest.approx(29 / 30)
-    assert log.evaluations == [{"epoch": 1, "synth_c/mAP": 10.5, "synth_c/rank1": 20.25}, {"epoch": 2, "target": "synth_d", "mAP": 5.0}]
+    assert log.evaluations == [
+        {"epoch": 1, "synth_c/mAP": 10.5, "synth_c/rank1": 20.25},
+        {"epoch": 2, "target": "synth_d", "mAP": 5.0},
+    ]
     assert log.skipped_lines == 1
     assert read_training_log(tmp_path / "absent.jsonl").steps == []
 
@@ -67,7 +91,9 @@ def test_sample_ranked_queries_follows_the_evaluation_rule(image_tree):
     assert len(ranked) == 3
     for q in ranked:
         qi = next(i for i, r in enumerate(query) if r.path == q.path)
-        allowed = [g for g, r in enumerate(gallery) if not (r.pid == q.pid and r.camid + 1 == q.camid)]  # q.camid: 1-based
+        allowed = [
+            g for g, r in enumerate(gallery) if not (r.pid == q.pid and r.camid + 1 == q.camid)
+        ]  # q.camid: 1-based
         dist = (gallery_feats[allowed] - query_feats[qi]).pow(2).sum(1)
         order = dist.argsort()
         assert [e.path for e in q.entries] == [gallery[allowed[i]].path for i in order.tolist()]
@@ -129,15 +155,30 @@ def test_report_renders_in_headless_chromium(tmp_path, image_tree):
     path = _report(tmp_path, image_tree)
     probe = path.with_name("probe.html")
     probe.write_text(path.read_text().replace("</body>", _MARKER_SCRIPT))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert 'data-images="12/12"' in dom.stdout, dom.stderr[-2000:]
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1000,1400", f"--screenshot={shot}", path.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1000,1400", f"--screenshot={shot}", path.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     with Image.open(io.BytesIO(shot.read_bytes())) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert image.size == (1000, 1400) and len(colours) > 50  # the plots and thumbnails are drawn, not a blank page

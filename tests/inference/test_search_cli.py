@@ -9,9 +9,9 @@ import torch
 
 import dcac.api as api
 from dcac.cli import main
+from dcac.data.datasets.market_layout import match_market_name
 from dcac.inference.feature_store import load_features
 from dcac.inference.image_inputs import find_images
-from dcac.data.datasets.market_layout import match_market_name
 
 
 def test_market_names():
@@ -23,7 +23,12 @@ def test_market_names():
 
 def test_extract_writes_features_and_names(tiny_run, image_tree, tmp_path):
     out = tmp_path / "gallery.safetensors"
-    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
     stored = load_features(out)
     files = find_images(image_tree["gallery"])
     assert stored.names == [f.name for f in files] and stored.after_bn
@@ -48,7 +53,20 @@ def _check_results(results: dict, image_tree) -> None:
 def test_search_against_a_folder_and_a_features_file(tiny_run, image_tree, tmp_path):
     common = ["--checkpoint", str(tiny_run), "--topk", "5", "--device", "cpu"]
     folder_out = tmp_path / "by_folder"
-    assert main(["search", str(image_tree["query"]), "--gallery", str(image_tree["gallery"]), "--out", str(folder_out), *common]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(image_tree["query"]),
+                "--gallery",
+                str(image_tree["gallery"]),
+                "--out",
+                str(folder_out),
+                *common,
+            ]
+        )
+        == 0
+    )
     by_folder = json.loads((folder_out / "results.json").read_text())
     _check_results(by_folder, image_tree)
 
@@ -69,10 +87,35 @@ def test_search_against_a_folder_and_a_features_file(tiny_run, image_tree, tmp_p
 
 def test_search_refuses_mixed_features(tiny_run, image_tree, tmp_path, capsys):
     feats = tmp_path / "g.safetensors"
-    assert main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats), "--before-bn"]) == 0
-    code = main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")])
+    assert (
+        main(["extract", str(image_tree["gallery"]), "--checkpoint", str(tiny_run), "--out", str(feats), "--before-bn"])
+        == 0
+    )
+    code = main(
+        [
+            "search",
+            str(image_tree["query"]),
+            "--gallery",
+            str(feats),
+            "--checkpoint",
+            str(tiny_run),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2 and "holds f features" in capsys.readouterr().err
-    code = main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "search",
+            str(image_tree["query"]),
+            "--gallery",
+            str(feats),
+            "--checkpoint",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2 and "not a dcac run folder" in capsys.readouterr().err
 
 
@@ -98,8 +141,23 @@ def test_search_reranks_and_caps_the_page(tiny_run, image_tree, tmp_path):
     from dcac.evaluation import rerank_dense
 
     out = tmp_path / "o"
-    code = main(["search", str(image_tree["gallery"]), "--gallery", str(image_tree["gallery"]), "--checkpoint", str(tiny_run),
-                 "--topk", "3", "--rerank", "--html-queries", "2", "--out", str(out)])
+    code = main(
+        [
+            "search",
+            str(image_tree["gallery"]),
+            "--gallery",
+            str(image_tree["gallery"]),
+            "--checkpoint",
+            str(tiny_run),
+            "--topk",
+            "3",
+            "--rerank",
+            "--html-queries",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["queries"]) == 8 and "re-ranked (k1=50, k2=15" in results["distance"]
@@ -119,7 +177,26 @@ def test_search_warns_when_a_features_file_records_no_weights_hash(tiny_run, ima
 
     feats = tmp_path / "old.safetensors"
     files = find_images(image_tree["gallery"])
-    save_features(feats, FeatureSet(api.load(tiny_run).extract(files), [f.name for f in files], image_tree["gallery"], True, "somewhere"))
-    assert main(["search", str(image_tree["query"]), "--gallery", str(feats), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "o")]) == 0
+    save_features(
+        feats,
+        FeatureSet(
+            api.load(tiny_run).extract(files), [f.name for f in files], image_tree["gallery"], True, "somewhere"
+        ),
+    )
+    assert (
+        main(
+            [
+                "search",
+                str(image_tree["query"]),
+                "--gallery",
+                str(feats),
+                "--checkpoint",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "warning" in err and "records no weights hash" in err and str(feats) in err

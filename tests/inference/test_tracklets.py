@@ -29,7 +29,7 @@ def _write_camera(folder: Path, people: dict[int, int], draw_person, seed: int, 
             canvas.paste(draw_person(identity, (PERSON_H, PERSON_W)), (left, top))
             lines.append(f"{frame},{track_id},{left},{top},{PERSON_W},{PERSON_H},1,1,1.0")
         canvas.save(folder / "img1" / f"{frame:06d}.jpg", quality=95)
-    lines.append(f"1,-1,0,0,10,10,0.3,-1,-1,-1")  # a raw detection: no track
+    lines.append("1,-1,0,0,10,10,0.3,-1,-1,-1")  # a raw detection: no track
     lines.append(f"2,{next(iter(people))},{FRAME_W - 5},0,40,40,0,1,1.0")  # mostly outside, gt "ignore" flag 0
     (folder / "gt").mkdir()
     (folder / "gt" / "gt.txt").write_text("\n".join(lines) + "\n")
@@ -54,7 +54,9 @@ def test_tracklet_features_are_the_mean_of_the_crop_features(cameras, tiny_run):
     crops = []
     for b in boxes:
         with Image.open(cam1 / "img1" / f"{b.frame:06d}.jpg") as frame:
-            crops.append(frame.convert("RGB").crop((int(b.left), int(b.top), int(b.left + b.width), int(b.top + b.height))))
+            crops.append(
+                frame.convert("RGB").crop((int(b.left), int(b.top), int(b.left + b.width), int(b.top + b.height)))
+            )
     expected = F.normalize(model.extract(crops).mean(dim=0), dim=0)
     torch.testing.assert_close(tracks.features[1], expected, atol=1e-6, rtol=0)
     assert torch.allclose(tracks.features.norm(dim=1), torch.ones(3))

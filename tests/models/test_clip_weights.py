@@ -95,9 +95,7 @@ def _hf_to_openai(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for i in range(LAYERS):
         hf, oa = f"{v}encoder.layers.{i}.", f"visual.transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
-            out[oa + f"attn.in_proj_{kind}"] = torch.cat(
-                [state[hf + f"self_attn.{p}_proj.{kind}"] for p in "qkv"]
-            )
+            out[oa + f"attn.in_proj_{kind}"] = torch.cat([state[hf + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
             out[oa + f"attn.out_proj.{kind}"] = state[hf + f"self_attn.out_proj.{kind}"]
             out[oa + f"ln_1.{kind}"] = state[hf + f"layer_norm1.{kind}"]
             out[oa + f"ln_2.{kind}"] = state[hf + f"layer_norm2.{kind}"]
@@ -121,11 +119,21 @@ def _openai_reference_forward(state: dict[str, torch.Tensor], x: torch.Tensor) -
         b = f"transformer.resblocks.{i}."
         h = F.layer_norm(x, (WIDTH,), s[b + "ln_1.weight"], s[b + "ln_1.bias"])
         attn, _ = F.multi_head_attention_forward(
-            h, h, h, WIDTH, HEADS,
-            s[b + "attn.in_proj_weight"], s[b + "attn.in_proj_bias"],
-            None, None, False, 0.0,
-            s[b + "attn.out_proj.weight"], s[b + "attn.out_proj.bias"],
-            training=False, need_weights=False,
+            h,
+            h,
+            h,
+            WIDTH,
+            HEADS,
+            s[b + "attn.in_proj_weight"],
+            s[b + "attn.in_proj_bias"],
+            None,
+            None,
+            False,
+            0.0,
+            s[b + "attn.out_proj.weight"],
+            s[b + "attn.out_proj.bias"],
+            training=False,
+            need_weights=False,
         )
         x = x + attn
         h = F.layer_norm(x, (WIDTH,), s[b + "ln_2.weight"], s[b + "ln_2.bias"])

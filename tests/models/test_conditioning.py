@@ -82,7 +82,9 @@ def test_hard_and_instance_values():
 def test_instance_projection_initialised_standard_normal():
     torch.manual_seed(0)
     projection = IDConditioner(3, context_dim=768, feat_dim=512, variant="instance").projection
-    assert projection.shape == (512, 768) and [name for name, _ in IDConditioner(3, variant="instance").named_parameters()] == ["projection"]
+    assert projection.shape == (512, 768) and [
+        name for name, _ in IDConditioner(3, variant="instance").named_parameters()
+    ] == ["projection"]
     assert abs(projection.mean().item()) < 0.01 and abs(projection.std().item() - 1) < 0.01
 
 

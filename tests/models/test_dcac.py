@@ -16,7 +16,10 @@ def _diffusion_only_model(variant: str, mode: str = "lora"):
     )
     torch.manual_seed(0)
     model = build_dcac(cfg, NUM_IDS)
-    model.memory.rebuild(torch.nn.functional.normalize(torch.randn(NUM_IDS, model.memory.features.shape[1]), dim=1), torch.arange(NUM_IDS))
+    model.memory.rebuild(
+        torch.nn.functional.normalize(torch.randn(NUM_IDS, model.memory.features.shape[1]), dim=1),
+        torch.arange(NUM_IDS),
+    )
     return cfg, model
 
 
@@ -63,7 +66,10 @@ def test_baseline_has_no_teacher_and_no_diffusion_loss():
     model = build_dcac(cfg, NUM_IDS)
     assert model.teacher is None and model.conditioner is None
     images, labels, _ = _batch(cfg, model)
-    model.memory.rebuild(torch.nn.functional.normalize(torch.randn(NUM_IDS, model.memory.features.shape[1]), dim=1), torch.arange(NUM_IDS))
+    model.memory.rebuild(
+        torch.nn.functional.normalize(torch.randn(NUM_IDS, model.memory.features.shape[1]), dim=1),
+        torch.arange(NUM_IDS),
+    )
     out = model(images, labels)
     assert set(out.parts) == {"loss_id", "loss_pcl", "acc", "p_entropy", "p_true"}
     out.loss.backward()

@@ -121,7 +121,8 @@ def _vit_b16_parameter_count(height: int, width: int) -> int:
     layer_norm = 2 * d
     block = (
         4 * (d * d + d)  # q, k, v, out projections with biases
-        + (d * mlp + mlp) + (mlp * d + d)  # MLP
+        + (d * mlp + mlp)
+        + (mlp * d + d)  # MLP
         + 2 * layer_norm
     )
     return embeddings + layer_norm + layers * block + layer_norm + d * proj
@@ -157,7 +158,12 @@ def _saved_tensor_bytes_and_grads(encoder: CLIPReIDEncoder, images: torch.Tensor
     params = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
     saved = sum(n for ptr, n in stored.items() if ptr not in params)
     out.square().sum().backward()
-    return saved, out.detach(), images.grad, {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
+    return (
+        saved,
+        out.detach(),
+        images.grad,
+        {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None},
+    )
 
 
 def test_gradient_checkpointing_keeps_less_and_computes_the_same_gradients():

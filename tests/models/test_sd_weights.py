@@ -22,10 +22,21 @@ from dcac.models.sd_weights import (
     load_stable_diffusion,
 )
 
-_UNET_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
-                ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
-_UNET_TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+_UNET_RESNET = [
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("conv_shortcut", "skip_connection"),
+]
+_UNET_TOP = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
 
 
 def _unet_key_to_original(key: str, config: dict) -> str:
@@ -61,10 +72,14 @@ def _vae_key_to_original(key: str, config: dict) -> str:
     key = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
     key = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.down.\1.block.\2.", key)
     key = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", key)
-    key = re.sub(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
-                 lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.block.{m[2]}.", key)
-    key = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
-                 lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.upsample.", key)
+    key = re.sub(
+        r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
+        lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.block.{m[2]}.",
+        key,
+    )
+    key = re.sub(
+        r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.upsample.", key
+    )
     key = re.sub(r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}.", key)
     attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
     if m := re.fullmatch(r"(\w+)\.mid_block\.attentions\.0\.(.+)\.(weight|bias)", key):

@@ -35,8 +35,11 @@ def _run(unet, context_tokens=1):
     unet.zero_grad(set_to_none=True)
     out = unet(sample, torch.tensor([5, 400, 999]), encoder_hidden_states=context).sample
     (out - target).square().mean().backward()
-    grads = {name: (p.grad if p.grad is not None else torch.zeros_like(p))
-             for name, p in unet.named_parameters() if p.requires_grad}
+    grads = {
+        name: (p.grad if p.grad is not None else torch.zeros_like(p))
+        for name, p in unet.named_parameters()
+        if p.requires_grad
+    }
     return out.detach(), context.grad, grads
 
 
@@ -71,9 +74,15 @@ def test_attention_options_preserved(four_d):
     """Residual connection, output rescaling, cross-attention norm, group norm and 4-D inputs."""
     torch.manual_seed(1)
     attn = Attention(
-        query_dim=8, cross_attention_dim=6, heads=2, dim_head=4, bias=True,
-        residual_connection=True, rescale_output_factor=2.0,
-        cross_attention_norm="layer_norm", norm_num_groups=4 if four_d else None,
+        query_dim=8,
+        cross_attention_dim=6,
+        heads=2,
+        dim_head=4,
+        bias=True,
+        residual_connection=True,
+        rescale_output_factor=2.0,
+        cross_attention_norm="layer_norm",
+        norm_num_groups=4 if four_d else None,
     )
     hidden = torch.randn(2, 8, 3, 5) if four_d else torch.randn(2, 15, 8)
     context = torch.randn(2, 1, 6, requires_grad=True)

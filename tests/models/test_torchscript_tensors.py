@@ -3,7 +3,6 @@
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Tuple
 
 import pytest
 import torch
@@ -31,11 +30,11 @@ class _WritesOnLoad(nn.Module):
         return x @ self.weight
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[torch.Tensor, torch.Tensor, str, bool]:
+    def __getstate__(self) -> tuple[torch.Tensor, torch.Tensor, str, bool]:
         return (self.weight, self.seen, self.target, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[torch.Tensor, torch.Tensor, str, bool]) -> None:
+    def __setstate__(self, state: tuple[torch.Tensor, torch.Tensor, str, bool]) -> None:
         self.weight = state[0]
         self.seen = state[1]
         self.target = state[2]

@@ -11,14 +11,24 @@ from typing import Any
 
 _WHERE = {
     "get_dataset": "datasets",
-    "CorruptImageError": "errors", "DatasetLayoutError": "errors", "EmptySplitError": "errors", "ImageNameError": "errors",
+    "CorruptImageError": "errors",
+    "DatasetLayoutError": "errors",
+    "EmptySplitError": "errors",
+    "ImageNameError": "errors",
     "ReIDImageDataset": "image_dataset",
-    "read_rgb": "image_io", "verify_images": "image_io",
-    "Protocol": "protocols", "TrainSet": "protocols", "build_protocol": "protocols", "parse_setting": "protocols",
-    "ImageRecord": "records", "ReIDDataset": "records",
+    "read_rgb": "image_io",
+    "verify_images": "image_io",
+    "Protocol": "protocols",
+    "TrainSet": "protocols",
+    "build_protocol": "protocols",
+    "parse_setting": "protocols",
+    "ImageRecord": "records",
+    "ReIDDataset": "records",
     "PKBatchSampler": "sampler",
     "write_synthetic": "synthetic",
-    "build_diffusion_transform": "transforms", "build_test_transform": "transforms", "build_train_transform": "transforms",
+    "build_diffusion_transform": "transforms",
+    "build_test_transform": "transforms",
+    "build_train_transform": "transforms",
 }
 __all__ = sorted(_WHERE)
 

@@ -80,7 +80,9 @@ class BatchTrainAugment:
         batch, height, width = apply.shape[0], self.height, self.width
         low, high = self.erasing_area
         area = (low + (high - low) * uniform(batch, ERASING_TRIES)) * height * width
-        aspect = self.erasing_min_aspect + (1.0 / self.erasing_min_aspect - self.erasing_min_aspect) * uniform(batch, ERASING_TRIES)
+        aspect = self.erasing_min_aspect + (1.0 / self.erasing_min_aspect - self.erasing_min_aspect) * uniform(
+            batch, ERASING_TRIES
+        )
         h = torch.round(torch.sqrt(area * aspect)).long()  # round half to even, as Python's round
         w = torch.round(torch.sqrt(area / aspect)).long()
         fits = (h > 0) & (h < height) & (w > 0) & (w < width)

@@ -37,16 +37,23 @@ class CheckReport:
 
     def format(self) -> str:
         lines = [self.dataset.summary(), "checks:"]
-        lines += [f"  {split}: {count} identities with a single image" for split, count in
-                  self.single_image_ids.items()]
-        lines.append(f"  unreadable images: {len(self.unreadable)}"
-                     + (f" (first: {self.unreadable[0]})" if self.unreadable else ""))
-        lines.append(f"  duplicate files: {len(self.duplicate_groups)} groups of identical files"
-                     + (f" (e.g. {', '.join(self.duplicate_groups[0][:3])})" if self.duplicate_groups else "")
-                     + f"; {self.query_gallery_duplicates} shared by query and gallery")
-        lines.append("would be dropped: unreadable images (with data.on_corrupt=skip, else training stops at the "
-                     f"first): {len(self.unreadable)}; queries without a gallery match from another camera "
-                     f"(skipped by the evaluation): {self.queries_without_match}")
+        lines += [
+            f"  {split}: {count} identities with a single image" for split, count in self.single_image_ids.items()
+        ]
+        lines.append(
+            f"  unreadable images: {len(self.unreadable)}"
+            + (f" (first: {self.unreadable[0]})" if self.unreadable else "")
+        )
+        lines.append(
+            f"  duplicate files: {len(self.duplicate_groups)} groups of identical files"
+            + (f" (e.g. {', '.join(self.duplicate_groups[0][:3])})" if self.duplicate_groups else "")
+            + f"; {self.query_gallery_duplicates} shared by query and gallery"
+        )
+        lines.append(
+            "would be dropped: unreadable images (with data.on_corrupt=skip, else training stops at the "
+            f"first): {len(self.unreadable)}; queries without a gallery match from another camera "
+            f"(skipped by the evaluation): {self.queries_without_match}"
+        )
         lines += [f"problem: {problem}" for problem in self.problems]
         lines.append("OK" if not self.problems else f"{len(self.problems)} problem(s)")
         return "\n".join(lines)
@@ -75,8 +82,10 @@ def _duplicates(dataset: ReIDDataset, readable: set[str]) -> tuple[list[list[str
                 by_digest[_file_digest(r.path)].append(r)
     groups = [sorted({r.path for r in rs}) for rs in by_digest.values() if len({r.path for r in rs}) > 1]
     query_paths, gallery_paths = {r.path for r in dataset.query}, {r.path for r in dataset.gallery}
-    shared = sum(bool({r.path for r in rs} & query_paths) and bool({r.path for r in rs} & gallery_paths)
-                 for rs in by_digest.values())
+    shared = sum(
+        bool({r.path for r in rs} & query_paths) and bool({r.path for r in rs} & gallery_paths)
+        for rs in by_digest.values()
+    )
     return sorted(groups), shared
 
 
@@ -88,10 +97,11 @@ def check_dataset(dataset: ReIDDataset, *, num_workers: int = 1) -> CheckReport:
     unreadable = sorted({r.path for r in records} - readable)
     groups, shared = _duplicates(dataset, readable)
     # Query identities usually have one image each; only train and gallery singletons are worth a line.
-    single = {split: _single_image_ids([r for r in getattr(dataset, split) if r.path in readable])
-              for split in ("train", "gallery")}
-    report = CheckReport(dataset, single,
-                         unreadable, groups, shared, _queries_without_match(dataset))
+    single = {
+        split: _single_image_ids([r for r in getattr(dataset, split) if r.path in readable])
+        for split in ("train", "gallery")
+    }
+    report = CheckReport(dataset, single, unreadable, groups, shared, _queries_without_match(dataset))
     if unreadable:
         report.problems.append(f"{len(unreadable)} unreadable images")
     if dataset.query and report.queries_without_match == len(dataset.query):

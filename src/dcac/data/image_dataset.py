@@ -21,8 +21,13 @@ class ReIDImageDataset(Dataset):
     :class:`dcac.data.errors.CorruptImageError` naming its path (never a silent retry).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], transform: ImageTransform, *,
-                 diffusion_transform: ImageTransform | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: ImageTransform,
+        *,
+        diffusion_transform: ImageTransform | None = None,
+    ) -> None:
         self.records = list(records)
         self.transform = transform
         self.diffusion_transform = diffusion_transform
@@ -33,8 +38,12 @@ class ReIDImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         record = self.records[index]
         image = read_rgb(record.path)
-        item: dict[str, torch.Tensor | int] = {"image": self.transform(image), "pid": record.pid,
-                                               "camid": record.camid, "index": index}
+        item: dict[str, torch.Tensor | int] = {
+            "image": self.transform(image),
+            "pid": record.pid,
+            "camid": record.camid,
+            "index": index,
+        }
         if self.diffusion_transform is not None:
             item["diffusion_image"] = self.diffusion_transform(image)
         return item

@@ -50,8 +50,9 @@ def _decoding_errors(paths: Sequence[str], num_workers: int) -> list[CorruptImag
     return [_decoding_error(p) for p in paths]
 
 
-def verify_images(records: Sequence[ImageRecord], on_corrupt: Literal["raise", "skip"] = "raise", *,
-                  num_workers: int = 1) -> tuple[list[ImageRecord], int]:
+def verify_images(
+    records: Sequence[ImageRecord], on_corrupt: Literal["raise", "skip"] = "raise", *, num_workers: int = 1
+) -> tuple[list[ImageRecord], int]:
     """Decode every image once; return the readable records (in order) and how many were skipped.
 
     ``on_corrupt="raise"`` raises :class:`CorruptImageError` naming the first unreadable file;
@@ -65,8 +66,9 @@ def verify_images(records: Sequence[ImageRecord], on_corrupt: Literal["raise", "
     return records_kept, len(records) - len(records_kept)
 
 
-def readable_files(paths: Sequence[str | Path], on_corrupt: Literal["raise", "skip"] = "raise", *,
-                   num_workers: int = 1) -> tuple[list, int]:
+def readable_files(
+    paths: Sequence[str | Path], on_corrupt: Literal["raise", "skip"] = "raise", *, num_workers: int = 1
+) -> tuple[list, int]:
     """:func:`verify_images` for plain paths: the readable ones (in order, as given) and how many were skipped."""
     if on_corrupt not in ("raise", "skip"):
         raise ValueError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")

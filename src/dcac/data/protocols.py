@@ -31,8 +31,10 @@ def parse_setting(setting: str) -> tuple[list[str], list[str]]:
     """``"ma+d+c3_to_ms"`` -> ``(["market1501", "dukemtmc", "cuhk03"], ["msmt17"])``."""
     parts = setting.split("_to_")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"cannot parse setting {setting!r}: expected '<source>[+<source>...]_to_<target>"
-                         "[+<target>...]', e.g. 'ma_to_ms' or 'ma+d+c3_to_ms'")
+        raise ValueError(
+            f"cannot parse setting {setting!r}: expected '<source>[+<source>...]_to_<target>"
+            "[+<target>...]', e.g. 'ma_to_ms' or 'ma+d+c3_to_ms'"
+        )
     sources, targets = ([canonical_name(n) for n in part.split("+")] for part in parts)
     for role, names in (("source", sources), ("target", targets)):
         if len(set(names)) != len(names):
@@ -64,11 +66,15 @@ class Protocol:
     targets: dict[str, ReIDDataset]
 
     def summary(self) -> str:
-        lines = [f"Training on {' + '.join(self.train.sources)}: {self.train.num_ids} ids, "
-                 f"{len(self.train.records)} images, {self.train.num_cams} cameras"]
+        lines = [
+            f"Training on {' + '.join(self.train.sources)}: {self.train.num_ids} ids, "
+            f"{len(self.train.records)} images, {self.train.num_cams} cameras"
+        ]
         for name, dataset in self.targets.items():
-            lines.append(f"Target {name}: {len({r.pid for r in dataset.query})} query ids, "
-                         f"{len(dataset.query)} query / {len(dataset.gallery)} gallery images")
+            lines.append(
+                f"Target {name}: {len({r.pid for r in dataset.query})} query ids, "
+                f"{len(dataset.query)} query / {len(dataset.gallery)} gallery images"
+            )
         return "\n".join(lines)
 
 
@@ -78,8 +84,9 @@ def _training_records(dataset: ReIDDataset, all_splits: bool) -> list[tuple[tupl
     if all_splits:
         # The dataset's distractor ids (Market-1501's 0) are not identities (junk -1 is already dropped);
         # every other test id is a new class, MSMT17's test identity 0 included.
-        keyed += [((_TEST_GROUP, r.pid), r) for r in dataset.query + dataset.gallery
-                  if r.pid not in dataset.distractor_pids]
+        keyed += [
+            ((_TEST_GROUP, r.pid), r) for r in dataset.query + dataset.gallery if r.pid not in dataset.distractor_pids
+        ]
     return keyed
 
 
@@ -92,10 +99,14 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
     names = [d.name for d in datasets]
     for dataset in datasets:
         if names.count(dataset.name) > 1:
-            raise ValueError(f"two sources are named {dataset.name!r} ({', '.join(d.root for d in datasets if d.name == dataset.name)}): "
-                             "rename one folder, a dataset's name keys its identity and camera offsets")
+            raise ValueError(
+                f"two sources are named {dataset.name!r} ({', '.join(d.root for d in datasets if d.name == dataset.name)}): "
+                "rename one folder, a dataset's name keys its identity and camera offsets"
+            )
         if dataset.eval_only:
-            raise ValueError(f"{dataset.name} ({dataset.root}) has no train split (evaluation-only) and cannot be a source")
+            raise ValueError(
+                f"{dataset.name} ({dataset.root}) has no train split (evaluation-only) and cannot be a source"
+            )
         keyed = _training_records(dataset, all_splits)
         label_of = sorted_label_map(key for key, _ in keyed)
         id_offsets[dataset.name], cam_offsets[dataset.name] = num_ids, num_cams
@@ -105,9 +116,15 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
     return TrainSet(records, num_ids, num_cams, tuple(d.name for d in datasets), id_offsets, cam_offsets)
 
 
-def build_protocol(sources: Sequence[str], targets: Sequence[str], root: str | Path, *, all_splits: bool = False,
-                   dataset_options: Mapping[str, Mapping[str, object]] | None = None,
-                   verbose: bool = False) -> Protocol:
+def build_protocol(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    root: str | Path,
+    *,
+    all_splits: bool = False,
+    dataset_options: Mapping[str, Mapping[str, object]] | None = None,
+    verbose: bool = False,
+) -> Protocol:
     """Load the sources and targets from the data root ``root`` and merge the sources for training.
 
     A source or target may be the path of a user's dataset (its own root; see ``datasets.custom``).
@@ -126,8 +143,10 @@ def build_protocol(sources: Sequence[str], targets: Sequence[str], root: str | P
     for name in target_names:
         if loaded[name].train_only:
             raise ValueError(f"{name} is a training-only dataset (no query/gallery) and cannot be a target")
-    protocol = Protocol(merge_sources([loaded[n] for n in source_names], all_splits=all_splits),
-                        {loaded[n].name: loaded[n] for n in target_names})
+    protocol = Protocol(
+        merge_sources([loaded[n] for n in source_names], all_splits=all_splits),
+        {loaded[n].name: loaded[n] for n in target_names},
+    )
     if verbose:
         print(protocol.summary())
     return protocol

@@ -82,29 +82,49 @@ class ReIDDataset:
             if not records:
                 raise EmptySplitError(
                     f"dataset {self.name!r} at {self.root}: the {split} split has no images "
-                    "(after dropping junk images with pid -1); check the dataset folder")
+                    "(after dropping junk images with pid -1); check the dataset folder"
+                )
         labels = sorted({r.pid for r in self.train})
         if labels != list(range(len(labels))):
-            raise ValueError(f"dataset {self.name!r}: train pids must be labels 0..N-1; "
-                             "build the dataset with ReIDDataset.from_splits")
+            raise ValueError(
+                f"dataset {self.name!r}: train pids must be labels 0..N-1; "
+                "build the dataset with ReIDDataset.from_splits"
+            )
         for split, records in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
             bad = next((r for r in records if r.camid < 0), None)
             if bad is not None:
                 raise ValueError(f"dataset {self.name!r}: negative camid {bad.camid} in {split} ({bad.path})")
 
     @classmethod
-    def from_splits(cls, name: str, root: str, *, train: Iterable[ImageRecord], query: Iterable[ImageRecord],
-                    gallery: Iterable[ImageRecord], train_only: bool = False,
-                    notes: Iterable[str] = (), eval_only: bool = False,
-                    distractor_pids: Iterable[int] = ()) -> ReIDDataset:
+    def from_splits(
+        cls,
+        name: str,
+        root: str,
+        *,
+        train: Iterable[ImageRecord],
+        query: Iterable[ImageRecord],
+        gallery: Iterable[ImageRecord],
+        train_only: bool = False,
+        notes: Iterable[str] = (),
+        eval_only: bool = False,
+        distractor_pids: Iterable[int] = (),
+    ) -> ReIDDataset:
         """Drop junk everywhere (counted in the notes), relabel train pids from the sorted ids, and validate."""
         splits = {"train": list(train), "query": list(query), "gallery": list(gallery)}
         kept = {split: drop_junk(records) for split, records in splits.items()}
         junk = sum(len(splits[s]) - len(kept[s]) for s in splits)
         all_notes = list(notes) + ([f"dropped {junk} junk images (pid -1)"] if junk else [])
-        return cls(name=name, root=str(root), train=relabel_pids(kept["train"]), query=kept["query"],
-                   gallery=kept["gallery"], train_only=train_only, notes=all_notes, eval_only=eval_only,
-                   distractor_pids=frozenset(distractor_pids))
+        return cls(
+            name=name,
+            root=str(root),
+            train=relabel_pids(kept["train"]),
+            query=kept["query"],
+            gallery=kept["gallery"],
+            train_only=train_only,
+            notes=all_notes,
+            eval_only=eval_only,
+            distractor_pids=frozenset(distractor_pids),
+        )
 
     @property
     def num_train_pids(self) -> int:
@@ -117,9 +137,11 @@ class ReIDDataset:
 
     def summary(self) -> str:
         """A statistics table: identities / images / cameras per split."""
-        lines = [f"Dataset {self.name} ({self.root})",
-                 f"  {'split':<8} | {'ids':>6} | {'images':>7} | {'cameras':>7}",
-                 f"  {'-' * 8}-+-{'-' * 6}-+-{'-' * 7}-+-{'-' * 7}"]
+        lines = [
+            f"Dataset {self.name} ({self.root})",
+            f"  {'split':<8} | {'ids':>6} | {'images':>7} | {'cameras':>7}",
+            f"  {'-' * 8}-+-{'-' * 6}-+-{'-' * 7}-+-{'-' * 7}",
+        ]
         for split, records in (("train", self.train), ("query", self.query), ("gallery", self.gallery)):
             ids, images, cams = _split_stats(records)
             lines.append(f"  {split:<8} | {ids:>6} | {images:>7} | {cams:>7}")

@@ -27,23 +27,36 @@ from torch.utils.data import Sampler
 class PKBatchSampler(Sampler[list[int]]):
     """Yields lists of dataset indices: P identities x K instances per (global) batch, sharded by rank."""
 
-    def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int, *, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        pids: Sequence[int],
+        batch_size: int,
+        num_instances: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if num_instances < 1 or batch_size < num_instances or batch_size % num_instances:
-            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of num_instances "
-                             f"({num_instances})")
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a positive multiple of num_instances ({num_instances})"
+            )
         self.num_identities_per_batch = batch_size // num_instances
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
         if self.num_identities_per_batch % world_size:
-            raise ValueError(f"identities per batch P = batch_size / num_instances = {self.num_identities_per_batch} "
-                             f"must be divisible by world_size ({world_size})")
+            raise ValueError(
+                f"identities per batch P = batch_size / num_instances = {self.num_identities_per_batch} "
+                f"must be divisible by world_size ({world_size})"
+            )
         self.indices_by_pid: dict[int, list[int]] = defaultdict(list)
         for index, pid in enumerate(pids):
             self.indices_by_pid[int(pid)].append(index)
         if len(self.indices_by_pid) < self.num_identities_per_batch:
-            raise ValueError(f"{len(self.indices_by_pid)} identities cannot fill a batch of "
-                             f"P = {self.num_identities_per_batch} identities")
+            raise ValueError(
+                f"{len(self.indices_by_pid)} identities cannot fill a batch of "
+                f"P = {self.num_identities_per_batch} identities"
+            )
         self.batch_size, self.num_instances = batch_size, num_instances
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
@@ -66,7 +79,7 @@ class PKBatchSampler(Sampler[list[int]]):
         for pid in sorted(self.indices_by_pid):
             indices = self.indices_by_pid[pid]
             drawn = rng.choice(indices, size=k, replace=True) if len(indices) < k else rng.permutation(indices)
-            chunks[pid] = [drawn[i:i + k].tolist() for i in range(0, len(drawn) - k + 1, k)]
+            chunks[pid] = [drawn[i : i + k].tolist() for i in range(0, len(drawn) - k + 1, k)]
         available = sorted(chunks)
         batches = []
         while len(available) >= self.num_identities_per_batch:
@@ -79,8 +92,8 @@ class PKBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         k, step = self.num_instances, self.world_size
         for batch in self.global_batches():
-            identity_chunks = [batch[i:i + k] for i in range(0, len(batch), k)]
-            yield [index for chunk in identity_chunks[self.rank::step] for index in chunk]
+            identity_chunks = [batch[i : i + k] for i in range(0, len(batch), k)]
+            yield [index for chunk in identity_chunks[self.rank :: step] for index in chunk]
 
     def __len__(self) -> int:
         return len(self.global_batches())

@@ -21,8 +21,9 @@ def num_valid_queries(target: ReIDDataset) -> int:
     return sum(1 for q in target.query if cameras_of.get(q.pid, set()) - {q.camid})
 
 
-def checked_target(target: ReIDDataset, on_corrupt: Literal["raise", "skip"] = "raise", *,
-                   num_workers: int = 1) -> tuple[ReIDDataset, int]:
+def checked_target(
+    target: ReIDDataset, on_corrupt: Literal["raise", "skip"] = "raise", *, num_workers: int = 1
+) -> tuple[ReIDDataset, int]:
     """Decode every query and gallery image; return the target without unreadable ones and how many were dropped.
 
     ``on_corrupt="raise"`` raises :class:`dcac.data.errors.CorruptImageError` naming the first unreadable

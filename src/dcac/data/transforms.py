@@ -87,7 +87,7 @@ class TrainTransform:
         if self.padding > 0:
             x = F.pad(x, (self.padding,) * 4, value=0.0)
             top, left = self._randint(2 * self.padding), self._randint(2 * self.padding)
-            x = x[:, top:top + self.height, left:left + self.width]
+            x = x[:, top : top + self.height, left : left + self.width]
         x = (x - _channel_tensor(self.mean)) / _channel_tensor(self.std)
         if self._uniform() < self.erasing_p:
             self._erase(x)
@@ -102,7 +102,7 @@ class TrainTransform:
             w = int(round(math.sqrt(area / aspect)))
             if 0 < h < height and 0 < w < width:
                 top, left = self._randint(height - h), self._randint(width - w)
-                x[:, top:top + h, left:left + w] = _channel_tensor(self.mean)
+                x[:, top : top + h, left : left + w] = _channel_tensor(self.mean)
                 return
 
 
@@ -117,16 +117,36 @@ class DiffusionTransform:
         return to_tensor(resized).mul_(2.0).sub_(1.0)
 
 
-def build_train_transform(height: int = 256, width: int = 128, flip_p: float = 0.5, padding: int = 10,
-                          erasing_p: float = 0.5, mean: Sequence[float] = MEAN_STD_HALF,
-                          std: Sequence[float] = MEAN_STD_HALF, *,
-                          generator: torch.Generator | None = None) -> TrainTransform:
-    return TrainTransform(height=height, width=width, flip_p=flip_p, padding=padding, erasing_p=erasing_p,
-                          mean=tuple(mean), std=tuple(std), generator=generator)
+def build_train_transform(
+    height: int = 256,
+    width: int = 128,
+    flip_p: float = 0.5,
+    padding: int = 10,
+    erasing_p: float = 0.5,
+    mean: Sequence[float] = MEAN_STD_HALF,
+    std: Sequence[float] = MEAN_STD_HALF,
+    *,
+    generator: torch.Generator | None = None,
+) -> TrainTransform:
+    return TrainTransform(
+        height=height,
+        width=width,
+        flip_p=flip_p,
+        padding=padding,
+        erasing_p=erasing_p,
+        mean=tuple(mean),
+        std=tuple(std),
+        generator=generator,
+    )
 
 
-def build_test_transform(height: int = 256, width: int = 128, mean: Sequence[float] = MEAN_STD_HALF,
-                         std: Sequence[float] = MEAN_STD_HALF, interpolation: str = "bicubic") -> EvalTransform:
+def build_test_transform(
+    height: int = 256,
+    width: int = 128,
+    mean: Sequence[float] = MEAN_STD_HALF,
+    std: Sequence[float] = MEAN_STD_HALF,
+    interpolation: str = "bicubic",
+) -> EvalTransform:
     if interpolation not in RESIZE_FILTERS:
         raise ValueError(f"interpolation must be one of {tuple(RESIZE_FILTERS)}, got {interpolation!r}")
     return EvalTransform(height=height, width=width, mean=tuple(mean), std=tuple(std), interpolation=interpolation)

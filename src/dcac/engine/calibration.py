@@ -15,30 +15,48 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.storage.checkpoint import write_json_atomic
 from dcac.engine.evaluator import extract_target_features
-from dcac.storage.run_folder import resolve_run
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
+from dcac.storage.checkpoint import write_json_atomic
+from dcac.storage.run_folder import resolve_run
 
 VERIFICATION_FILE = "verification.json"
 
 
-def target_verification(model, target: ReIDDataset, config: DCACConfig, *, fprs=DEFAULT_FPRS, device="cpu",
-                        progress: bool = False) -> dict[str, Any]:
+def target_verification(
+    model, target: ReIDDataset, config: DCACConfig, *, fprs=DEFAULT_FPRS, device="cpu", progress: bool = False
+) -> dict[str, Any]:
     """Exact verification metrics of ``model`` on ``target`` with the run's feature and metric."""
     query, gallery = extract_target_features(model, target, config, device=device, progress=progress)
-    return verification_metrics(query, gallery, [r.pid for r in target.query], [r.pid for r in target.gallery],
-                                [r.camid for r in target.query], [r.camid for r in target.gallery],
-                                metric=config.eval.metric, fprs=fprs)
+    return verification_metrics(
+        query,
+        gallery,
+        [r.pid for r in target.query],
+        [r.pid for r in target.gallery],
+        [r.camid for r in target.query],
+        [r.camid for r in target.gallery],
+        metric=config.eval.metric,
+        fprs=fprs,
+    )
 
 
 def calibration_record(metrics: dict[str, Any], fpr: float, target: ReIDDataset, config: DCACConfig) -> dict[str, Any]:
     point = metrics["tpr_at_fpr"][f"{fpr:g}"]
-    return {"threshold": point["threshold"], "rule": metrics["rule"], "fpr_target": fpr, "fpr": point["fpr"],
-            "tpr": point["tpr"], "eer": metrics["eer"], "target": target.name, "target_root": target.root,
-            "metric": config.eval.metric, "after_bn": config.eval.after_bn,
-            "num_genuine_pairs": metrics["num_genuine_pairs"], "num_impostor_pairs": metrics["num_impostor_pairs"]}
+    return {
+        "threshold": point["threshold"],
+        "rule": metrics["rule"],
+        "fpr_target": fpr,
+        "fpr": point["fpr"],
+        "tpr": point["tpr"],
+        "eer": metrics["eer"],
+        "target": target.name,
+        "target_root": target.root,
+        "metric": config.eval.metric,
+        "after_bn": config.eval.after_bn,
+        "num_genuine_pairs": metrics["num_genuine_pairs"],
+        "num_impostor_pairs": metrics["num_impostor_pairs"],
+    }
 
 
 def write_calibration(run_dir: str | Path, record: dict[str, Any]) -> Path:
@@ -51,8 +69,10 @@ def read_calibration(run_dir: str | Path) -> dict[str, Any]:
     """The stored calibration of a run; an error naming the file and the command that writes it."""
     path = Path(run_dir) / VERIFICATION_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run 'dcac calibrate --checkpoint {run_dir} --target ...' "
-                                "first, or pass threshold= explicitly")
+        raise FileNotFoundError(
+            f"{path} not found: run 'dcac calibrate --checkpoint {run_dir} --target ...' "
+            "first, or pass threshold= explicitly"
+        )
     try:
         record = json.loads(path.read_text())
         float(record["threshold"])

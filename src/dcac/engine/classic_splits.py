@@ -42,8 +42,15 @@ def average_metrics(per_split: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return mean
 
 
-def evaluate_splits(model, load_split: Callable[[int], ReIDDataset], splits: Sequence[int], config: DCACConfig, *,
-                    device="cpu", rerank: bool | None = None) -> dict[str, Any]:
+def evaluate_splits(
+    model,
+    load_split: Callable[[int], ReIDDataset],
+    splits: Sequence[int],
+    config: DCACConfig,
+    *,
+    device="cpu",
+    rerank: bool | None = None,
+) -> dict[str, Any]:
     """``{"splits": {k: metrics}, "mean": metrics}`` over the given splits of one dataset."""
     datasets = {k: load_split(k) for k in splits}
     pool: dict[str, ImageRecord] = {}
@@ -51,9 +58,16 @@ def evaluate_splits(model, load_split: Callable[[int], ReIDDataset], splits: Seq
         for r in dataset.query + dataset.gallery:
             pool.setdefault(r.path, r)
     data = config.data
-    feats = extract_features_sharded(model, list(pool.values()), height=data.height, width=data.width,
-                                     batch_size=data.test_batch_size, num_workers=data.num_workers,
-                                     after_bn=config.eval.after_bn, device=device)
+    feats = extract_features_sharded(
+        model,
+        list(pool.values()),
+        height=data.height,
+        width=data.width,
+        batch_size=data.test_batch_size,
+        num_workers=data.num_workers,
+        after_bn=config.eval.after_bn,
+        device=device,
+    )
     row_of = {path: i for i, path in enumerate(pool)}
     per_split = {}
     for k, dataset in datasets.items():

@@ -6,8 +6,9 @@ gallery features, which are gathered; rank 0 computes the metrics and broadcasts
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -29,7 +30,12 @@ class TargetEvaluation:
 
 
 def extract_target_features(
-    model: ReIDModel, target: ReIDDataset, config: DCACConfig, *, device: torch.device | str = "cpu", progress: bool = False
+    model: ReIDModel,
+    target: ReIDDataset,
+    config: DCACConfig,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised query and gallery features, taken after or before the BNNeck per ``eval.after_bn``.
 
@@ -56,7 +62,12 @@ def extract_target_features(
 
 
 def score_target(
-    query_feats: torch.Tensor, gallery_feats: torch.Tensor, target: ReIDDataset, config: DCACConfig, *, rerank: bool | None = None
+    query_feats: torch.Tensor,
+    gallery_feats: torch.Tensor,
+    target: ReIDDataset,
+    config: DCACConfig,
+    *,
+    rerank: bool | None = None,
 ) -> dict[str, Any]:
     """CMC / mAP / mINP of the given features on ``target`` (re-ranked when asked or configured)."""
     ev = config.eval
@@ -120,4 +131,6 @@ def summarize(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def format_metrics(name: str, summary: Mapping[str, Any]) -> str:
     ranks = " ".join(f"R{k}={summary[f'rank{k}']:.1f}" for k in (1, 5, 10) if f"rank{k}" in summary)
-    return f"{name}: mAP={summary['mAP']:.1f} {ranks} mINP={summary['mINP']:.1f} ({summary['num_valid_queries']} queries)"
+    return (
+        f"{name}: mAP={summary['mAP']:.1f} {ranks} mINP={summary['mINP']:.1f} ({summary['num_valid_queries']} queries)"
+    )

@@ -6,7 +6,7 @@ images, arrays or tensors instead of dataset records.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,10 +19,17 @@ from dcac.models.reid_model import ReIDModel
 
 
 def test_loader(
-    records: Sequence[ImageRecord], height: int, width: int, batch_size: int, num_workers: int, interpolation: str = "bicubic"
+    records: Sequence[ImageRecord],
+    height: int,
+    width: int,
+    batch_size: int,
+    num_workers: int,
+    interpolation: str = "bicubic",
 ) -> DataLoader:
     dataset = ReIDImageDataset(list(records), build_test_transform(height, width, interpolation=interpolation))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch.cuda.is_available()
+    )
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from by running the VAE encoder at every step — at a fraction of the cost.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -30,7 +30,9 @@ class LatentCache:
     def __len__(self) -> int:
         return self.mean.shape[0]
 
-    def sample(self, teacher: DiffusionTeacher, indices: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, teacher: DiffusionTeacher, indices: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         idx = indices.to(self.mean.device)
         return teacher.sample_latents(self.mean[idx].float(), self.std[idx].float(), generator=generator)
 
@@ -47,7 +49,7 @@ class LatentCache:
         device: torch.device | str = "cpu",
         storage_dtype: torch.dtype = torch.float32,
         progress: bool = False,
-    ) -> "LatentCache":
+    ) -> LatentCache:
         dataset = ReIDImageDataset(list(records), build_diffusion_transform(size))
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         means, stds = [], []

@@ -70,8 +70,6 @@ def import_official_checkpoint(
     """
     # Imported here so that building the command-line parser stays light.
     import dcac
-    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
-    from dcac.storage.run_folder import write_run_metadata
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
         OFFICIAL_TEACHER,
@@ -80,6 +78,8 @@ def import_official_checkpoint(
         official_reid_state,
         read_torch_state_dict,
     )
+    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
+    from dcac.storage.run_folder import write_run_metadata
 
     out = Path(out)
     state = read_torch_state_dict(checkpoint)
@@ -117,7 +117,9 @@ def import_official_checkpoint(
 def _cmd_import(args: argparse.Namespace) -> int:
     preset = args.config or preset_for_checkpoint(args.checkpoint)
     config = load_config(preset, args.overrides)
-    info = import_official_checkpoint(args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher)
+    info = import_official_checkpoint(
+        args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher
+    )
     print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
     if "teacher_init" in info:
         print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
@@ -141,13 +143,17 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     The Re-ID model (encoder, BNNeck, classifier) must match exactly, identity count included; the teacher's
     LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
     """
-    from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
+    from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
 
     run_dir = Path(run_dir)
     reid = load_tensors(run_dir / REID_WEIGHTS)
     classifier = reid.get("classifier.weight")
-    if classifier is not None and model.reid.classifier is not None and classifier.shape != model.reid.classifier.weight.shape:
+    if (
+        classifier is not None
+        and model.reid.classifier is not None
+        and classifier.shape != model.reid.classifier.weight.shape
+    ):
         raise CheckpointError(
             f"train.init_from={run_dir}: its classifier has {classifier.shape[0]} identities, "
             f"this run's sources have {model.reid.classifier.weight.shape[0]}"
@@ -165,4 +171,6 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
             tensors.pop(DCAC_PROMPTS)
         skipped = load_teacher_init(model, tensors)
         if skipped:
-            print(f"train.init_from: {len(skipped)} official q/k/v biases not loaded: this teacher's q/k/v are bias-free")
+            print(
+                f"train.init_from: {len(skipped)} official q/k/v biases not loaded: this teacher's q/k/v are bias-free"
+            )

@@ -15,7 +15,13 @@ import torch
 
 from dcac.config import DCACConfig, load_run_config
 from dcac.models.dcac import DCAC
-from dcac.storage.checkpoint import REID_WEIGHTS, RUN_CONFIG, find_training_checkpoint, load_training_checkpoint, restore_deliverable
+from dcac.storage.checkpoint import (
+    REID_WEIGHTS,
+    RUN_CONFIG,
+    find_training_checkpoint,
+    load_training_checkpoint,
+    restore_deliverable,
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -37,7 +43,11 @@ def trainable_state(model: DCAC) -> dict[str, torch.Tensor]:
     the size of the Re-ID model plus LoRA instead of gigabytes.
     """
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("teacher.") or k in trainable or _is_compat_bias(k)}
+    return {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith("teacher.") or k in trainable or _is_compat_bias(k)
+    }
 
 
 def _is_compat_bias(name: str) -> bool:
@@ -78,7 +88,9 @@ def resume_from_checkpoint(
     needed = set(trainable_state(model))
     missing = [k for k in missing if k in needed]
     if missing or unexpected:
-        raise ValueError(f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     optimizer.load_state_dict(optimizer_state)
     if scaler is not None and "grad_scaler" in trainer_state:
         scaler.load_state_dict(trainer_state["grad_scaler"])

@@ -12,7 +12,6 @@ from dcac.engine.latent_cache import LatentCache
 from dcac.models.dcac import DCAC
 from dcac.models.frozen_weights import store_frozen_weights_in
 
-
 #: The autocast dtype of each ``train.mixed_precision`` (fp32 = no autocast).
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 

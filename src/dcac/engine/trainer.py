@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -34,26 +35,27 @@ from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import build_diffusion_transform, build_train_transform
+from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
+from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
+from dcac.engine.latent_cache import LatentCache
+from dcac.engine.optim import set_epoch_lr
+from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
+from dcac.engine.run_logger import RunLogger, drop_log_entries_after
+from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
+from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
+from dcac.models.dcac import DCAC
 from dcac.storage.checkpoint import (
     REID_WEIGHTS,
     save_tensors_atomic,
     save_training_checkpoint,
     write_json_atomic,
 )
-from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
-from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
-from dcac.engine.latent_cache import LatentCache
-from dcac.engine.optim import set_epoch_lr
-from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
 from dcac.storage.run_folder import write_run_metadata
-from dcac.engine.run_logger import RunLogger, drop_log_entries_after
-from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
-from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
-from dcac.models.dcac import DCAC
-
 
 #: ``(run_dir, metrics per target, (target, TargetEvaluation) per target, config)``, called after an evaluation.
-EvaluationCallback = Callable[[Path, dict[str, dict[str, Any]], dict[str, tuple[ReIDDataset, TargetEvaluation]], DCACConfig], None]
+EvaluationCallback = Callable[
+    [Path, dict[str, dict[str, Any]], dict[str, tuple[ReIDDataset, TargetEvaluation]], DCACConfig], None
+]
 
 
 @dataclass
@@ -137,23 +139,40 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
     data = load_training_data(cfg, accelerator)
     model, optimizer = build_model_and_optimizer(cfg, data.num_ids, device, customize=_initialiser(cfg))
     if is_main and compile_enabled(cfg.train, device):
-        print("train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
-              "train.compile=false runs eager", flush=True)
+        print(
+            "train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
+            "train.compile=false runs eager",
+            flush=True,
+        )
     # train.compat=official: fp16 loss scaling, as the official code; its state is part of the checkpoint.
     scaler = torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None
     epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, scaler, is_main) if resume else (0, 0)
     wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
     run_dir = Path(cfg.train.output_dir)
     if is_main:
-        run_info = {"num_ids": data.num_ids, "num_cams": data.num_cams, "num_train_images": len(data.records),
-                    "sources": list(cfg.data.sources), "targets": list(cfg.data.targets), "dcac_version": dcac.__version__}
+        run_info = {
+            "num_ids": data.num_ids,
+            "num_cams": data.num_cams,
+            "num_train_images": len(data.records),
+            "sources": list(cfg.data.sources),
+            "targets": list(cfg.data.targets),
+            "dcac_version": dcac.__version__,
+        }
         write_run_metadata(run_dir, cfg, run_info)
         drop_log_entries_after(run_dir / "log.jsonl", epoch)
     return TrainingRun(
-        cfg, accelerator, data, wrapped, dcac_model, optimizer, RunLogger(run_dir, enabled=is_main),
+        cfg,
+        accelerator,
+        data,
+        wrapped,
+        dcac_model,
+        optimizer,
+        RunLogger(run_dir, enabled=is_main),
         build_latent_cache(cfg, dcac_model, data.records, accelerator),
         torch.tensor([r.pid for r in data.records], device=device),
-        scaler, epoch, global_step,
+        scaler,
+        epoch,
+        global_step,
     )
 
 
@@ -170,8 +189,12 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
     """The merged sources (unreadable images skipped with ``data.on_corrupt=skip``) and the checked targets."""
     is_main = accelerator.is_main_process
     protocol = build_protocol(
-        cfg.data.sources, cfg.data.targets, cfg.data.root, all_splits=cfg.data.all_splits,
-        dataset_options=cfg.data.options, verbose=is_main,
+        cfg.data.sources,
+        cfg.data.targets,
+        cfg.data.root,
+        all_splits=cfg.data.all_splits,
+        dataset_options=cfg.data.options,
+        verbose=is_main,
     )
     records = protocol.train.records
     if cfg.data.on_corrupt == "skip":
@@ -185,8 +208,12 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
         if skipped and is_main:
             print(f"skipped {skipped} unreadable images of target {name}")
     sampler = PKBatchSampler(
-        [r.pid for r in records], cfg.data.batch_size, cfg.data.num_instances, seed=cfg.train.seed,
-        rank=accelerator.process_index, world_size=accelerator.num_processes,
+        [r.pid for r in records],
+        cfg.data.batch_size,
+        cfg.data.num_instances,
+        seed=cfg.train.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
     )
     augment = build_train_transform(
         cfg.data.height, cfg.data.width, flip_p=cfg.data.flip_p, padding=cfg.data.padding, erasing_p=cfg.data.erasing_p
@@ -204,8 +231,13 @@ def build_latent_cache(cfg: DCACConfig, model: DCAC, records, accelerator: Accel
     # Each rank encodes its shard of the training set; the gathered cache is the same on every rank.
     start, stop = shard_bounds(len(records), accelerator.process_index, accelerator.num_processes)
     shard = LatentCache.build(
-        model.teacher, records[start:stop], size=cfg.data.diffusion_size, batch_size=cfg.data.test_batch_size,
-        num_workers=cfg.data.num_workers, device=accelerator.device, progress=accelerator.is_main_process and cfg.train.progress,
+        model.teacher,
+        records[start:stop],
+        size=cfg.data.diffusion_size,
+        batch_size=cfg.data.test_batch_size,
+        num_workers=cfg.data.num_workers,
+        device=accelerator.device,
+        progress=accelerator.is_main_process and cfg.train.progress,
     )
     return LatentCache(gather_shards(shard.mean, len(records)), gather_shards(shard.std, len(records)))
 
@@ -221,14 +253,22 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     # The memory is rebuilt from un-augmented features of every training image (docs/method.md §2).
     # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
     feats = extract_features_sharded(
-        run.dcac.reid, run.data.records, height=cfg.data.height, width=cfg.data.width, batch_size=cfg.data.test_batch_size,
-        num_workers=cfg.data.num_workers, device=device, autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
+        run.dcac.reid,
+        run.data.records,
+        height=cfg.data.height,
+        width=cfg.data.width,
+        batch_size=cfg.data.test_batch_size,
+        num_workers=cfg.data.num_workers,
+        device=device,
+        autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
     )
     run.dcac.memory.rebuild(feats, run.labels)
 
     run.model.train()
     sampler = run.data.sampler
-    loader = DataLoader(run.data.train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        run.data.train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda"
+    )
     steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
     show = run.is_main and cfg.train.progress
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if show else True, leave=False)
@@ -246,7 +286,10 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
         if run.global_step % cfg.train.log_every == 0 or step == steps - 1:
             parts = step_values(step_parts)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
-            run.logger.log({"epoch": epoch + 1, "step": run.global_step, "lr": cfg.optim.lr * lr_factor, **parts}, step=run.global_step)
+            run.logger.log(
+                {"epoch": epoch + 1, "step": run.global_step, "lr": cfg.optim.lr * lr_factor, **parts},
+                step=run.global_step,
+            )
     bar.close()
     run.epoch = epoch + 1
     if run.is_main:
@@ -304,7 +347,14 @@ def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
         metrics[name] = evaluations[name][1].metrics
         if run.is_main:
             print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
-            run.logger.log({"event": "eval", "epoch": epoch, "target": name, **{k: v for k, v in metrics[name].items() if k != "cmc"}})
+            run.logger.log(
+                {
+                    "event": "eval",
+                    "epoch": epoch,
+                    "target": name,
+                    **{k: v for k, v in metrics[name].items() if k != "cmc"},
+                }
+            )
     if run.is_main:
         write_json_atomic(run.run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
         if run.on_evaluation is not None:

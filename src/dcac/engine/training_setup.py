@@ -7,7 +7,7 @@ so the benchmark measures exactly the model and optimiser that training runs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator

@@ -38,9 +38,7 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
 
 
-def distance_operands(
-    q_feats: torch.Tensor, g_feats: torch.Tensor, metric: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def distance_operands(q_feats: torch.Tensor, g_feats: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented ``(a, b)`` with ``a @ b.T`` equal to the ``metric`` distance matrix."""
     check_metric(metric)
     q_ones = torch.ones(q_feats.shape[0], 1, dtype=q_feats.dtype, device=q_feats.device)

@@ -50,7 +50,7 @@ class GalleryIndex:
     group_sizes: torch.Tensor
 
     @classmethod
-    def build(cls, pids: torch.Tensor, camids: torch.Tensor) -> "GalleryIndex":
+    def build(cls, pids: torch.Tensor, camids: torch.Tensor) -> GalleryIndex:
         order = torch.argsort(pids, stable=True)
         group_pids, group_sizes = torch.unique_consecutive(pids[order], return_counts=True)
         group_starts = torch.cumsum(group_sizes, 0) - group_sizes
@@ -164,9 +164,7 @@ def max_block_rows(dist_dtype: torch.dtype, num_gallery: int) -> int:
     return _KeyCodec(torch.empty(0, dtype=dist_dtype), num_gallery).max_rows()
 
 
-def match_ranks(
-    dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, gallery: GalleryIndex
-) -> MatchRanks:
+def match_ranks(dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor, gallery: GalleryIndex) -> MatchRanks:
     """Ranks of the true matches of each query row of ``dist`` (finite distances, ``(B, G)``)."""
     num_queries, num_gallery = dist.shape
     device = dist.device
@@ -187,7 +185,9 @@ def match_ranks(
     match_idx = same_idx.gather(1, perm)[:, :width]
     codec = _KeyCodec(dist, num_gallery)
     if num_queries > codec.max_rows():
-        raise ValueError(f"match_ranks: at most {codec.max_rows()} query rows per block for {num_gallery} gallery entries")
+        raise ValueError(
+            f"match_ranks: at most {codec.max_rows()} query rows per block for {num_gallery} gallery entries"
+        )
     row_ids = torch.arange(num_queries, device=device)
     match_keys = codec.encode(match_dist, row_ids[:, None].expand_as(match_idx), match_idx).view(-1)
 
@@ -206,8 +206,13 @@ def match_ranks(
     junk = same_present & same_camera & (same_dist <= worst[:, None])
     junk_rows, junk_slot = torch.nonzero(junk, as_tuple=True)
     junk_slots = _preceding_matches(
-        codec, same_dist[junk_rows, junk_slot], junk_rows, same_idx[junk_rows, junk_slot],
-        match_keys, match_dist, match_idx,
+        codec,
+        same_dist[junk_rows, junk_slot],
+        junk_rows,
+        same_idx[junk_rows, junk_slot],
+        match_keys,
+        match_dist,
+        match_idx,
     )
 
     # A valid candidate with `p` preceding matches precedes matches p, p+1, ...; so the number of

@@ -80,10 +80,7 @@ def rerank_dense(
     v_query, v_gallery = v[:num_query], v[num_query:]
     step = max(1, _JACCARD_BLOCK_ELEMENTS // max(1, v_gallery.numel()))
     overlap_mass = torch.cat(
-        [
-            torch.minimum(v_query[s : s + step, None, :], v_gallery[None]).sum(dim=2)
-            for s in range(0, num_query, step)
-        ]
+        [torch.minimum(v_query[s : s + step, None, :], v_gallery[None]).sum(dim=2) for s in range(0, num_query, step)]
     )
     jaccard = 1 - overlap_mass / (2.0 - overlap_mass)
     return jaccard * (1 - params.lambda_value) + original[:num_query, num_query:] * params.lambda_value

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 __all__ = ["RerankParams", "RERANK_PRESETS", "RerankSpec", "as_rerank_params", "resolve_rerank"]
 
@@ -36,7 +37,7 @@ RERANK_PRESETS: dict[str, RerankParams] = {
     "dcac": RerankParams(50, 15, 0.3),
 }
 
-RerankSpec = Union[None, RerankParams, str, tuple, Mapping[str, Any]]
+RerankSpec = None | RerankParams | str | tuple | Mapping[str, Any]
 
 
 def resolve_rerank(spec: RerankSpec) -> RerankParams | None:

@@ -17,8 +17,9 @@ Needs ``pip install 'dcac[ann]'`` (faiss-cpu).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,17 @@ def _matrix(features: torch.Tensor | np.ndarray, dim: int | None, what: str) -> 
 
 
 class GalleryIndex:
-    def __init__(self, dim: int, kind: str = "exact", *, hnsw_m: int = 32, ef_search: int = 64, ivf_lists: int = 1024,
-                 nprobe: int = 16, weights_sha256: str = "") -> None:
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "exact",
+        *,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        ivf_lists: int = 1024,
+        nprobe: int = 16,
+        weights_sha256: str = "",
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"index kind: expected one of {KINDS}, got {kind!r}")
         faiss = _faiss()
@@ -74,8 +84,10 @@ class GalleryIndex:
             raise ValueError(f"{array.shape[0]} gallery features but {len(names)} names")
         if not self.index.is_trained:
             if array.shape[0] < self.params["ivf_lists"]:
-                raise ValueError(f"an IVF index with {self.params['ivf_lists']} lists is trained on its first batch: "
-                                 f"add at least {self.params['ivf_lists']} features first (got {array.shape[0]})")
+                raise ValueError(
+                    f"an IVF index with {self.params['ivf_lists']} lists is trained on its first batch: "
+                    f"add at least {self.params['ivf_lists']} features first (got {array.shape[0]})"
+                )
             self.index.train(array)
         self.index.add(array)
         self.names.extend(str(n) for n in names)
@@ -90,18 +102,29 @@ class GalleryIndex:
 
     def save(self, path: str | Path) -> Path:
         blob = torch.from_numpy(_faiss().serialize_index(self.index).copy())
-        metadata = {"format": INDEX_FORMAT, "kind": self.kind, "dim": str(self.dim), "names": json.dumps(self.names),
-                    "params": json.dumps(self.params), "weights_sha256": self.weights_sha256}
+        metadata = {
+            "format": INDEX_FORMAT,
+            "kind": self.kind,
+            "dim": str(self.dim),
+            "names": json.dumps(self.names),
+            "params": json.dumps(self.params),
+            "weights_sha256": self.weights_sha256,
+        }
         save_tensors_atomic({"faiss_index": blob}, path, metadata=metadata)
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "GalleryIndex":
+    def load(cls, path: str | Path) -> GalleryIndex:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"gallery index not found: {path}")
         metadata, blob = _read(path)
-        index = cls(int(metadata["dim"]), metadata["kind"], weights_sha256=metadata.get("weights_sha256", ""), **json.loads(metadata["params"]))
+        index = cls(
+            int(metadata["dim"]),
+            metadata["kind"],
+            weights_sha256=metadata.get("weights_sha256", ""),
+            **json.loads(metadata["params"]),
+        )
         index.index = _faiss().deserialize_index(blob)
         index.names = json.loads(metadata["names"])
         if len(index.names) != index.index.ntotal:

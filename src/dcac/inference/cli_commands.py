@@ -58,9 +58,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         folder = Path(args.folder)
         files = _readable(find_images(folder), args.on_corrupt)
         after_bn = not args.before_bn
-        feats = predictor.extract(files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True)
+        feats = predictor.extract(
+            files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True
+        )
         names = [f.relative_to(folder).as_posix() for f in files]
-        save_features(args.out, FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256))
+        save_features(
+            args.out,
+            FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256),
+        )
     except CheckpointError as err:
         return _fail("extract", err)
     print(f"{len(names)} features ({feats.shape[1]}-d, {'f_bn' if after_bn else 'f'}) -> {args.out}")
@@ -69,21 +74,24 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tuple[torch.Tensor, list[str]]:
     """The gallery's features and paths: read from an ``extract`` file (checked to match the model) or extracted."""
-    from dcac.inference.feature_store import load_features
+    from dcac.inference.feature_store import check_same_weights, load_features
     from dcac.inference.image_inputs import expand_inputs
-    from dcac.inference.feature_store import check_same_weights
 
     gallery_arg = Path(args.gallery)
     if not gallery_arg.is_file():
         gallery_files = _readable(expand_inputs(gallery_arg), args.on_corrupt)
-        return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [str(p) for p in gallery_files]
+        return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [
+            str(p) for p in gallery_files
+        ]
     stored = load_features(gallery_arg)
     if stored.after_bn != after_bn:
         raise ValueError(
             f"{gallery_arg} holds {'f_bn' if stored.after_bn else 'f'} features but the query would use "
             f"{'f_bn' if after_bn else 'f'}: {'drop' if stored.after_bn else 'add'} --before-bn"
         )
-    warning = check_same_weights(gallery_arg, stored.checkpoint, stored.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    warning = check_same_weights(
+        gallery_arg, stored.checkpoint, stored.weights_sha256, str(args.checkpoint), predictor.weights_sha256
+    )
     if warning:
         print(f"dcac search: {warning}", file=sys.stderr)
     return stored.features, [str(p) for p in stored.paths()]
@@ -101,9 +109,13 @@ def _search_index(args: argparse.Namespace, predictor, query_feats: torch.Tensor
     from dcac.inference.feature_store import check_same_weights
 
     if args.rerank:
-        raise ValueError(f"--rerank needs the gallery's features; {args.gallery} is an index: pass the extract file instead")
+        raise ValueError(
+            f"--rerank needs the gallery's features; {args.gallery} is an index: pass the extract file instead"
+        )
     index = GalleryIndex.load(args.gallery)
-    warning = check_same_weights(args.gallery, "its index", index.weights_sha256, str(args.checkpoint), predictor.weights_sha256)
+    warning = check_same_weights(
+        args.gallery, "its index", index.weights_sha256, str(args.checkpoint), predictor.weights_sha256
+    )
     if warning:
         print(f"dcac search: {warning}", file=sys.stderr)
     indices, distances = index.search(query_feats, args.topk)
@@ -137,11 +149,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
             indices, distances, gallery_paths = _search_index(args, predictor, query_feats)
         else:
             if query_feats.shape[1] != gallery_feats.shape[1]:
-                raise ValueError(f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features")
+                raise ValueError(
+                    f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features"
+                )
             indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
         queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
         json_path, html_path = write_search_results(
-            args.out, queries, checkpoint=str(args.checkpoint), after_bn=after_bn, rerank=rerank, html_queries=args.html_queries
+            args.out,
+            queries,
+            checkpoint=str(args.checkpoint),
+            after_bn=after_bn,
+            rerank=rerank,
+            html_queries=args.html_queries,
         )
     except CheckpointError as err:
         return _fail("search", err)
@@ -156,7 +175,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     try:
         check_output_dir(args.out)
         predictor = _load(args.checkpoint, args.device)
-        written = explain_images(predictor, expand_inputs([Path(p) for p in args.images]), args.out, target=args.target, alpha=args.alpha)
+        written = explain_images(
+            predictor, expand_inputs([Path(p) for p in args.images]), args.out, target=args.target, alpha=args.alpha
+        )
     except CheckpointError as err:
         return _fail("explain", err)
     print(f"{len(written)} activation maps -> {args.out}")
@@ -164,21 +185,30 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dcac.storage.run_folder import resolve_run
     from dcac.hub_cache import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
     from dcac.inference.onnx_inputs import InputSpec
+    from dcac.storage.run_folder import resolve_run
 
     try:
         spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
         if not args.out and parse_hub_id(args.checkpoint):
-            raise ValueError(f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)")
+            raise ValueError(
+                f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)"
+            )
         out = check_output_file(args.out if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx")
         missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
         if missing:
-            raise ValueError(f"dcac export needs {', '.join(missing)}: pip install \"dcac[export]\"")
+            raise ValueError(f'dcac export needs {", ".join(missing)}: pip install "dcac[export]"')
         predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
-        export_onnx(predictor, out, after_bn=not args.before_bn, verify=not args.no_verify, input_spec=spec, precision=args.precision)
+        export_onnx(
+            predictor,
+            out,
+            after_bn=not args.before_bn,
+            verify=not args.no_verify,
+            input_spec=spec,
+            precision=args.precision,
+        )
     except (CheckpointError, ExportMismatchError) as err:
         return _fail("export", err)
     print(f"ONNX model -> {out}" + ("" if args.no_verify else " (onnxruntime output checked against PyTorch)"))
@@ -193,10 +223,19 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if args.append:
         index = GalleryIndex.load(args.out)
         if index.weights_sha256 != stored.weights_sha256:
-            raise ValueError(f"{args.features} comes from other weights than the features already in {args.out}: re-extract it")
+            raise ValueError(
+                f"{args.features} comes from other weights than the features already in {args.out}: re-extract it"
+            )
     else:
-        index = GalleryIndex(stored.features.shape[1], args.kind, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
-                             ivf_lists=args.ivf_lists, nprobe=args.nprobe, weights_sha256=stored.weights_sha256)
+        index = GalleryIndex(
+            stored.features.shape[1],
+            args.kind,
+            hnsw_m=args.hnsw_m,
+            ef_search=args.ef_search,
+            ivf_lists=args.ivf_lists,
+            nprobe=args.nprobe,
+            weights_sha256=stored.weights_sha256,
+        )
     index.add(stored.features, [str(p) for p in stored.paths()])
     index.save(args.out)
     print(f"{args.out}: {index.kind} index of {len(index)} gallery images ({len(stored.names)} added)")
@@ -219,15 +258,21 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    parser.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name")
-    parser.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck (f) instead of f_bn")
+    parser.add_argument(
+        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
+    )
+    parser.add_argument(
+        "--before-bn", action="store_true", help="use the feature before the BNNeck (f) instead of f_bn"
+    )
     if device:
         parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``extract``, ``search``, ``explain`` and ``export`` to the ``dcac`` subcommand parsers."""
-    p = subparsers.add_parser("extract", help="features of every image in a folder -> safetensors (names in its metadata)")
+    p = subparsers.add_parser(
+        "extract", help="features of every image in a folder -> safetensors (names in its metadata)"
+    )
     p.add_argument("folder", help="image folder (read recursively, sorted by path)")
     p.add_argument("--out", required=True, help="output .safetensors file")
     _add_model_arguments(p)
@@ -236,14 +281,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_extract)
 
-    p = subparsers.add_parser("search", help="rank a gallery for query images -> results.json + self-contained results.html")
+    p = subparsers.add_parser(
+        "search", help="rank a gallery for query images -> results.json + self-contained results.html"
+    )
     p.add_argument("queries", nargs="+", help="query image files or folders")
-    p.add_argument("--gallery", required=True, help="gallery image folder, a features file from 'dcac extract' or an index from 'dcac index'")
+    p.add_argument(
+        "--gallery",
+        required=True,
+        help="gallery image folder, a features file from 'dcac extract' or an index from 'dcac index'",
+    )
     _add_model_arguments(p)
     p.add_argument("--topk", type=int, default=10)
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking with the run's eval.k1/k2/lambda_value, as dcac eval --rerank")
-    p.add_argument("--html-queries", type=int, default=100,
-                   help="queries shown in results.html (default 100; results.json always holds all of them)")
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="k-reciprocal re-ranking with the run's eval.k1/k2/lambda_value, as dcac eval --rerank",
+    )
+    p.add_argument(
+        "--html-queries",
+        type=int,
+        default=100,
+        help="queries shown in results.html (default 100; results.json always holds all of them)",
+    )
     p.add_argument("--out", default="search_results", help="output folder (default: search_results)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's data.test_batch_size")
     add_on_corrupt_argument(p)
@@ -254,8 +313,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (<stem>_cam.png per image)")
     p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--target", choices=("auto", "logit", "norm"), default="auto",
-                   help="score to explain: top ID logit (auto, when the run has a classifier) or the feature norm")
+    p.add_argument(
+        "--target",
+        choices=("auto", "logit", "norm"),
+        default="auto",
+        help="score to explain: top ID logit (auto, when the run has a classifier) or the feature norm",
+    )
     p.add_argument("--alpha", type=unit_interval, default=0.5, help="heatmap opacity, 0 to 1")
     p.set_defaults(func=_cmd_explain)
 
@@ -264,13 +327,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", help="output file (default: RUN/reid_model.onnx)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
-    p.add_argument("--input", choices=("pixel_values", "raw", "imagenet"), default="pixel_values",
-                   help="pixel_values: preprocessed N×3×H×W (default); raw: uint8 crops of any size, resized and "
-                        "normalised in the graph; imagenet: ImageNet-normalised float crops (BoxMOT-style trackers)")
+    p.add_argument(
+        "--input",
+        choices=("pixel_values", "raw", "imagenet"),
+        default="pixel_values",
+        help="pixel_values: preprocessed N×3×H×W (default); raw: uint8 crops of any size, resized and "
+        "normalised in the graph; imagenet: ImageNet-normalised float crops (BoxMOT-style trackers)",
+    )
     p.add_argument("--layout", choices=("nhwc", "nchw"), help="raw input layout (default nhwc)")
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="raw input channel order (OpenCV: bgr)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch")
+    p.add_argument(
+        "--channel-order", choices=("rgb", "bgr"), default="rgb", help="raw input channel order (OpenCV: bgr)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch",
+    )
     p.set_defaults(func=_cmd_export)
 
     _add_sharing_commands(subparsers)
@@ -278,7 +351,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_sharing_commands(subparsers: argparse._SubParsersAction) -> None:
     """``index`` (large galleries) and ``push`` (the Hub)."""
-    p = subparsers.add_parser("index", help="a persistent gallery index (exact, HNSW or IVF; faiss) from an extract file")
+    p = subparsers.add_parser(
+        "index", help="a persistent gallery index (exact, HNSW or IVF; faiss) from an extract file"
+    )
     p.add_argument("features", help="features file from 'dcac extract'")
     p.add_argument("--out", required=True, help="index file (search it with dcac search --gallery FILE)")
     p.add_argument("--kind", choices=("exact", "hnsw", "ivf"), default="exact", help="exact (default), hnsw or ivf")
@@ -289,7 +364,9 @@ def _add_sharing_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query")
     p.set_defaults(func=_cmd_index)
 
-    p = subparsers.add_parser("push", help="upload a run (weights, config, metrics, generated model card) to the Hugging Face Hub")
+    p = subparsers.add_parser(
+        "push", help="upload a run (weights, config, metrics, generated model card) to the Hugging Face Hub"
+    )
     p.add_argument("run", help="run folder")
     p.add_argument("repo_id", help="Hub repository, org/name (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repository private")

@@ -110,7 +110,9 @@ class FeatureSpaceMismatchError(ValueError):
     """Stored features come from other weights than the model about to be compared with them."""
 
 
-def check_same_weights(features_file: str | Path, stored_checkpoint: str, stored_sha256: str, checkpoint: str, sha256: str) -> str | None:
+def check_same_weights(
+    features_file: str | Path, stored_checkpoint: str, stored_sha256: str, checkpoint: str, sha256: str
+) -> str | None:
     """Raise when the stored hash differs from ``sha256``; a warning text when the file has no hash."""
     if not stored_sha256:
         return (

@@ -14,8 +14,9 @@ attention reads — the output of its first LayerNorm, the usual Grad-CAM layer 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -78,7 +79,9 @@ def jet_colormap(values: np.ndarray) -> np.ndarray:
 
 def overlay_heatmap(image: Image.Image, cam: torch.Tensor, alpha: float = 0.5) -> Image.Image:
     """Upsample a token-grid map to the image size and blend its jet colouring over the image."""
-    heat = F.interpolate(cam[None, None].float(), size=(image.height, image.width), mode="bilinear", align_corners=False)
+    heat = F.interpolate(
+        cam[None, None].float(), size=(image.height, image.width), mode="bilinear", align_corners=False
+    )
     colours = Image.fromarray(jet_colormap(heat[0, 0].numpy()), mode="RGB")
     return Image.blend(image.convert("RGB"), colours, alpha)
 
@@ -111,8 +114,13 @@ def explain_images(
             used_names.add(name)
             out_path = out_dir / name
             if not bool(cam.any()):
-                logger.warning("%s: the activation map is zero everywhere (no patch raises the %s score); "
-                               "%s shows no localisation", path, target, out_path.name)
+                logger.warning(
+                    "%s: the activation map is zero everywhere (no patch raises the %s score); "
+                    "%s shows no localisation",
+                    path,
+                    target,
+                    out_path.name,
+                )
             overlay_heatmap(picture, cam, alpha).save(out_path)
             written.append(out_path)
     return written

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -56,7 +56,9 @@ def _image_cell(path: str, caption: str, border: str, css_class: str, height: in
     if uri is None:
         picture = f'<div class="missing" style="border-color:{border};height:{height}px">missing: {html.escape(Path(path).name)}</div>'
     else:
-        picture = f'<img src="{uri}" height="{height}" style="border-color:{border}" alt="{html.escape(Path(path).name)}">'
+        picture = (
+            f'<img src="{uri}" height="{height}" style="border-color:{border}" alt="{html.escape(Path(path).name)}">'
+        )
     return f'<div class="cell {css_class}" title="{html.escape(title)}">{picture}{caption}</div>'
 
 
@@ -68,20 +70,33 @@ def ranked_rows_html(queries: Sequence[RankedQuery], thumb_height: int = 128) ->
     """One row per query: the query image (blue border), then its ranked gallery images."""
     rows = []
     for query in queries:
-        cells = [_image_cell(query.path, f"query<br>{_id_text(query.pid, query.camid)}", QUERY_COLOUR, "query", thumb_height, query.path)]
+        cells = [
+            _image_cell(
+                query.path,
+                f"query<br>{_id_text(query.pid, query.camid)}",
+                QUERY_COLOUR,
+                "query",
+                thumb_height,
+                query.path,
+            )
+        ]
         cells.append('<div class="separator"></div>')
         for entry in query.entries:
             match = query.is_match(entry)
             caption = f"#{entry.rank}<br>{entry.distance:.3f}<br>{_id_text(entry.pid, entry.camid)}"
             title = f"{entry.path} (match: {'unknown' if match is None else match})"
-            cells.append(_image_cell(entry.path, caption, MATCH_COLOURS[match], f"match-{str(match).lower()}", thumb_height, title))
+            cells.append(
+                _image_cell(
+                    entry.path, caption, MATCH_COLOURS[match], f"match-{str(match).lower()}", thumb_height, title
+                )
+            )
         rows.append(f'<div class="ranked-row">{"".join(cells)}</div>')
     return "\n".join(rows)
 
 
 def html_page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
     )

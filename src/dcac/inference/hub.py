@@ -14,10 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcac.storage.checkpoint import write_text_atomic
-from dcac.storage.run_folder import resolve_run
 from dcac.inference.model_card import model_card
 from dcac.inference.predictor import ReIDPredictor
+from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.run_folder import resolve_run
+
 
 class HubPushError(ValueError):
     """The Hub refused or could not be reached; the message names the repository and what to do."""

@@ -6,15 +6,15 @@ features is reproducible and the same as the file names a CLI writes next to the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dcac.data.image_io import IMAGE_SUFFIXES, is_image_file
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray]
+ImageLike = str | Path | Image.Image | np.ndarray
 
 
 class ImageInputError(ValueError):
@@ -65,5 +65,6 @@ def load_rgb(image: ImageLike) -> Image.Image:
                 return img.convert("RGB")
         except (UnidentifiedImageError, OSError) as err:
             raise ImageInputError(f"cannot read image {path}: {err}") from err
-    raise ImageInputError(f"cannot use {type(image).__name__} as an image: expected a path, a PIL image or an H×W×3 uint8 array")
-
+    raise ImageInputError(
+        f"cannot use {type(image).__name__} as an image: expected a path, a PIL image or an H×W×3 uint8 array"
+    )

@@ -28,7 +28,9 @@ def _metrics_table(metrics: dict[str, Any], reranked: bool) -> str:
         return "No evaluation was recorded for this run (`metrics.json` is missing or empty).\n"
     header = "| target | " + " | ".join(_METRICS) + " |\n|---|" + "---|" * len(_METRICS) + "\n"
     rows = "".join(
-        f"| {name} | " + " | ".join(f"{values[k]:.1f}" if isinstance(values.get(k), (int, float)) else "-" for k in _METRICS) + " |\n"
+        f"| {name} | "
+        + " | ".join(f"{values[k]:.1f}" if isinstance(values.get(k), (int, float)) else "-" for k in _METRICS)
+        + " |\n"
         for name, values in targets.items()
     )
     rerank = "k-reciprocal re-ranking" if reranked else "no re-ranking"
@@ -50,7 +52,11 @@ def model_card(run_dir: str | Path, repo_id: str, predictor: ReIDPredictor) -> s
     info = _read_json(run_dir / "run_info.json")
     metrics = _read_json(run_dir / "metrics.json")
     sources = info.get("sources") or list(config.data.sources)
-    method = "Baseline (no diffusion teacher)" if config.conditioning.variant == "none" else f"DCAC ({config.conditioning.variant} conditioning)"
+    method = (
+        "Baseline (no diffusion teacher)"
+        if config.conditioning.variant == "none"
+        else f"DCAC ({config.conditioning.variant} conditioning)"
+    )
     tags = "\n".join(f"- {t}" for t in ("person-re-identification", "image-feature-extraction", "dcac"))
     return f"""---
 library_name: dcac

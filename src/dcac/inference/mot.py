@@ -9,9 +9,9 @@ first seven columns).  Frames are image files in one folder named by frame numbe
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from PIL import Image
 
@@ -56,7 +56,9 @@ def read_mot(path: str | Path, *, min_conf: float | None = None) -> list[MOTBox]
                 frame, track_id = int(float(row[0])), int(float(row[1]))
                 left, top, width, height, conf = (float(v) for v in row[2:7])
             except (ValueError, IndexError) as err:
-                raise MOTFileError(f"{path} line {line_no}: expected 'frame, id, left, top, width, height, conf, ...', got {row!r}") from err
+                raise MOTFileError(
+                    f"{path} line {line_no}: expected 'frame, id, left, top, width, height, conf, ...', got {row!r}"
+                ) from err
             if min_conf is None or conf >= min_conf:
                 boxes.append(MOTBox(frame, track_id, left, top, width, height, conf))
     return boxes

@@ -136,7 +136,9 @@ def _metadata(predictor: ReIDPredictor, spec: InputSpec, after_bn: bool, precisi
     return {
         "dcac_input": json.dumps(spec.metadata(height, width)),
         "dcac_input_size": json.dumps([height, width]),
-        "dcac_normalization": json.dumps({"mean": list(transform.mean), "std": list(transform.std), "resize": "bicubic"}),
+        "dcac_normalization": json.dumps(
+            {"mean": list(transform.mean), "std": list(transform.std), "resize": "bicubic"}
+        ),
         "dcac_interpolation": RESIZE_DESCRIPTION,
         "dcac_feature": "f_bn" if after_bn else "f",
         "dcac_feature_dim": str(predictor.feat_dim),
@@ -171,9 +173,13 @@ def export_onnx(
         convert_precision(fp32_tmp, final_tmp, precision)
         _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
         if verify:
-            max_error, min_cosine = compare_with_pytorch(final_tmp, module, input_spec.example(3, height, width, seed=1))
+            max_error, min_cosine = compare_with_pytorch(
+                final_tmp, module, input_spec.example(3, height, width, seed=1)
+            )
             if precision == "fp32" and max_error > atol:
-                raise ExportMismatchError(f"{out_path}: onnxruntime features differ from PyTorch by {max_error:.3g} (> {atol})")
+                raise ExportMismatchError(
+                    f"{out_path}: onnxruntime features differ from PyTorch by {max_error:.3g} (> {atol})"
+                )
             if precision != "fp32" and min_cosine < MIN_COSINE[precision]:
                 raise ExportMismatchError(
                     f"{out_path}: {precision} features have cosine {min_cosine:.4f} to PyTorch's (< {MIN_COSINE[precision]})"
@@ -183,6 +189,7 @@ def export_onnx(
         for leftover in (fp32_tmp, final_tmp):
             leftover.unlink(missing_ok=True)
     return out_path
+
 
 # Smaller and faster variants of an exported fp32 model. fp16: onnxruntime's float16 converter with the graph's
 # input and output kept in their types (callers do not change), meant for GPUs (a CPU runs most fp16 ops through

@@ -16,8 +16,8 @@ the resized values in float where PIL rounds them to uint8, so features differ v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,9 @@ class InputSpec:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ONNX input {name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.format != "raw" and (self.layout, self.channel_order) != ("nchw", "rgb"):
-            raise ValueError(f"ONNX input {self.format!r} is always N×3×H×W RGB; layout/channel order apply to 'raw' only")
+            raise ValueError(
+                f"ONNX input {self.format!r} is always N×3×H×W RGB; layout/channel order apply to 'raw' only"
+            )
 
     @property
     def name(self) -> str:
@@ -64,8 +66,11 @@ class InputSpec:
             "dtype": "uint8" if self.format == "raw" else "float32",
             "channel_order": self.channel_order.upper(),
             "any_size": self.format != "pixel_values",
-            "value_range": {"raw": "0..255", "imagenet": "(x/255 - imagenet_mean) / imagenet_std",
-                            "pixel_values": "(x/255 - mean) / std"}[self.format],
+            "value_range": {
+                "raw": "0..255",
+                "imagenet": "(x/255 - imagenet_mean) / imagenet_std",
+                "pixel_values": "(x/255 - mean) / std",
+            }[self.format],
             "resized_to": [height, width],
         }
 

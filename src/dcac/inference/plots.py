@@ -7,7 +7,7 @@ The figures are built with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` 
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -82,8 +82,10 @@ def has_identity_curves(log: TrainingLog) -> bool:
 def identity_curves_png(log: TrainingLog) -> bytes:
     rows = log.epoch_means
     epochs = [row.get("epoch") for row in rows]
-    panels = [("p_entropy", "mean entropy of p (nats)", ("p_entropy",)),
-              ("p_true / accuracy", "mean over the epoch", ("p_true", "acc"))]
+    panels = [
+        ("p_entropy", "mean entropy of p (nats)", ("p_entropy",)),
+        ("p_true / accuracy", "mean over the epoch", ("p_true", "acc")),
+    ]
     if any("loss_diff" in row for row in rows):
         panels.append(("diffusion loss", "mean L_diff", ("loss_diff",)))
     figure = Figure(figsize=(4.5 * len(panels), 3.5))

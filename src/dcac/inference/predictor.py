@@ -7,8 +7,9 @@ run's input size).  A tensor input is taken as already preprocessed model input 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -17,12 +18,12 @@ from tqdm.auto import tqdm
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
-from dcac.models.loading import load_reid_model
-from dcac.storage.run_folder import resolve_run
 from dcac.hub_cache import RUN_FILES, resolve_weights
-from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
 from dcac.inference.feature_store import file_sha256
+from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
+from dcac.models.loading import load_reid_model
 from dcac.models.reid_model import ReIDModel
+from dcac.storage.run_folder import resolve_run
 
 # A progress bar for a handful of images is noise; above this many images extraction takes a while.
 PROGRESS_MIN_IMAGES = 512
@@ -43,7 +44,15 @@ class _ImageListDataset(Dataset):
 class ReIDPredictor:
     """A trained Re-ID model in eval mode with its input size and preprocessing."""
 
-    def __init__(self, model: ReIDModel, config: DCACConfig, *, run_info: dict[str, Any] | None = None, source: str = "", device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: ReIDModel,
+        config: DCACConfig,
+        *,
+        run_info: dict[str, Any] | None = None,
+        source: str = "",
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.config = config
@@ -56,7 +65,7 @@ class ReIDPredictor:
         self._weights_sha256: str | None = None
 
     @classmethod
-    def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> "ReIDPredictor":
+    def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ReIDPredictor:
         """Load a run folder (or the ``reid_model.safetensors`` inside one), or a Hub id ``org/name[@revision]``
         of a run pushed with ``dcac push`` (fetched into the Hugging Face cache, see ``dcac.hub_cache``)."""
         local = resolve_weights(run_or_checkpoint, RUN_FILES, what="checkpoint")
@@ -119,7 +128,9 @@ class ReIDPredictor:
             total = inputs.shape[0] if inputs.dim() == 4 else 1
         else:
             images = expand_inputs(inputs)
-            batches = DataLoader(_ImageListDataset(images, self.transform), batch_size=batch_size, num_workers=num_workers)
+            batches = DataLoader(
+                _ImageListDataset(images, self.transform), batch_size=batch_size, num_workers=num_workers
+            )
             total = len(images)
         show = total >= PROGRESS_MIN_IMAGES if progress is None else progress
         chunks = [

@@ -10,9 +10,10 @@ person reading a page expects; dataset records count cameras from 0, so records 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -47,7 +48,14 @@ class RankedQuery:
             "pid": self.pid,
             "camid": self.camid,
             "results": [
-                {"rank": e.rank, "path": e.path, "distance": e.distance, "pid": e.pid, "camid": e.camid, "match": self.is_match(e)}
+                {
+                    "rank": e.rank,
+                    "path": e.path,
+                    "distance": e.distance,
+                    "pid": e.pid,
+                    "camid": e.camid,
+                    "match": self.is_match(e),
+                }
                 for e in self.entries
             ],
         }
@@ -120,7 +128,9 @@ def sample_ranked_queries(
         k = min(topk, int(torch.isfinite(dist).sum()))
         top_dist, top_idx = torch.topk(dist, k, largest=False, sorted=True)
         entries = tuple(
-            RankedEntry(rank, str(gallery_records[g].path), float(d), gallery_records[g].pid, gallery_records[g].camid + 1)
+            RankedEntry(
+                rank, str(gallery_records[g].path), float(d), gallery_records[g].pid, gallery_records[g].camid + 1
+            )
             for rank, (g, d) in enumerate(zip(top_idx.tolist(), top_dist.tolist()), start=1)
         )
         queries.append(RankedQuery(str(record.path), entries, record.pid, record.camid + 1))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from dcac.storage.checkpoint import RUN_INFO, write_text_atomic
 from dcac.inference.html_parts import data_uri, html_page, ranked_rows_html
 from dcac.inference.ranked_list import RankedQuery, sample_ranked_queries
 from dcac.inference.training_log import TrainingLog, read_training_log
+from dcac.storage.checkpoint import RUN_INFO, write_text_atomic
 
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
@@ -46,7 +47,9 @@ def _metrics_table(metrics_by_target: Mapping[str, Mapping[str, Any]]) -> str:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in scalar_keys:
                 scalar_keys.append(key)
     keys = [k for k in _METRIC_ORDER if k in scalar_keys] + [k for k in scalar_keys if k not in _METRIC_ORDER]
-    rows = [[target] + [_format_number(m[k]) if k in m else "" for k in keys] for target, m in metrics_by_target.items()]
+    rows = [
+        [target] + [_format_number(m[k]) if k in m else "" for k in keys] for target, m in metrics_by_target.items()
+    ]
     return _table(["target", *keys], rows)
 
 
@@ -60,19 +63,32 @@ def _evaluation_history(log: TrainingLog) -> str:
 
 def _verification_section(target: str, verification: Mapping[str, Any]) -> str:
     """TPR at each FPR with its threshold, the EER, and the two distance histograms (``dcac eval --roc``)."""
-    rows = [[key, f"{p['threshold']:.6g}", f"{100 * p['tpr']:.2f}", f"{p['fpr']:.2e}"]
-            for key, p in verification["tpr_at_fpr"].items()]
-    rows.append(["EER", f"{verification['eer_threshold']:.6g}", f"{100 * (1 - verification['eer']):.2f}",
-                 f"{verification['eer']:.2e}"])
+    rows = [
+        [key, f"{p['threshold']:.6g}", f"{100 * p['tpr']:.2f}", f"{p['fpr']:.2e}"]
+        for key, p in verification["tpr_at_fpr"].items()
+    ]
+    rows.append(
+        [
+            "EER",
+            f"{verification['eer_threshold']:.6g}",
+            f"{100 * (1 - verification['eer']):.2f}",
+            f"{verification['eer']:.2e}",
+        ]
+    )
     hist = verification["histogram"]
     edges = hist["edges"]
-    bins = [[f"{edges[i]:.3g}-{edges[i + 1]:.3g}", str(g), str(n)]
-            for i, (g, n) in enumerate(zip(hist["genuine"], hist["impostor"])) if g or n]
-    return (f"<h2>Verification: {html.escape(target)}</h2>"
-            f'<p class="note">{verification["num_genuine_pairs"]} same-identity and '
-            f'{verification["num_impostor_pairs"]} different-identity pairs; {html.escape(verification["rule"])}</p>'
-            + _table(["FPR at most", "threshold", "TPR %", "FPR"], rows)
-            + _table(["distance", "same identity", "different identity"], bins))
+    bins = [
+        [f"{edges[i]:.3g}-{edges[i + 1]:.3g}", str(g), str(n)]
+        for i, (g, n) in enumerate(zip(hist["genuine"], hist["impostor"]))
+        if g or n
+    ]
+    return (
+        f"<h2>Verification: {html.escape(target)}</h2>"
+        f'<p class="note">{verification["num_genuine_pairs"]} same-identity and '
+        f"{verification['num_impostor_pairs']} different-identity pairs; {html.escape(verification['rule'])}</p>"
+        + _table(["FPR at most", "threshold", "TPR %", "FPR"], rows)
+        + _table(["distance", "same identity", "different identity"], bins)
+    )
 
 
 def _png_section(run_dir: Path, file_name: str, png: bytes, alt: str) -> str:
@@ -124,7 +140,9 @@ def write_report(
     cmc_by_target = {t: m["cmc"] for t, m in metrics_by_target.items() if m.get("cmc")}
     if cmc_by_target:
         sections.append("<h2>CMC</h2>")
-        sections.append(_png_section(run_dir, CMC_PNG, plots.cmc_plot_png(cmc_by_target), "CMC curves") if plots else plots_missing)
+        sections.append(
+            _png_section(run_dir, CMC_PNG, plots.cmc_plot_png(cmc_by_target), "CMC curves") if plots else plots_missing
+        )
     for target, metrics in metrics_by_target.items():
         if metrics.get("verification"):
             sections.append(_verification_section(target, metrics["verification"]))
@@ -140,11 +158,17 @@ def write_report(
         sections.append(_evaluation_history(log))
     if log.steps:
         sections.append("<h2>Training curves</h2>")
-        sections.append(_png_section(run_dir, TRAINING_PNG, plots.training_curves_png(log), "training curves") if plots else plots_missing)
+        sections.append(
+            _png_section(run_dir, TRAINING_PNG, plots.training_curves_png(log), "training curves")
+            if plots
+            else plots_missing
+        )
     if plots and plots.has_identity_curves(log):
         sections.append("<h2>Identity information in the condition (per epoch)</h2>")
-        sections.append('<p class="note">mean entropy of p = softmax(z / tau) (ln N: uniform, nothing identity-specific '
-                        "reaches the teacher) and mean probability of the true identity (1 / N: chance)</p>")
+        sections.append(
+            '<p class="note">mean entropy of p = softmax(z / tau) (ln N: uniform, nothing identity-specific '
+            "reaches the teacher) and mean probability of the true identity (1 / N: chance)</p>"
+        )
         sections.append(_png_section(run_dir, IDENTITY_PNG, plots.identity_curves_png(log), "identity information"))
     if log.skipped_lines:
         sections.append(f'<p class="note">{log.skipped_lines} unreadable line(s) of the log skipped</p>')
@@ -161,7 +185,9 @@ def write_training_report(
     ``evaluations`` maps each target to ``(dataset, TargetEvaluation)``; the sample is drawn with ``train.seed``.
     """
     ranked = {
-        name: sample_ranked_queries(ev.query_feats, ev.gallery_feats, target.query, target.gallery, seed=config.train.seed)
+        name: sample_ranked_queries(
+            ev.query_feats, ev.gallery_feats, target.query, target.gallery, seed=config.train.seed
+        )
         for name, (target, ev) in evaluations.items()
     }
     return write_report(run_dir, metrics, ranked_samples=ranked)

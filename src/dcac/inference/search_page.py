@@ -9,13 +9,14 @@ opens.  The JSON always holds every query.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from dcac.storage.checkpoint import write_json_atomic, write_text_atomic
 from dcac.evaluation.rerank_params import RerankSpec, resolve_rerank
 from dcac.inference.html_parts import html_page, ranked_rows_html
 from dcac.inference.ranked_list import RankedQuery
+from dcac.storage.checkpoint import write_json_atomic, write_text_atomic
 
 RESULTS_JSON = "results.json"
 RESULTS_HTML = "results.html"
@@ -29,7 +30,9 @@ def _distance_text(rerank: RerankSpec) -> str:
     return f"k-reciprocal re-ranked (k1={params.k1}, k2={params.k2}, lambda={params.lambda_value}) squared euclidean"
 
 
-def search_results_dict(queries: Sequence[RankedQuery], *, checkpoint: str, after_bn: bool, rerank: RerankSpec = None) -> dict[str, Any]:
+def search_results_dict(
+    queries: Sequence[RankedQuery], *, checkpoint: str, after_bn: bool, rerank: RerankSpec = None
+) -> dict[str, Any]:
     return {
         "checkpoint": checkpoint,
         "feature": "f_bn" if after_bn else "f",
@@ -65,7 +68,9 @@ def write_search_results(
         f"({known} of {len(queries)} queries have Market-style names)</p>\n"
         + (
             f'<p class="note">showing the first {len(shown)} of {len(queries)} queries; all of them are in '
-            f"{RESULTS_JSON}</p>\n" if left_out else ""
+            f"{RESULTS_JSON}</p>\n"
+            if left_out
+            else ""
         )
         + ranked_rows_html(shown, thumb_height)
     )

@@ -58,7 +58,9 @@ def tracklet_features(
     for index, box in enumerate(boxes):
         by_track.setdefault(box.track_id, []).append(index)
     if not by_track:
-        raise ValueError(f"{mot_file}: no boxes with a track id (>= 0){'' if min_conf is None else f' and conf >= {min_conf}'}")
+        raise ValueError(
+            f"{mot_file}: no boxes with a track id (>= 0){'' if min_conf is None else f' and conf >= {min_conf}'}"
+        )
     chosen = sorted(i for ids in by_track.values() for i in _spread(ids, max_crops_per_track))
     crops = dict(iter_crops([boxes[i] for i in chosen], frames_dir, frame_pattern=frame_pattern))
     kept = [chosen[k] for k in sorted(crops)]
@@ -81,7 +83,9 @@ class TrackletMatch:
     distances: list[float]
 
 
-def match_tracklets(query: Tracklets, gallery: Tracklets, *, topk: int = 5, rerank: RerankSpec | bool = None) -> list[TrackletMatch]:
+def match_tracklets(
+    query: Tracklets, gallery: Tracklets, *, topk: int = 5, rerank: RerankSpec | bool = None
+) -> list[TrackletMatch]:
     """For each tracklet of ``query`` (one camera), the nearest tracklets of ``gallery`` (another camera)."""
     indices, distances = rank(query.features, gallery.features, topk=topk, rerank=rerank)
     return [

@@ -79,9 +79,7 @@ class PrototypeMemory(nn.Module):
             raise ValueError(f"labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
         labels = labels.to(self.features.device).long()
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_ids):
-            raise ValueError(
-                f"labels must lie in [0, {self.num_ids}), got [{int(labels.min())}, {int(labels.max())}]"
-            )
+            raise ValueError(f"labels must lie in [0, {self.num_ids}), got [{int(labels.min())}, {int(labels.max())}]")
         counts = torch.bincount(labels, minlength=self.num_ids)
         empty = (counts == 0).nonzero().flatten()
         if empty.numel():

@@ -13,7 +13,9 @@ from dcac.models.reid_model import ReIDModel
 
 def encoder_config(config: DCACConfig) -> ReIDEncoderConfig:
     size = (config.data.height, config.data.width)
-    base = ReIDEncoderConfig.vit_b16() if config.encoder.preset == "vit_b16" else ReIDEncoderConfig.tiny(image_size=size)
+    base = (
+        ReIDEncoderConfig.vit_b16() if config.encoder.preset == "vit_b16" else ReIDEncoderConfig.tiny(image_size=size)
+    )
     return replace(base, image_size=size, freeze_patch_embed=config.encoder.freeze_patch_embed)
 
 
@@ -73,7 +75,10 @@ def build_teacher(config: DCACConfig):
     return DiffusionTeacher(
         DiffusionTeacherConfig(
             # A Hub id in diffusion.weights is resolved to its local snapshot in the Hub cache.
-            **{**asdict(config.diffusion), "weights": resolve_weights(config.diffusion.weights, DIFFUSERS_FILES, what="diffusion.weights")},
+            **{
+                **asdict(config.diffusion),
+                "weights": resolve_weights(config.diffusion.weights, DIFFUSERS_FILES, what="diffusion.weights"),
+            },
             image_size=config.data.diffusion_size,
             qkv_bias_seed=config.train.seed if official and config.diffusion.mode == "lora" else None,
             encode_under_autocast=official,

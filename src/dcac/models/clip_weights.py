@@ -86,9 +86,7 @@ class CLIPWeightsError(ValueError):
     """A CLIP checkpoint that does not fit the encoder (names the file and the offending key)."""
 
 
-def load_clip_vision_weights(
-    encoder: CLIPReIDEncoder, path: str | Path, *, require_projection: bool = True
-) -> None:
+def load_clip_vision_weights(encoder: CLIPReIDEncoder, path: str | Path, *, require_projection: bool = True) -> None:
     """Load a pre-trained CLIP image tower from ``path`` into ``encoder`` in place.
 
     Every encoder tensor must be provided with the right shape (the positional table excepted, which
@@ -123,9 +121,7 @@ def openai_vision_to_encoder_names(state: dict[str, torch.Tensor], path: Path) -
     return _convert_openai(state, "", path)
 
 
-def load_converted_vision_weights(
-    encoder: CLIPReIDEncoder, state: dict[str, torch.Tensor], path: Path
-) -> list[str]:
+def load_converted_vision_weights(encoder: CLIPReIDEncoder, state: dict[str, torch.Tensor], path: Path) -> list[str]:
     """Load an OpenAI-layout tower already read from ``path`` (another model's ``image_encoder.*``, prefix
     removed) with the checks and positional-table resize of :func:`load_clip_vision_weights`."""
     tensors = _validate(encoder, _convert_openai(state, "", path), path, require_projection=True)
@@ -141,9 +137,7 @@ def _read_hf_folder(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
         if name.endswith(".index.json"):
             return candidate, _read_sharded(candidate)
         return candidate, _read_state_dict_file(candidate)
-    raise FileNotFoundError(
-        f"{folder} is not a Hugging Face CLIP folder: none of {', '.join(_HF_WEIGHT_FILES)} found"
-    )
+    raise FileNotFoundError(f"{folder} is not a Hugging Face CLIP folder: none of {', '.join(_HF_WEIGHT_FILES)} found")
 
 
 def _read_sharded(index_file: Path) -> dict[str, torch.Tensor]:
@@ -197,15 +191,11 @@ def _check_hf_config(folder: Path, encoder: CLIPReIDEncoder) -> None:
     config = AutoConfig.from_pretrained(str(folder))
     vision = getattr(config, "vision_config", config)
     if getattr(vision, "model_type", None) not in ("clip_vision_model", "clip"):
-        raise CLIPWeightsError(
-            f"{config_file}: model_type {config.model_type!r} is not a CLIP model"
-        )
+        raise CLIPWeightsError(f"{config_file}: model_type {config.model_type!r} is not a CLIP model")
     for hf_field, our_field in _HF_CONFIG_FIELDS.items():
         theirs, ours = getattr(vision, hf_field), getattr(encoder.config, our_field)
         if theirs != ours:
-            raise CLIPWeightsError(
-                f"{config_file}: vision {hf_field} is {theirs!r}, the encoder expects {ours!r}"
-            )
+            raise CLIPWeightsError(f"{config_file}: vision {hf_field} is {theirs!r}, the encoder expects {ours!r}")
 
 
 def _convert(state: dict[str, torch.Tensor], path: Path) -> tuple[ConvertedWeights, str]:

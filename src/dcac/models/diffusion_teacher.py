@@ -57,7 +57,9 @@ class DiffusionTeacherConfig(DiffusionConfig):
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction type {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
         if self.qkv_bias_seed is not None and self.mode != "lora":
-            raise ValueError(f"qkv_bias_seed reproduces the official LoRA wrapper: it needs mode 'lora', not {self.mode!r}")
+            raise ValueError(
+                f"qkv_bias_seed reproduces the official LoRA wrapper: it needs mode 'lora', not {self.mode!r}"
+            )
 
 
 class DiffusionTeacher(nn.Module):

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from dcac.storage.checkpoint import CheckpointError
 from dcac.models.clip_weights import CLIPWeightsError, openai_vision_to_encoder_names
 from dcac.models.reid_model import ReIDModel
+from dcac.storage.checkpoint import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise OfficialCheckpointError(
             f"{path}: cannot be read with torch.load(weights_only=True): {str(err).splitlines()[0]}"
         ) from err
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise OfficialCheckpointError(f"{path}: expected a state dict mapping names to tensors")
     return {k.removeprefix(_DATA_PARALLEL): v for k, v in state.items()}
 
@@ -147,7 +149,10 @@ def load_clipreid_start(model: ReIDModel, state: dict[str, torch.Tensor], path: 
         else:
             logger.warning(
                 "%s: '%s' is for %d identities, the model has %d: the classifier keeps its random start",
-                path, CLIPREID_CLASSIFIER, classifier.shape[0], model.classifier.weight.shape[0],
+                path,
+                CLIPREID_CLASSIFIER,
+                classifier.shape[0],
+                model.classifier.weight.shape[0],
             )
     expected = model.state_dict()
     for name, tensor in heads.items():

@@ -41,13 +41,24 @@ OFFICIAL_VAE = "denoiser.autoencoder."
 _SCHEDULE_BUFFERS = frozenset(
     "denoiser." + name
     for name in (
-        "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-        "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-        "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+        "betas",
+        "alphas_cumprod",
+        "alphas_cumprod_prev",
+        "sqrt_alphas_cumprod",
+        "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod",
+        "sqrt_recip_alphas_cumprod",
+        "sqrt_recipm1_alphas_cumprod",
+        "posterior_variance",
+        "posterior_log_variance_clipped",
+        "posterior_mean_coef1",
+        "posterior_mean_coef2",
     )
 )
 _LDM_UNET_PARTS = ("time_embed.", "input_blocks.", "middle_block.", "output_blocks.", "out.")
-_LORA_KEY = re.compile(r"(.*\.transformer_blocks\.\d+\.(?:attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj))\.(lora_[AB])")
+_LORA_KEY = re.compile(
+    r"(.*\.transformer_blocks\.\d+\.(?:attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj))\.(lora_[AB])"
+)
 _QKV_BIAS_KEY = re.compile(r".*\.transformer_blocks\.\d+\.attn[12]\.to_[qkv]\.bias")
 
 #: dcac's name of the ID prompts in the training module.
@@ -124,7 +135,9 @@ def _check_frozen_parts(unet_state, vae_state, unet_config, vae_config, unexpect
             f"unexpected keys {show_keys(unexpected)}"
         )
     if shapes:
-        raise OfficialCheckpointError(f"{path}: teacher tensors of the wrong shape (checkpoint vs config): {show_keys(shapes)}")
+        raise OfficialCheckpointError(
+            f"{path}: teacher tensors of the wrong shape (checkpoint vs config): {show_keys(shapes)}"
+        )
 
 
 def _check_lora_rank(tensors: dict[str, torch.Tensor], rank: int, path: str | Path) -> None:

@@ -51,13 +51,11 @@ class ReIDEncoderConfig:
         height, width = self.image_size
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
-                f"ReIDEncoderConfig.image_size {self.image_size} must be divisible by "
-                f"patch_size {self.patch_size}"
+                f"ReIDEncoderConfig.image_size {self.image_size} must be divisible by patch_size {self.patch_size}"
             )
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"ReIDEncoderConfig.hidden_size {self.hidden_size} must be divisible by "
-                f"num_heads {self.num_heads}"
+                f"ReIDEncoderConfig.hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
             )
 
     @property
@@ -72,12 +70,12 @@ class ReIDEncoderConfig:
         return rows * cols + 1
 
     @classmethod
-    def vit_b16(cls, image_size: tuple[int, int] = (256, 128)) -> "ReIDEncoderConfig":
+    def vit_b16(cls, image_size: tuple[int, int] = (256, 128)) -> ReIDEncoderConfig:
         """CLIP ViT-B/16 (the paper's backbone)."""
         return cls(image_size=image_size)
 
     @classmethod
-    def tiny(cls, image_size: tuple[int, int] = (64, 32), **overrides: Any) -> "ReIDEncoderConfig":
+    def tiny(cls, image_size: tuple[int, int] = (64, 32), **overrides: Any) -> ReIDEncoderConfig:
         """A tower of ~0.1 M parameters with the same structure, for tests and CPU demos."""
         config = cls(
             image_size=image_size,
@@ -126,9 +124,7 @@ class ReIDPatchEmbeddings(nn.Module):
     def __init__(self, config: ReIDEncoderConfig) -> None:
         super().__init__()
         width = config.hidden_size
-        self.patch_embedding = nn.Conv2d(
-            3, width, kernel_size=config.patch_size, stride=config.patch_size, bias=False
-        )
+        self.patch_embedding = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size, bias=False)
         # OpenAI CLIP initialises both tables with std width**-0.5; random-weight models
         # (tests, demos, training from scratch) start from the same scale.
         scale = width**-0.5
@@ -203,9 +199,7 @@ class CLIPReIDEncoder(nn.Module):
         checkpoints are resized as accurately as full-precision ones.
         """
         if position_embedding.ndim != 2:
-            raise ValueError(
-                f"position embedding must be (1 + rows*cols, D), got {tuple(position_embedding.shape)}"
-            )
+            raise ValueError(f"position embedding must be (1 + rows*cols, D), got {tuple(position_embedding.shape)}")
         num_patches = position_embedding.shape[0] - 1
         if old_grid is None:
             side = round(num_patches**0.5)
@@ -216,9 +210,7 @@ class CLIPReIDEncoder(nn.Module):
                 )
             old_grid = (side, side)
         if old_grid[0] * old_grid[1] != num_patches:
-            raise ValueError(
-                f"old_grid {tuple(old_grid)} does not match {num_patches} patch entries"
-            )
+            raise ValueError(f"old_grid {tuple(old_grid)} does not match {num_patches} patch entries")
         class_entry, patch_entries = position_embedding[:1], position_embedding[1:]
         dim = position_embedding.shape[1]
         grid = patch_entries.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)

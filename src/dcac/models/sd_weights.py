@@ -73,7 +73,9 @@ def load_stable_diffusion(
         unet_config = dict(unet_config) if unet_config is not None else sd15_unet_config()
         vae_config = dict(vae_config) if vae_config is not None else sd15_vae_config()
         return _load_single_file(path, unet_config, vae_config, dtype)
-    raise FileNotFoundError(f"Stable Diffusion weights not found: {path} (expected a diffusers folder or a single file)")
+    raise FileNotFoundError(
+        f"Stable Diffusion weights not found: {path} (expected a diffusers folder or a single file)"
+    )
 
 
 def read_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

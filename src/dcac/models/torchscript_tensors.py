@@ -90,13 +90,17 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
             flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
             if flat.numel() != numel:
-                raise TorchScriptReadError(f"{self.path}: storage {key} holds {flat.numel()} elements, expected {numel}")
+                raise TorchScriptReadError(
+                    f"{self.path}: storage {key} holds {flat.numel()} elements, expected {numel}"
+                )
             self.storages[key] = flat
         return self.storages[key]
 
 
 def _archive_prefix(archive: zipfile.ZipFile, path: Path) -> str:
-    prefixes = sorted({n[: -len("data.pkl")] for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1})
+    prefixes = sorted(
+        {n[: -len("data.pkl")] for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1}
+    )
     if len(prefixes) != 1:
         raise TorchScriptReadError(f"{path}: not a TorchScript archive with one '<name>/data.pkl'")
     byteorder = f"{prefixes[0]}byteorder"
@@ -132,7 +136,7 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         if _has_custom_setstate(archive, prefix):
             raise TorchScriptReadError(
                 f"{path}: the TorchScript archive defines __setstate__, code that would run on loading; "
-                "convert it where you trust it: python -c \"import torch, safetensors.torch as st; "
+                'convert it where you trust it: python -c "import torch, safetensors.torch as st; '
                 f"st.save_file({{k: v.contiguous() for k, v in torch.jit.load('{path}').state_dict().items()}}, "
                 f"'{path.with_suffix('.safetensors')}')\""
             )

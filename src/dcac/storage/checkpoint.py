@@ -103,7 +103,9 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_tensors_atomic(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     # safetensors refuses shared or non-contiguous storage; a detached contiguous CPU copy is what we want anyway.
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata))
@@ -118,8 +120,10 @@ def restore_deliverable(path: str | Path, expected: dict[str, torch.Tensor]) -> 
         current = load_tensors(path)
     except CheckpointError:
         current = None
-    if current is not None and current.keys() == expected.keys() and all(
-        current[k].dtype == v.dtype and torch.equal(current[k], v.detach().cpu()) for k, v in expected.items()
+    if (
+        current is not None
+        and current.keys() == expected.keys()
+        and all(current[k].dtype == v.dtype and torch.equal(current[k], v.detach().cpu()) for k, v in expected.items())
     ):
         return False
     save_tensors_atomic(expected, path)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from dcac.config import DCACConfig
-from dcac.storage.checkpoint import REID_WEIGHTS, RUN_CONFIG, RUN_INFO, CheckpointError, write_json_atomic, write_text_atomic
+from dcac.storage.checkpoint import (
+    REID_WEIGHTS,
+    RUN_CONFIG,
+    RUN_INFO,
+    CheckpointError,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def write_run_metadata(run_dir: str | Path, config: DCACConfig, run_info: dict[str, Any]) -> None:

@@ -54,27 +54,38 @@ class DatasetSpec:
 
 
 def _from_module(module: ModuleType) -> DatasetSpec:
-    return DatasetSpec(module.NAME, tuple(module.ALIASES), tuple(module.FOLDER_NAMES), module.LAYOUT,
-                       module.is_dataset_dir, module.load)
+    return DatasetSpec(
+        module.NAME,
+        tuple(module.ALIASES),
+        tuple(module.FOLDER_NAMES),
+        module.LAYOUT,
+        module.is_dataset_dir,
+        module.load,
+    )
 
 
 def _market_domain(name: str) -> DatasetSpec:
     def load(dataset_dir: Path) -> ReIDDataset:
         return load_market_style(dataset_dir, name=name, distractor_pids=(0,))
+
     return DatasetSpec(name, (), (name,), MARKET_LAYOUT, is_market_dir, load)
 
 
 def _msmt_domain(name: str) -> DatasetSpec:
     def load(dataset_dir: Path, use_val: bool = True) -> ReIDDataset:
         return msmt17.load_msmt_style(dataset_dir, name=name, use_val=use_val)
+
     return DatasetSpec(name, (), (name,), msmt17.LAYOUT, msmt17.is_dataset_dir, load)
 
 
-REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    *(_from_module(m) for m in (market1501, dukemtmc, msmt17, cuhk03, cuhk02, cuhksysu, grid, ilids, prid, viper)),
-    *(_market_domain(name) for name in SYNTHETIC_MARKET_DOMAINS),
-    *(_msmt_domain(name) for name in SYNTHETIC_MSMT_DOMAINS),
-)}
+REGISTRY: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        *(_from_module(m) for m in (market1501, dukemtmc, msmt17, cuhk03, cuhk02, cuhksysu, grid, ilids, prid, viper)),
+        *(_market_domain(name) for name in SYNTHETIC_MARKET_DOMAINS),
+        *(_msmt_domain(name) for name in SYNTHETIC_MSMT_DOMAINS),
+    )
+}
 _CANONICAL = {key.lower(): spec.name for spec in REGISTRY.values() for key in (spec.name, *spec.aliases)}
 
 
@@ -84,8 +95,10 @@ def canonical_name(name: str) -> str:
         return _CANONICAL[name.lower()]
     except KeyError:
         known = ", ".join(f"{s.name} ({'|'.join(s.aliases)})" if s.aliases else s.name for s in REGISTRY.values())
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {known}; or give the path of your own "
-                         "dataset folder or CSV list") from None
+        raise ValueError(
+            f"unknown dataset {name!r}; known datasets: {known}; or give the path of your own "
+            "dataset folder or CSV list"
+        ) from None
 
 
 def is_custom(name: str | Path) -> bool:
@@ -114,10 +127,14 @@ def resolve_dataset_dir(name: str, root: str | Path) -> Path:
         if candidate.is_dir() and spec.is_dataset_dir(candidate):
             return candidate
     present = [str(c) for c in candidates if c.is_dir()]
-    found = (f"found {', '.join(present)}, but not in the expected layout" if present else
-             f"looked in {root} and in {root}/{{{','.join(spec.folder_names)}}}")
-    raise DatasetLayoutError(f"{spec.name}: dataset folder not found under {root} ({found})\n"
-                             f"expected layout:\n{spec.layout}")
+    found = (
+        f"found {', '.join(present)}, but not in the expected layout"
+        if present
+        else f"looked in {root} and in {root}/{{{','.join(spec.folder_names)}}}"
+    )
+    raise DatasetLayoutError(
+        f"{spec.name}: dataset folder not found under {root} ({found})\nexpected layout:\n{spec.layout}"
+    )
 
 
 def get_dataset(name: str, root: str | Path, *, verbose: bool = False, **options: object) -> ReIDDataset:
@@ -131,8 +148,9 @@ def get_dataset(name: str, root: str | Path, *, verbose: bool = False, **options
     if is_custom(name):
         unknown = sorted(set(options) - {"layout", "on_error"})
         if unknown:
-            raise ValueError(f"dataset {name}: unknown option(s) {unknown}; a dataset given by path accepts: "
-                             "['layout', 'on_error']")
+            raise ValueError(
+                f"dataset {name}: unknown option(s) {unknown}; a dataset given by path accepts: ['layout', 'on_error']"
+            )
         dataset = custom.load_custom(name, **options)  # type: ignore[arg-type]
         if verbose:
             print(dataset.summary())
@@ -140,12 +158,21 @@ def get_dataset(name: str, root: str | Path, *, verbose: bool = False, **options
     spec = REGISTRY[canonical_name(name)]
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        raise ValueError(f"dataset {spec.name} got unknown option(s) {unknown}; "
-                         f"it accepts: {list(spec.options) or 'none'}")
+        raise ValueError(
+            f"dataset {spec.name} got unknown option(s) {unknown}; it accepts: {list(spec.options) or 'none'}"
+        )
     dataset = spec.load(resolve_dataset_dir(spec.name, root), **options)
     if verbose:
         print(dataset.summary())
     return dataset
 
 
-__all__ = ["REGISTRY", "DatasetSpec", "canonical_name", "dataset_key", "get_dataset", "is_custom", "resolve_dataset_dir"]
+__all__ = [
+    "REGISTRY",
+    "DatasetSpec",
+    "canonical_name",
+    "dataset_key",
+    "get_dataset",
+    "is_custom",
+    "resolve_dataset_dir",
+]

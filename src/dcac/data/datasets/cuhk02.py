@@ -55,7 +55,16 @@ def load(dataset_dir: Path) -> ReIDDataset:
         for view_index, view in enumerate(VIEWS):
             view_dir = require_dir(pairs_dir / pair / view, NAME, LAYOUT)
             camid = pair_index * len(VIEWS) + view_index
-            train += [ImageRecord(str(p), pair_index * _PAIR_ID_STRIDE + _person_id(p), camid, NAME)
-                      for p in images_in(view_dir)]
-    return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=[], gallery=[], train_only=True,
-                                   notes=["training-only set: all five camera pairs are in train"])
+            train += [
+                ImageRecord(str(p), pair_index * _PAIR_ID_STRIDE + _person_id(p), camid, NAME)
+                for p in images_in(view_dir)
+            ]
+    return ReIDDataset.from_splits(
+        NAME,
+        str(dataset_dir),
+        train=train,
+        query=[],
+        gallery=[],
+        train_only=True,
+        notes=["training-only set: all five camera pairs are in train"],
+    )

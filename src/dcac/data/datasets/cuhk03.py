@@ -28,7 +28,8 @@ FOLDER_NAMES = ("cuhk03np", "cuhk03-np", "CUHK03-NP", "cuhk03_np", "cuhk03")
 NUM_CAMERAS = 2
 VARIANTS = ("detected", "labeled")
 LAYOUT = "cuhk03np/\n    detected/   or   labeled/\n" + "\n".join(
-    "        " + line for line in MARKET_LAYOUT.replace(".jpg", ".png").splitlines()[1:])
+    "        " + line for line in MARKET_LAYOUT.replace(".jpg", ".png").splitlines()[1:]
+)
 
 
 def is_dataset_dir(path: Path) -> bool:

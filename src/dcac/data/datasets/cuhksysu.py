@@ -40,16 +40,23 @@ def is_dataset_dir(path: Path) -> bool:
 def _person_id(path: Path) -> int:
     match = _NAME.match(path.name)
     if match is None:
-        raise ImageNameError(f"cannot parse image name {path}: expected 'p<pid>_s<scene>_...' or "
-                             "'<pid>_s<scene>_...'")
+        raise ImageNameError(f"cannot parse image name {path}: expected 'p<pid>_s<scene>_...' or '<pid>_s<scene>_...'")
     return int(match.group(1))
 
 
 def load(dataset_dir: Path) -> ReIDDataset:
     image_dir = next((dataset_dir / f for f in IMAGE_FOLDERS if (dataset_dir / f).is_dir()), None)
     if image_dir is None:
-        raise DatasetLayoutError(f"{NAME}: none of {', '.join(IMAGE_FOLDERS)} found in {dataset_dir}\n"
-                                 f"expected layout:\n{LAYOUT}")
+        raise DatasetLayoutError(
+            f"{NAME}: none of {', '.join(IMAGE_FOLDERS)} found in {dataset_dir}\nexpected layout:\n{LAYOUT}"
+        )
     train = [ImageRecord(str(p), _person_id(p), 0, NAME) for p in images_in(image_dir)]
-    return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=[], gallery=[], train_only=True,
-                                   notes=["training-only set: every crop is in train; no camera labels"])
+    return ReIDDataset.from_splits(
+        NAME,
+        str(dataset_dir),
+        train=train,
+        query=[],
+        gallery=[],
+        train_only=True,
+        notes=["training-only set: every crop is in train; no camera labels"],
+    )

@@ -23,7 +23,7 @@ from dcac.data.errors import DatasetLayoutError, EmptySplitError, ImageNameError
 from dcac.data.records import ReIDDataset
 
 LAYOUTS = ("auto", "market", "folders", "csv")
-LAYOUT_HELP = (f"market:\n{MARKET_LAYOUT}\nfolders:\n{identity_folders.LAYOUT}\ncsv:\n{csv_list.LAYOUT}")
+LAYOUT_HELP = f"market:\n{MARKET_LAYOUT}\nfolders:\n{identity_folders.LAYOUT}\ncsv:\n{csv_list.LAYOUT}"
 
 
 def looks_like_path(name: str) -> bool:
@@ -48,8 +48,10 @@ def detect_layout(path: Path) -> str:
         return "market"
     if identity_folders.is_identity_folders_dir(path):
         return "folders"
-    raise DatasetLayoutError(f"{path}: no known layout (looked for bounding_box_train/, query/, "
-                             f"bounding_box_test/, train/, gallery/); layouts:\n{LAYOUT_HELP}")
+    raise DatasetLayoutError(
+        f"{path}: no known layout (looked for bounding_box_train/, query/, "
+        f"bounding_box_test/, train/, gallery/); layouts:\n{LAYOUT_HELP}"
+    )
 
 
 def _scan_market(dataset_dir: Path, bad: BadInput) -> list[RawRecord]:
@@ -91,5 +93,11 @@ def load_custom(path: str | Path, *, layout: str = "auto", on_error: str = "rais
         raise DatasetLayoutError(f"layout {chosen} needs a folder, but {path} is not a folder")
     else:
         raw = _scan_market(path, bad) if chosen == "market" else identity_folders.scan_identity_folders(path, bad)
-    return build_custom_dataset(custom_name(path), str(path), raw, layout=how, notes=bad.notes(),
-                                distractor_pids=(0,) if chosen == "market" else ())
+    return build_custom_dataset(
+        custom_name(path),
+        str(path),
+        raw,
+        layout=how,
+        notes=bad.notes(),
+        distractor_pids=(0,) if chosen == "market" else (),
+    )

@@ -20,8 +20,10 @@ from dcac.data.records import ImageRecord, ReIDDataset
 
 SPLITS = ("train", "query", "gallery")
 ON_ERROR_CHOICES = ("raise", "skip")
-NO_CAMERA_RULE = ("no cameras given: every query is matched against the whole gallery (no same-camera "
-                  "exclusion; query camid 0, gallery camid 1, training camid 0)")
+NO_CAMERA_RULE = (
+    "no cameras given: every query is matched against the whole gallery (no same-camera "
+    "exclusion; query camid 0, gallery camid 1, training camid 0)"
+)
 
 
 @dataclass
@@ -70,15 +72,18 @@ def _camera_ids(raw: list[RawRecord], where: str) -> dict[str, int] | None:
         return None
     if None in cameras:
         example = next(r.path for r in raw if r.camera is None)
-        raise DatasetLayoutError(f"{where}: some images have a camera and some do not (e.g. {example}); give "
-                                 "a camera for every image or for none")
+        raise DatasetLayoutError(
+            f"{where}: some images have a camera and some do not (e.g. {example}); give "
+            "a camera for every image or for none"
+        )
     if all(camera.isdigit() for camera in cameras):
         return {camera: int(camera) for camera in cameras}
     return {camera: label for label, camera in enumerate(sorted(cameras))}
 
 
-def build_custom_dataset(name: str, root: str, raw: list[RawRecord], *, layout: str, distractor_pids=(),
-                         notes: Iterable[str] = ()) -> ReIDDataset:
+def build_custom_dataset(
+    name: str, root: str, raw: list[RawRecord], *, layout: str, distractor_pids=(), notes: Iterable[str] = ()
+) -> ReIDDataset:
     """A :class:`ReIDDataset` from raw records: integer ids, cameras (or the no-camera rule), split roles.
 
     No train split makes an evaluation-only dataset; no query and gallery a training-only one; query
@@ -89,8 +94,10 @@ def build_custom_dataset(name: str, root: str, raw: list[RawRecord], *, layout: 
         raise EmptySplitError(f"{root}: no images found (layout {layout})")
     if ("query" in present) != ("gallery" in present):
         missing = "gallery" if "query" in present else "query"
-        raise EmptySplitError(f"{root}: has a {'query' if missing == 'gallery' else 'gallery'} split but no "
-                              f"{missing} split; evaluation needs both")
+        raise EmptySplitError(
+            f"{root}: has a {'query' if missing == 'gallery' else 'gallery'} split but no "
+            f"{missing} split; evaluation needs both"
+        )
     pid_of = _identity_labels(r.identity for r in raw)
     cam_of = _camera_ids(raw, root)
     all_notes = [f"layout: {layout}", *notes]
@@ -100,6 +107,12 @@ def build_custom_dataset(name: str, root: str, raw: list[RawRecord], *, layout: 
     for r in raw:
         camid = cam_of[r.camera] if cam_of is not None else int(r.split == "gallery")
         splits[r.split].append(ImageRecord(r.path, pid_of[r.identity], camid, name))
-    return ReIDDataset.from_splits(name, root, **splits, train_only="query" not in present,
-                                   eval_only="train" not in present, notes=all_notes,
-                                   distractor_pids=distractor_pids)
+    return ReIDDataset.from_splits(
+        name,
+        root,
+        **splits,
+        train_only="query" not in present,
+        eval_only="train" not in present,
+        notes=all_notes,
+        distractor_pids=distractor_pids,
+    )

@@ -49,8 +49,9 @@ def is_dataset_dir(path: Path) -> bool:
 def _parse(path: Path) -> tuple[int, int]:
     fields = path.name.split("_")
     if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit() or int(fields[1]) < 1:
-        raise ImageNameError(f"cannot parse image name {path}: expected 'PPPP_C_*.jpeg' "
-                             "(person id, camera number from 1)")
+        raise ImageNameError(
+            f"cannot parse image name {path}: expected 'PPPP_C_*.jpeg' (person id, camera number from 1)"
+        )
     check_camera(int(fields[1]), NUM_CAMERAS, NAME, f"image {path}")
     return int(fields[0]), int(fields[1]) - 1
 
@@ -71,8 +72,10 @@ def read_partition(mat_path: Path, split: int) -> set[int]:
         partitions = loadmat(str(mat_path))["trainIdxAll"][0]
         train_ids = partitions[split][0][0][2][0]  # cell {split} -> struct -> its third field: train ids
     except (KeyError, IndexError, ValueError, OSError) as error:
-        raise DatasetLayoutError(f"{mat_path}: cannot read partition {split} from 'trainIdxAll' "
-                                 f"({error}); expected the file shipped in underground_reid.zip") from None
+        raise DatasetLayoutError(
+            f"{mat_path}: cannot read partition {split} from 'trainIdxAll' "
+            f"({error}); expected the file shipped in underground_reid.zip"
+        ) from None
     return {int(i) for i in train_ids}
 
 
@@ -92,8 +95,11 @@ def load(dataset_dir: Path, split: int = 0) -> ReIDDataset:
     held_out, how = _held_out(images_dir, [r.pid for r in probe if r.pid != DISTRACTOR_PID], split)
     test_pids = held_out | {DISTRACTOR_PID}
     return ReIDDataset.from_splits(
-        NAME, str(dataset_dir),
+        NAME,
+        str(dataset_dir),
         train=[r for r in probe + gallery if r.pid not in test_pids],
         query=[r for r in probe if r.pid in held_out],
         gallery=[r for r in gallery if r.pid in test_pids],
-        notes=[f"{how}: {len(held_out)} held-out ids"], distractor_pids=(DISTRACTOR_PID,))
+        notes=[f"{how}: {len(held_out)} held-out ids"],
+        distractor_pids=(DISTRACTOR_PID,),
+    )

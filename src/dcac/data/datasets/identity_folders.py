@@ -39,8 +39,12 @@ def _subfolders(folder: Path) -> list[Path]:
 def _scan_identity(identity_dir: Path, split: str, bad: BadInput) -> list[RawRecord]:
     images, cameras = images_in(identity_dir), _subfolders(identity_dir)
     if images and cameras:
-        bad.report(DatasetLayoutError(f"{identity_dir}: holds both images and sub-folders; put images directly "
-                                      "in the identity folder (no cameras) or in camera folders, not both"))
+        bad.report(
+            DatasetLayoutError(
+                f"{identity_dir}: holds both images and sub-folders; put images directly "
+                "in the identity folder (no cameras) or in camera folders, not both"
+            )
+        )
         cameras = []
     records = [RawRecord(str(p), identity_dir.name, None, split) for p in images]
     for camera_dir in cameras:
@@ -57,10 +61,11 @@ def scan_identity_folders(dataset_dir: Path, bad: BadInput) -> list[RawRecord]:
             continue
         stray = images_in(split_dir)
         if stray:
-            raise DatasetLayoutError(f"{split_dir}: images directly in the split folder (e.g. {stray[0].name}); "
-                                     f"expected one folder per identity:\n{LAYOUT}")
-        split_records = [r for identity_dir in _subfolders(split_dir)
-                         for r in _scan_identity(identity_dir, split, bad)]
+            raise DatasetLayoutError(
+                f"{split_dir}: images directly in the split folder (e.g. {stray[0].name}); "
+                f"expected one folder per identity:\n{LAYOUT}"
+            )
+        split_records = [r for identity_dir in _subfolders(split_dir) for r in _scan_identity(identity_dir, split, bad)]
         if not split_records:
             raise EmptySplitError(f"{split_dir}: the {split} split has no images; expected layout:\n{LAYOUT}")
         records += split_records

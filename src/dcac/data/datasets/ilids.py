@@ -41,8 +41,9 @@ def is_dataset_dir(path: Path) -> bool:
 
 def _person_id(path: Path) -> int:
     if len(path.stem) != 7 or not path.stem.isdigit():
-        raise ImageNameError(f"cannot parse image name {path}: expected 'PPPPNNN.jpg' "
-                             "(4-digit person id, 3-digit image index)")
+        raise ImageNameError(
+            f"cannot parse image name {path}: expected 'PPPPNNN.jpg' (4-digit person id, 3-digit image index)"
+        )
     return int(path.stem[:4])
 
 
@@ -58,11 +59,18 @@ def load(dataset_dir: Path, split: int = 0) -> ReIDDataset:
             train += [ImageRecord(str(p), pid, 0, NAME) for p in paths]
             continue
         if len(paths) < 2:
-            raise ImageNameError(f"{NAME}: person {pid:04d} has {len(paths)} image(s) in {dataset_dir}; "
-                                 "a held-out identity needs two (one query, one gallery)")
+            raise ImageNameError(
+                f"{NAME}: person {pid:04d} has {len(paths)} image(s) in {dataset_dir}; "
+                "a held-out identity needs two (one query, one gallery)"
+            )
         query_path, gallery_path = rng.sample(paths, 2)
         query.append(ImageRecord(str(query_path), pid, 0, NAME))
         gallery.append(ImageRecord(str(gallery_path), pid, 1, NAME))
-    return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=query, gallery=gallery,
-                                   notes=[f"seeded identity split {split}: {len(held_out)} held-out ids, "
-                                          "one query and one gallery image each"])
+    return ReIDDataset.from_splits(
+        NAME,
+        str(dataset_dir),
+        train=train,
+        query=query,
+        gallery=gallery,
+        notes=[f"seeded identity split {split}: {len(held_out)} held-out ids, one query and one gallery image each"],
+    )

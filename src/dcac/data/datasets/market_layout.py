@@ -58,8 +58,9 @@ def check_camera(camera: int, num_cameras: int | None, dataset: str, where: obje
     """
     if camera < 1 or (num_cameras is not None and camera > num_cameras):
         bound = f"1..{num_cameras}" if num_cameras is not None else ">= 1"
-        raise ImageNameError(f"{where}: camera {camera} is outside {dataset}'s cameras {bound}; is this folder "
-                             f"really {dataset}?")
+        raise ImageNameError(
+            f"{where}: camera {camera} is outside {dataset}'s cameras {bound}; is this folder really {dataset}?"
+        )
 
 
 def match_market_name(path: str | Path) -> tuple[int, int] | None:
@@ -72,8 +73,10 @@ def parse_market_name(path: Path, *, num_cameras: int | None = None, dataset: st
     """``(pid, 0-based camid)`` of a dataset image; raise naming the file if its name does not parse."""
     parsed = match_market_name(path)
     if parsed is None:
-        raise ImageNameError(f"cannot parse image name {path}: expected 'PPPP_cC...' "
-                             "(person id, '_c', camera number from 1), e.g. 0002_c1s1_000451_03.jpg")
+        raise ImageNameError(
+            f"cannot parse image name {path}: expected 'PPPP_cC...' "
+            "(person id, '_c', camera number from 1), e.g. 0002_c1s1_000451_03.jpg"
+        )
     check_camera(parsed[1], num_cameras, dataset, f"image {path}")
     return parsed[0], parsed[1] - 1
 
@@ -92,9 +95,17 @@ def is_market_dir(path: Path) -> bool:
     return any((path / folder).is_dir() for folder in SPLIT_FOLDERS.values())
 
 
-def load_market_style(dataset_dir: Path, *, name: str, layout: str = MARKET_LAYOUT, num_cameras: int | None = None,
-                      distractor_pids: tuple[int, ...] = ()) -> ReIDDataset:
+def load_market_style(
+    dataset_dir: Path,
+    *,
+    name: str,
+    layout: str = MARKET_LAYOUT,
+    num_cameras: int | None = None,
+    distractor_pids: tuple[int, ...] = (),
+) -> ReIDDataset:
     """Load a dataset stored in the Market-1501 layout (cameras checked against ``num_cameras``)."""
-    splits = {split: scan_market_folder(require_dir(dataset_dir / folder, name, layout), name, num_cameras)
-              for split, folder in SPLIT_FOLDERS.items()}
+    splits = {
+        split: scan_market_folder(require_dir(dataset_dir / folder, name, layout), name, num_cameras)
+        for split, folder in SPLIT_FOLDERS.items()
+    }
     return ReIDDataset.from_splits(name, str(dataset_dir), **splits, distractor_pids=distractor_pids)

@@ -40,25 +40,33 @@ ALIASES = ("ms",)
 FOLDER_NAMES = ("MSMT17_V1", "MSMT17_V2", "MSMT17", "msmt17")
 NUM_CAMERAS = 15
 IMAGE_FOLDER_PAIRS = (("train", "test"), ("mask_train_v2", "mask_test_v2"), ("mask_train_V2", "mask_test_V2"))
-LAYOUT = """MSMT17_V1/  (or MSMT17_V2/ with mask_train_v2/ mask_test_v2/ instead of train/ test/)
+LAYOUT = (
+    """MSMT17_V1/  (or MSMT17_V2/ with mask_train_v2/ mask_test_v2/ instead of train/ test/)
     train/PPPP/PPPP_NNN_CC_*.jpg
     test/PPPP/PPPP_NNN_CC_*.jpg
     list_train.txt  list_val.txt  list_query.txt  list_gallery.txt   (lines: '<relative path> <label>')
 or the Market-style re-packaging:
-""" + MARKET_LAYOUT
+"""
+    + MARKET_LAYOUT
+)
 
 
 def is_dataset_dir(path: Path) -> bool:
-    return (path / "list_train.txt").is_file() or is_market_dir(path) or any(
-        (path / train).is_dir() for train, _ in IMAGE_FOLDER_PAIRS)
+    return (
+        (path / "list_train.txt").is_file()
+        or is_market_dir(path)
+        or any((path / train).is_dir() for train, _ in IMAGE_FOLDER_PAIRS)
+    )
 
 
 def parse_msmt_camera(name: str, source: str) -> int:
     """0-based camera from an MSMT17 file name ``PPPP_NNN_CC_...``; ``source`` names where it came from."""
     fields = Path(name).name.split("_")
     if len(fields) < 3 or not fields[2].isdigit() or not 1 <= int(fields[2]) <= NUM_CAMERAS:
-        raise ImageNameError(f"cannot parse MSMT17 image name {name!r} ({source}): expected "
-                             f"'PPPP_NNN_CC_...' with camera CC in 01..{NUM_CAMERAS}")
+        raise ImageNameError(
+            f"cannot parse MSMT17 image name {name!r} ({source}): expected "
+            f"'PPPP_NNN_CC_...' with camera CC in 01..{NUM_CAMERAS}"
+        )
     return int(fields[2]) - 1
 
 
@@ -76,30 +84,37 @@ def read_list(list_path: Path, image_dir: Path, dataset: str) -> list[ImageRecor
         fields = line.split()
         where = f"{list_path}, line {line_number}"
         if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-            raise ImageNameError(f"cannot parse {where}: expected '<relative image path> <person label>', "
-                                 f"got {line!r}")
+            raise ImageNameError(f"cannot parse {where}: expected '<relative image path> <person label>', got {line!r}")
         camid = parse_msmt_camera(fields[0], where)
         image_path = image_dir / fields[0]
         if not image_path.is_file():
-            raise DatasetLayoutError(f"{where} lists {image_path}, which does not exist: the list files and the "
-                                     f"image folder {image_dir} do not belong together")
+            raise DatasetLayoutError(
+                f"{where} lists {image_path}, which does not exist: the list files and the "
+                f"image folder {image_dir} do not belong together"
+            )
         records.append(ImageRecord(str(image_path), int(fields[1]), camid, dataset))
     if not records:
         raise EmptySplitError(f"{list_path} lists no images; expected lines '<relative image path> <label>'")
     return records
 
 
-def _load_lists(dataset_dir: Path, train_dir: Path, test_dir: Path, *, name: str,
-                use_val: bool) -> ReIDDataset:
-    lists = {split: require_file(dataset_dir / f"list_{split}.txt", name, LAYOUT)
-             for split in ("train", "val", "query", "gallery")}
+def _load_lists(dataset_dir: Path, train_dir: Path, test_dir: Path, *, name: str, use_val: bool) -> ReIDDataset:
+    lists = {
+        split: require_file(dataset_dir / f"list_{split}.txt", name, LAYOUT)
+        for split in ("train", "val", "query", "gallery")
+    }
     train = read_list(lists["train"], train_dir, name)
     if use_val:
         train += read_list(lists["val"], train_dir, name)
     split_note = "train = list_train + list_val" if use_val else "train = list_train only"
-    return ReIDDataset.from_splits(name, str(dataset_dir), train=train,
-                                   query=read_list(lists["query"], test_dir, name),
-                                   gallery=read_list(lists["gallery"], test_dir, name), notes=[split_note])
+    return ReIDDataset.from_splits(
+        name,
+        str(dataset_dir),
+        train=train,
+        query=read_list(lists["query"], test_dir, name),
+        gallery=read_list(lists["gallery"], test_dir, name),
+        notes=[split_note],
+    )
 
 
 def load_msmt_style(dataset_dir: Path, *, name: str, use_val: bool = True) -> ReIDDataset:
@@ -110,11 +125,15 @@ def load_msmt_style(dataset_dir: Path, *, name: str, use_val: bool = True) -> Re
             return _load_lists(dataset_dir, dataset_dir / train_folder, test_dir, name=name, use_val=use_val)
     if (dataset_dir / SPLIT_FOLDERS["train"]).is_dir():
         if not use_val:
-            raise ValueError(f"{name} at {dataset_dir} is in the Market-style re-packaging, which has no "
-                             "list_val.txt: use_val=False cannot be honoured; use the original layout")
+            raise ValueError(
+                f"{name} at {dataset_dir} is in the Market-style re-packaging, which has no "
+                "list_val.txt: use_val=False cannot be honoured; use the original layout"
+            )
         return load_market_style(dataset_dir, name=name, layout=LAYOUT, num_cameras=NUM_CAMERAS)
-    raise DatasetLayoutError(f"{name}: no image folder found in {dataset_dir} (looked for train/, "
-                             f"mask_train_v2/, bounding_box_train/)\nexpected layout:\n{LAYOUT}")
+    raise DatasetLayoutError(
+        f"{name}: no image folder found in {dataset_dir} (looked for train/, "
+        f"mask_train_v2/, bounding_box_train/)\nexpected layout:\n{LAYOUT}"
+    )
 
 
 def load(dataset_dir: Path, use_val: bool = True) -> ReIDDataset:

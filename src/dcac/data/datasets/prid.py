@@ -63,6 +63,14 @@ def load(dataset_dir: Path, split: int = 0) -> ReIDDataset:
     train = [cam[pid] for pid in sorted(shared) if pid not in held_out for cam in (cam_a, cam_b)]
     query = [cam_a[pid] for pid in sorted(held_out)]
     gallery = [cam_b[pid] for pid in sorted(cam_b) if pid in held_out or pid > NUM_SHARED_IDS]
-    return ReIDDataset.from_splits(NAME, str(dataset_dir), train=train, query=query, gallery=gallery,
-                                   notes=[f"seeded identity split {split}: {len(held_out)} held-out ids; "
-                                          "cam_b persons above 200 are gallery distractors"])
+    return ReIDDataset.from_splits(
+        NAME,
+        str(dataset_dir),
+        train=train,
+        query=query,
+        gallery=gallery,
+        notes=[
+            f"seeded identity split {split}: {len(held_out)} held-out ids; "
+            "cam_b persons above 200 are gallery distractors"
+        ],
+    )

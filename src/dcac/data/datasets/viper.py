@@ -55,13 +55,17 @@ def load(dataset_dir: Path, split: int = 0) -> ReIDDataset:
     cam_b = _scan(require_dir(cams_dir / "cam_b", NAME, LAYOUT), camid=1)
     if cam_a.keys() != cam_b.keys():
         unpaired = sorted(cam_a.keys() ^ cam_b.keys())
-        raise DatasetLayoutError(f"{NAME}: persons {unpaired[:10]} appear in only one of {cams_dir}/cam_a and "
-                                 f"{cams_dir}/cam_b; every VIPeR person has one image in each camera")
+        raise DatasetLayoutError(
+            f"{NAME}: persons {unpaired[:10]} appear in only one of {cams_dir}/cam_a and "
+            f"{cams_dir}/cam_b; every VIPeR person has one image in each camera"
+        )
     held_out = held_out_identities(cam_a, NAME, split)
     pids = sorted(cam_a)
     return ReIDDataset.from_splits(
-        NAME, str(dataset_dir),
+        NAME,
+        str(dataset_dir),
         train=[cam[pid] for pid in pids if pid not in held_out for cam in (cam_a, cam_b)],
         query=[cam_a[pid] for pid in pids if pid in held_out],
         gallery=[cam_b[pid] for pid in pids if pid in held_out],
-        notes=[f"seeded identity split {split}: {len(held_out)} held-out ids, cam_a query / cam_b gallery"])
+        notes=[f"seeded identity split {split}: {len(held_out)} held-out ids, cam_a query / cam_b gallery"],
+    )
