@@ -66,3 +66,13 @@ def test_no_import_cycle_between_packages():
     assert {"data", "models", "engine", "inference", "evaluation"} <= set(graph)
     cycle = _cycle(graph)
     assert cycle is None, f"packages import each other: {' -> '.join(cycle)}"
+
+
+def test_no_function_over_sixty_lines():
+    """Small functions are the code's style; a long one is a sign it does more than one thing."""
+    long = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

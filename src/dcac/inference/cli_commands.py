@@ -269,7 +269,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``extract``, ``search``, ``explain`` and ``export`` to the ``dcac`` subcommand parsers."""
+    """Add ``extract``, ``search``, ``explain``, ``export``, ``index`` and ``push`` to the ``dcac`` subcommands."""
+    for add in (_add_extract, _add_search, _add_explain, _add_export, _add_sharing_commands):
+        add(subparsers)
+
+
+def _add_extract(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "extract", help="features of every image in a folder -> safetensors (names in its metadata)"
     )
@@ -281,6 +286,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_extract)
 
+
+def _add_search(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search", help="rank a gallery for query images -> results.json + self-contained results.html"
     )
@@ -308,6 +315,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_on_corrupt_argument(p)
     p.set_defaults(func=_cmd_search)
 
+
+def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("explain", help="Grad-CAM activation maps overlaid on the images -> PNG")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (<stem>_cam.png per image)")
@@ -322,6 +331,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=unit_interval, default=0.5, help="heatmap opacity, 0 to 1")
     p.set_defaults(func=_cmd_explain)
 
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export encoder + BNNeck (normalised features) for deployment")
     _add_model_arguments(p, device=False)
     p.add_argument("--format", choices=("onnx",), default="onnx")
@@ -345,8 +356,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="fp16 (for GPUs) or int8 (dynamic quantization, for CPUs) variants, checked by cosine to PyTorch",
     )
     p.set_defaults(func=_cmd_export)
-
-    _add_sharing_commands(subparsers)
 
 
 def _add_sharing_commands(subparsers: argparse._SubParsersAction) -> None:

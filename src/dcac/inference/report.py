@@ -146,6 +146,17 @@ def write_report(
     for target, metrics in metrics_by_target.items():
         if metrics.get("verification"):
             sections.append(_verification_section(target, metrics["verification"]))
+    sections += _ranked_sections(ranked_samples or {})
+    sections += _log_sections(run_dir, log, plots, plots_missing if plots is None else "")
+    if log.skipped_lines:
+        sections.append(f'<p class="note">{log.skipped_lines} unreadable line(s) of the log skipped</p>')
+    path = run_dir / REPORT_HTML
+    write_text_atomic(path, html_page(title or f"dcac report: {run_dir.name}", "\n".join(sections)))
+    return path
+
+
+def _ranked_sections(ranked_samples: Mapping[str, Sequence[RankedQuery]]) -> list[str]:
+    sections = []
     for target, queries in (ranked_samples or {}).items():
         sections.append(f"<h2>Ranked lists: {html.escape(target)}</h2>")
         sections.append(
@@ -153,6 +164,12 @@ def write_report(
             "identity from the query's camera are excluded, as in evaluation</p>"
         )
         sections.append(ranked_rows_html(queries, thumb_height=96))
+    return sections
+
+
+def _log_sections(run_dir: Path, log: TrainingLog, plots, plots_missing: str) -> list[str]:
+    """Evaluation history, training curves and the per-epoch identity information, from ``log.jsonl``."""
+    sections = []
     if log.evaluations:
         sections.append("<h2>Evaluation history</h2>")
         sections.append(_evaluation_history(log))
@@ -170,11 +187,7 @@ def write_report(
             "reaches the teacher) and mean probability of the true identity (1 / N: chance)</p>"
         )
         sections.append(_png_section(run_dir, IDENTITY_PNG, plots.identity_curves_png(log), "identity information"))
-    if log.skipped_lines:
-        sections.append(f'<p class="note">{log.skipped_lines} unreadable line(s) of the log skipped</p>')
-    path = run_dir / REPORT_HTML
-    write_text_atomic(path, html_page(title or f"dcac report: {run_dir.name}", "\n".join(sections)))
-    return path
+    return sections
 
 
 def write_training_report(
