@@ -1,4 +1,5 @@
-"""The packages of dcac form layers: no two of them import each other, directly or through others.
+"""The shape of the code: packages form layers (no two import each other, directly or through others), and
+functions stay small.
 
 Imports inside functions count too (a lazy import is still a dependency). Modules directly under
 ``dcac/`` (config, cli, api, ...) are not a package and are left out.
