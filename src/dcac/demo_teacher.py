@@ -51,7 +51,7 @@ class TeacherPretraining:
     ids_per_domain: int = 24
     images_per_id: int = 4
     image_size: int = 64  # the demo's data.diffusion_size
-    unet_steps: int = 300
+    unet_steps: int = 150  # the default demo must stay within 3 minutes on 2 cores
     unet_batch: int = 32
     caption_dropout: float = 0.1
     held_out_images: int = 128  # the world's last images, kept out to measure how much the UNet uses the caption
@@ -61,7 +61,7 @@ class TeacherPretraining:
 
 def pretrained_teacher(folder: str | Path, settings: TeacherPretraining = TeacherPretraining()) -> Path:
     """The diffusers folder of the pre-trained tiny teacher: read from ``folder`` or, if absent or made with
-    other settings, pre-trained now (about 75 s of one CPU core) and written there."""
+    other settings, pre-trained now (about 40 s on 2 CPU cores) and written there."""
     folder = Path(folder)
     wanted = asdict(settings)
     info_path = folder / TEACHER_INFO
