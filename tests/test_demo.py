@@ -36,8 +36,9 @@ from dcac.models.build import build_reid_model
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 from dcac.models.identity_information import identity_information
 
-TINY_TEACHER = TeacherPretraining(num_domains=2, ids_per_domain=3, images_per_id=2, unet_steps=2, unet_batch=4,
-                                  held_out_images=4)
+TINY_TEACHER = TeacherPretraining(
+    num_domains=2, ids_per_domain=3, images_per_id=2, unet_steps=2, unet_batch=4, held_out_images=4
+)
 
 
 def test_short_dcac_run_improves_map_on_the_unseen_domain(tmp_path):
@@ -104,7 +105,9 @@ def test_folding_the_latent_scale_keeps_decoding_and_gives_unit_variance_latents
     assert float(teacher.sample_latents(mean, std).std()) == pytest.approx(1.0, abs=0.1)
 
 
-def test_pretrained_teacher_is_written_once_loaded_by_the_weights_path_and_redone_when_settings_change(tmp_path, capsys):
+def test_pretrained_teacher_is_written_once_loaded_by_the_weights_path_and_redone_when_settings_change(
+    tmp_path, capsys
+):
     folder = pretrained_teacher(tmp_path / "teacher", TINY_TEACHER)
     info = json.loads((folder / TEACHER_INFO).read_text())
     assert info["world_images"] == 12 and {"loss_with_caption", "loss_without_caption"} <= info.keys()
@@ -120,9 +123,17 @@ def test_pretrained_teacher_is_written_once_loaded_by_the_weights_path_and_redon
 
 def test_epoch_means_in_the_log_are_the_means_of_the_steps_and_reach_the_report(tmp_path):
     write_synthetic(tmp_path / "data", seed=0, num_train_ids=8, num_test_ids=4, images_per_id=4)
-    cfg = load_config("demo", [f"data.root={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'run'}",
-                               "train.progress=false", "optim.epochs=1", "train.log_every=1",
-                               "data.batch_size=8"])
+    cfg = load_config(
+        "demo",
+        [
+            f"data.root={tmp_path / 'data'}",
+            f"train.output_dir={tmp_path / 'run'}",
+            "train.progress=false",
+            "optim.epochs=1",
+            "train.log_every=1",
+            "data.batch_size=8",
+        ],
+    )
     train(cfg, resume=False)
     log = read_training_log(tmp_path / "run" / "log.jsonl")
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -132,21 +143,43 @@ def test_epoch_means_in_the_log_are_the_means_of_the_steps_and_reach_the_report(
         assert epoch[key] == pytest.approx(statistics.fmean(r[key] for r in steps))
     assert 0 < epoch["p_entropy"] <= math.log(16) + 1e-6 and 0 < epoch["p_true"] <= 1
     html = write_report(tmp_path / "run", {}).read_text()
-    assert "Identity information in the condition" in html and (tmp_path / "run" / "plots" / "identity_information.png").is_file()
+    assert (
+        "Identity information in the condition" in html
+        and (tmp_path / "run" / "plots" / "identity_information.png").is_file()
+    )
 
 
 def _fake_seed(seed, dcac_map):
-    arm = {"mAP": dcac_map, "rank1": 1.0, "rank5": 2.0, "seconds": 3.0, "train_acc": 50.0,
-           "p_entropy": 1.0, "p_true": 0.5, "loss_diff": 0.4}
-    return {"seed": seed, "num_ids": 96, "target": "synth_c", "chance": {"mAP": 3.0, "rank1": 2.0, "rank5": 9.0},
-            "untrained": {"mAP": 4.0, "rank1": 3.0, "rank5": 8.0},
-            "baseline": {k: v for k, v in arm.items() if k != "loss_diff"}, "dcac": arm}
+    arm = {
+        "mAP": dcac_map,
+        "rank1": 1.0,
+        "rank5": 2.0,
+        "seconds": 3.0,
+        "train_acc": 50.0,
+        "p_entropy": 1.0,
+        "p_true": 0.5,
+        "loss_diff": 0.4,
+    }
+    return {
+        "seed": seed,
+        "num_ids": 96,
+        "target": "synth_c",
+        "chance": {"mAP": 3.0, "rank1": 2.0, "rank5": 9.0},
+        "untrained": {"mAP": 4.0, "rank1": 3.0, "rank5": 8.0},
+        "baseline": {k: v for k, v in arm.items() if k != "loss_diff"},
+        "dcac": arm,
+    }
 
 
 def test_mean_and_std_over_seeds_and_the_printed_table():
     per_seed = [_fake_seed(0, 10.0), _fake_seed(1, 14.0), _fake_seed(2, 18.0)]
-    summary = {"seeds": [0, 1, 2], "arms": ["baseline", "dcac"], "per_seed": per_seed,
-               "mean": _aggregate(per_seed, statistics.fmean), "std": _aggregate(per_seed, _std)}
+    summary = {
+        "seeds": [0, 1, 2],
+        "arms": ["baseline", "dcac"],
+        "per_seed": per_seed,
+        "mean": _aggregate(per_seed, statistics.fmean),
+        "std": _aggregate(per_seed, _std),
+    }
     assert summary["mean"]["dcac"]["mAP"] == 14.0 and summary["std"]["dcac"]["mAP"] == pytest.approx(4.0)
     text = format_summary(summary)
     assert "14.0 ± 4.0" in text and "ln 96 = 4.56" in text and "dcac 0.400" in text
@@ -159,7 +192,9 @@ def test_mean_and_std_over_seeds_and_the_printed_table():
 def test_demo_over_two_seeds_writes_every_seeds_numbers(tmp_path):
     summary = run_demo(tmp_path, epochs=1, seeds=2, teacher_settings=TINY_TEACHER)
     assert [s["seed"] for s in summary["per_seed"]] == [0, 1]
-    assert (tmp_path / "dcac" / "report.html").is_file() and (tmp_path / "seed_1" / "baseline" / "report.html").is_file()
+    assert (tmp_path / "dcac" / "report.html").is_file() and (
+        tmp_path / "seed_1" / "baseline" / "report.html"
+    ).is_file()
     saved = json.loads((tmp_path / "demo_results.json").read_text())
     maps = [s["dcac"]["mAP"] for s in saved["per_seed"]]
     assert saved["mean"]["dcac"]["mAP"] == pytest.approx(statistics.fmean(maps))

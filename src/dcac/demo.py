@@ -29,7 +29,6 @@ from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
 from dcac.data.synthetic import write_synthetic
 from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
-from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 from dcac.engine.evaluator import evaluate_on_target, summarize
 from dcac.engine.features import test_loader
 from dcac.engine.resume import seed_everything
@@ -38,6 +37,7 @@ from dcac.evaluation import evaluate_features
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
+from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
 
 #: Each arm: its table label and the config overrides that make it.
 ARMS: dict[str, tuple[str, list[str]]] = {
@@ -50,8 +50,15 @@ ARMS: dict[str, tuple[str, list[str]]] = {
 COLUMNS = (("mAP", "mAP"), ("rank1", "R1"), ("rank5", "R5"), ("train_acc", "train acc"), ("seconds", "train s"))
 
 
-def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int = 1, ablations: bool = False,
-             teacher_settings: TeacherPretraining | None = None) -> dict:
+def run_demo(
+    out: Path,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    ablations: bool = False,
+    teacher_settings: TeacherPretraining | None = None,
+) -> dict:
     """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers and mean ± std."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
@@ -63,14 +70,21 @@ def run_demo(out: Path, *, epochs: int | None = None, seed: int = 0, seeds: int 
     for s in range(seed, seed + seeds):
         print(f"\n=== seed {s} ({s - seed + 1}/{seeds}) ===", flush=True)
         per_seed.append(run_seed(out if s == seed else out / f"seed_{s}", s, arms, teacher, epochs))
-    summary = {"seeds": list(range(seed, seed + seeds)), "arms": arms, "per_seed": per_seed,
-               "mean": _aggregate(per_seed, statistics.fmean), "std": _aggregate(per_seed, _std),
-               "total_seconds": round(time.perf_counter() - started, 1)}
+    summary = {
+        "seeds": list(range(seed, seed + seeds)),
+        "arms": arms,
+        "per_seed": per_seed,
+        "mean": _aggregate(per_seed, statistics.fmean),
+        "std": _aggregate(per_seed, _std),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
     print("\n" + format_summary(summary))
     write_json_atomic(out / "demo_results.json", summary)
     write_text_atomic(out / "per_seed.csv", per_seed_csv(per_seed))
-    print(f"total wall time {summary['total_seconds']:.1f} s; per-seed numbers: {out / 'per_seed.csv'}; "
-          f"run folders (report.html each): {', '.join(str(out / a) for a in arms)}")
+    print(
+        f"total wall time {summary['total_seconds']:.1f} s; per-seed numbers: {out / 'per_seed.csv'}; "
+        f"run folders (report.html each): {', '.join(str(out / a) for a in arms)}"
+    )
     return summary
 
 
@@ -87,14 +101,22 @@ def run_seed(folder: Path, seed: int, arms: list[str], teacher: Path, epochs: in
     target_name, target = next(iter(protocol.targets.items()))
     seed_everything(seed)
     untrained = evaluate_on_target(build_reid_model(reference, protocol.train.num_ids), target, reference).metrics
-    result = {"seed": seed, "num_ids": protocol.train.num_ids, "target": target_name,
-              "chance": _headline(chance_level(target, seed)), "untrained": _headline(untrained)}
+    result = {
+        "seed": seed,
+        "num_ids": protocol.train.num_ids,
+        "target": target_name,
+        "chance": _headline(chance_level(target, seed)),
+        "untrained": _headline(untrained),
+    }
     for arm in arms:
         t0 = time.perf_counter()
         metrics = train(configs[arm], resume=False, on_evaluation=write_training_report).metrics[target_name]
-        result[arm] = {**_headline(metrics), "seconds": round(time.perf_counter() - t0, 1),
-                       "train_acc": training_accuracy(configs[arm], protocol.train.records, protocol.train.num_ids),
-                       **last_epoch_identity_information(folder / arm)}
+        result[arm] = {
+            **_headline(metrics),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "train_acc": training_accuracy(configs[arm], protocol.train.records, protocol.train.num_ids),
+            **last_epoch_identity_information(folder / arm),
+        }
     return result
 
 
@@ -103,8 +125,16 @@ def chance_level(target, seed: int) -> dict:
     generator = torch.Generator().manual_seed(seed)
     q = torch.nn.functional.normalize(torch.randn(len(target.query), 32, generator=generator), dim=1)
     g = torch.nn.functional.normalize(torch.randn(len(target.gallery), 32, generator=generator), dim=1)
-    return summarize(evaluate_features(q, g, [r.pid for r in target.query], [r.pid for r in target.gallery],
-                                       [r.camid for r in target.query], [r.camid for r in target.gallery]))
+    return summarize(
+        evaluate_features(
+            q,
+            g,
+            [r.pid for r in target.query],
+            [r.pid for r in target.gallery],
+            [r.camid for r in target.query],
+            [r.camid for r in target.gallery],
+        )
+    )
 
 
 @torch.no_grad()
@@ -151,9 +181,11 @@ def format_summary(summary: dict) -> str:
     """The mean ± std table over the seeds, and one line on how much identity information the condition carries."""
     first = summary["per_seed"][0]
     seeds = summary["seeds"]
-    lines = [f"unseen domain {first['target']}, {len(seeds)} seed(s) {seeds[0]}..{seeds[-1]}: mean ± std over seeds",
-             "| model                      | " + " | ".join(f"{title:>11}" for _, title in COLUMNS) + " |",
-             "|----------------------------|" + "|".join("-" * 13 for _ in COLUMNS) + "|"]
+    lines = [
+        f"unseen domain {first['target']}, {len(seeds)} seed(s) {seeds[0]}..{seeds[-1]}: mean ± std over seeds",
+        "| model                      | " + " | ".join(f"{title:>11}" for _, title in COLUMNS) + " |",
+        "|----------------------------|" + "|".join("-" * 13 for _ in COLUMNS) + "|",
+    ]
     labels = {"chance": "chance (random feats)", "untrained": "untrained model"}
     labels.update({arm: ARMS[arm][0] for arm in summary["arms"]})
     for row, label in labels.items():
@@ -169,15 +201,21 @@ def identity_line(summary: dict) -> str:
     mean = summary["mean"]
     condition = mean["dcac"]
     diffusion = ", ".join(f"{arm} {mean[arm]['loss_diff']:.3f}" for arm in summary["arms"] if "loss_diff" in mean[arm])
-    return (f"identity information in DCAC's condition p (last epoch): entropy {condition['p_entropy']:.2f} nats "
-            f"(uniform ln {num_ids} = {math.log(num_ids):.2f}), p(true id) {condition['p_true']:.3f} "
-            f"(chance {1 / num_ids:.3f}); diffusion loss {diffusion}")
+    return (
+        f"identity information in DCAC's condition p (last epoch): entropy {condition['p_entropy']:.2f} nats "
+        f"(uniform ln {num_ids} = {math.log(num_ids):.2f}), p(true id) {condition['p_true']:.3f} "
+        f"(chance {1 / num_ids:.3f}); diffusion loss {diffusion}"
+    )
 
 
 def per_seed_csv(per_seed: list[dict]) -> str:
     """One line per (seed, arm) with every number recorded for it."""
-    rows = [{"seed": s["seed"], "arm": arm, **values} for s in per_seed for arm, values in s.items()
-            if isinstance(values, dict)]
+    rows = [
+        {"seed": s["seed"], "arm": arm, **values}
+        for s in per_seed
+        for arm, values in s.items()
+        if isinstance(values, dict)
+    ]
     fields = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")

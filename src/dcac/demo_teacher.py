@@ -36,8 +36,8 @@ from torch import nn
 
 from dcac.data.synthetic import render_world, world_styles
 from dcac.data.transforms import build_diffusion_transform
-from dcac.storage.checkpoint import write_json_atomic
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
+from dcac.storage.checkpoint import write_json_atomic
 
 TEACHER_INFO = "teacher.json"
 
@@ -73,8 +73,11 @@ def pretrained_teacher(folder: str | Path, settings: TeacherPretraining = Teache
         except (json.JSONDecodeError, KeyError):
             pass
     started = time.perf_counter()
-    print(f"pre-training the tiny teacher on a synthetic world of {settings.num_domains} domains "
-          f"(never {', '.join(settings.exclude)}); cached in {folder}", flush=True)
+    print(
+        f"pre-training the tiny teacher on a synthetic world of {settings.num_domains} domains "
+        f"(never {', '.join(settings.exclude)}); cached in {folder}",
+        flush=True,
+    )
     images, captions = world_images(settings)
     teacher = _tiny_teacher(settings)
     scale = fold_latent_scale(teacher.vae, images)
@@ -84,37 +87,50 @@ def pretrained_teacher(folder: str | Path, settings: TeacherPretraining = Teache
     shutil.rmtree(staging, ignore_errors=True)
     teacher.vae.save_pretrained(staging / "vae")
     teacher.unet.save_pretrained(staging / "unet")
-    write_json_atomic(staging / TEACHER_INFO, {
-        "settings": wanted, "world_images": len(images), "latent_rescale": scale,
-        "unet_diffusion_loss": diffusion_loss, **caption_gain,
-        "seconds": round(time.perf_counter() - started, 1)})
+    write_json_atomic(
+        staging / TEACHER_INFO,
+        {
+            "settings": wanted,
+            "world_images": len(images),
+            "latent_rescale": scale,
+            "unet_diffusion_loss": diffusion_loss,
+            **caption_gain,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    print(f"pre-trained teacher ready in {time.perf_counter() - started:.0f} s: diffusion loss "
-          f"{caption_gain['loss_with_caption']:.3f} with the caption, {caption_gain['loss_without_caption']:.3f} "
-          "without (held-out world images)", flush=True)
+    print(
+        f"pre-trained teacher ready in {time.perf_counter() - started:.0f} s: diffusion loss "
+        f"{caption_gain['loss_with_caption']:.3f} with the caption, {caption_gain['loss_without_caption']:.3f} "
+        "without (held-out world images)",
+        flush=True,
+    )
     return folder
 
 
 def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tensor]:
     """The world's diffusion views (N x 3 x S x S in [-1, 1]) and captions (N x 26)."""
     styles = world_styles(settings.num_domains, seed=settings.seed, exclude=settings.exclude)
-    pictures, captions = render_world(styles, seed=settings.seed, ids_per_domain=settings.ids_per_domain,
-                                      images_per_id=settings.images_per_id)
+    pictures, captions = render_world(
+        styles, seed=settings.seed, ids_per_domain=settings.ids_per_domain, images_per_id=settings.images_per_id
+    )
     view = build_diffusion_transform(settings.image_size)
     return torch.stack([view(p) for p in pictures]), torch.from_numpy(captions)
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
-    return DiffusionTeacher(DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size,
-                                                   single_token_attention=False))
+    return DiffusionTeacher(
+        DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size, single_token_attention=False)
+    )
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
     """The demo's teacher architecture (tiny preset) with its whole UNet trainable."""
     torch.manual_seed(settings.seed)
-    return DiffusionTeacher(DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size,
-                                                   single_token_attention=False))
+    return DiffusionTeacher(
+        DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size, single_token_attention=False)
+    )
 
 
 @torch.no_grad()
@@ -134,8 +150,9 @@ def fold_latent_scale(vae: AutoencoderKL, images: torch.Tensor, latent_scale: fl
     return k
 
 
-def pretrain_unet(teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor,
-                  settings: TeacherPretraining) -> float:
+def pretrain_unet(
+    teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor, settings: TeacherPretraining
+) -> float:
     """Train the whole tiny UNet on caption-conditioned noise prediction; returns the last 50 steps' mean loss.
 
     The last ``settings.held_out_images`` are kept out for :func:`caption_gain_of`. The caption encoder is attached to
@@ -145,9 +162,11 @@ def pretrain_unet(teacher: DiffusionTeacher, images: torch.Tensor, captions: tor
     torch.manual_seed(settings.seed + 1)
     if not 0 < settings.held_out_images < len(images):
         raise ValueError(f"held_out_images must lie in (0, {len(images)}), got {settings.held_out_images}")
-    mean, std = teacher.encode_posterior(images[:-settings.held_out_images])
-    teacher.text_encoder = nn.Sequential(nn.Linear(captions.shape[1], teacher.cross_attention_dim),
-                                         nn.LayerNorm(teacher.cross_attention_dim, elementwise_affine=False))
+    mean, std = teacher.encode_posterior(images[: -settings.held_out_images])
+    teacher.text_encoder = nn.Sequential(
+        nn.Linear(captions.shape[1], teacher.cross_attention_dim),
+        nn.LayerNorm(teacher.cross_attention_dim, elementwise_affine=False),
+    )
     optimizer = torch.optim.Adam(teacher.trainable_parameters(), lr=settings.lr)
     teacher.train()
     recent: list[float] = []
@@ -165,8 +184,9 @@ def pretrain_unet(teacher: DiffusionTeacher, images: torch.Tensor, captions: tor
 
 
 @torch.no_grad()
-def caption_gain_of(teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor,
-                    settings: TeacherPretraining) -> dict[str, float]:
+def caption_gain_of(
+    teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor, settings: TeacherPretraining
+) -> dict[str, float]:
     """Diffusion loss on the held-out world images with their captions and with the null caption, at the same
     noise and timesteps (several draws): how much the pre-trained UNet uses what the condition says."""
     generator = torch.Generator().manual_seed(settings.seed + 2)

@@ -81,8 +81,9 @@ class CameraView:
     tint: tuple[float, float, float]
 
 
-def _colour(rng: np.random.Generator, saturation: tuple[float, float] = (0.45, 1.0),
-            value: tuple[float, float] = (0.3, 0.95)) -> tuple[float, float, float]:
+def _colour(
+    rng: np.random.Generator, saturation: tuple[float, float] = (0.45, 1.0), value: tuple[float, float] = (0.3, 0.95)
+) -> tuple[float, float, float]:
     rgb = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value))
     return tuple(float(c) for c in rgb)  # type: ignore[return-value]
 
@@ -90,20 +91,32 @@ def _colour(rng: np.random.Generator, saturation: tuple[float, float] = (0.45, 1
 def sample_identity(rng: np.random.Generator) -> Identity:
     skin_tone = rng.uniform(0.35, 0.95)
     return Identity(
-        upper=_colour(rng), lower=_colour(rng), pattern=int(rng.integers(4)), pattern_colour=_colour(rng),
-        hair=_colour(rng, (0.0, 0.6), (0.05, 0.6)), shoes=_colour(rng, (0.0, 0.5), (0.05, 0.9)),
-        skin=(skin_tone, skin_tone * 0.8, skin_tone * 0.65), width=float(rng.uniform(0.8, 1.2)),
-        height=float(rng.uniform(0.86, 1.0)), bag=_colour(rng) if rng.uniform() < 0.4 else None)
+        upper=_colour(rng),
+        lower=_colour(rng),
+        pattern=int(rng.integers(4)),
+        pattern_colour=_colour(rng),
+        hair=_colour(rng, (0.0, 0.6), (0.05, 0.6)),
+        shoes=_colour(rng, (0.0, 0.5), (0.05, 0.9)),
+        skin=(skin_tone, skin_tone * 0.8, skin_tone * 0.65),
+        width=float(rng.uniform(0.8, 1.2)),
+        height=float(rng.uniform(0.86, 1.0)),
+        bag=_colour(rng) if rng.uniform() < 0.4 else None,
+    )
 
 
 def sample_camera(rng: np.random.Generator) -> CameraView:
-    return CameraView(scale=float(rng.uniform(0.88, 1.02)), shift=float(rng.uniform(-0.06, 0.06)),
-                      brightness=float(rng.uniform(0.8, 1.15)), mirrored=bool(rng.uniform() < 0.5),
-                      tint=tuple(float(t) for t in rng.uniform(0.9, 1.1, size=3)))  # type: ignore[arg-type]
+    return CameraView(
+        scale=float(rng.uniform(0.88, 1.02)),
+        shift=float(rng.uniform(-0.06, 0.06)),
+        brightness=float(rng.uniform(0.8, 1.15)),
+        mirrored=bool(rng.uniform() < 0.5),
+        tint=tuple(float(t) for t in rng.uniform(0.9, 1.1, size=3)),
+    )  # type: ignore[arg-type]
 
 
-def _background(style: DomainStyle, camera: CameraView, rng: np.random.Generator, height: int,
-                width: int) -> np.ndarray:
+def _background(
+    style: DomainStyle, camera: CameraView, rng: np.random.Generator, height: int, width: int
+) -> np.ndarray:
     """An HxWx3 float image in [0, 1]; the kind is the domain's, the colours vary per camera and image."""
     ys = np.linspace(0.0, 1.0, height)[:, None, None]
     xs = np.linspace(0.0, 1.0, width)[None, :, None]
@@ -115,8 +128,13 @@ def _background(style: DomainStyle, camera: CameraView, rng: np.random.Generator
         image = np.where(np.sin(2 * np.pi * ys * height / period) > 0, top, bottom) + 0 * xs
     elif style.background == "blotches":
         coarse = rng.uniform(0, 1, size=(4, 2, 3))
-        image = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize(
-            (width, height), Image.BICUBIC), dtype=np.float64) / 255.0
+        image = (
+            np.asarray(
+                Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
+                dtype=np.float64,
+            )
+            / 255.0
+        )
     elif style.background == "tiles":
         tile = int(rng.integers(8, 16))
         rows, cols = np.arange(height)[:, None] // tile, np.arange(width)[None, :] // tile
@@ -130,8 +148,14 @@ def _to_rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
     return tuple(int(round(255 * min(max(c, 0.0), 1.0))) for c in colour)  # type: ignore[return-value]
 
 
-def render_person(identity: Identity, style: DomainStyle, camera: CameraView, rng: np.random.Generator,
-                  height: int = 128, width: int = 64) -> Image.Image:
+def render_person(
+    identity: Identity,
+    style: DomainStyle,
+    camera: CameraView,
+    rng: np.random.Generator,
+    height: int = 128,
+    width: int = 64,
+) -> Image.Image:
     """Draw one image of ``identity`` seen by ``camera`` in the domain ``style``."""
     canvas = Image.fromarray((_background(style, camera, rng, height, width) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
@@ -170,10 +194,17 @@ def render_person(identity: Identity, style: DomainStyle, camera: CameraView, rn
     elif identity.pattern == 3:
         draw.rectangle((x0, y0, x1, (y0 + y1) / 2), fill=pattern)
     head_r = 0.075 * body_h
-    draw.ellipse((cx - head_r * 0.85, y(0.0), cx + head_r * 0.85, y(0.0) + 2 * head_r),
-                 fill=_to_rgb255(identity.skin), outline=outline)
-    draw.chord((cx - head_r * 0.9, y(0.0) - 1, cx + head_r * 0.9, y(0.0) + 1.3 * head_r), 180, 360,
-               fill=_to_rgb255(identity.hair))
+    draw.ellipse(
+        (cx - head_r * 0.85, y(0.0), cx + head_r * 0.85, y(0.0) + 2 * head_r),
+        fill=_to_rgb255(identity.skin),
+        outline=outline,
+    )
+    draw.chord(
+        (cx - head_r * 0.9, y(0.0) - 1, cx + head_r * 0.9, y(0.0) + 1.3 * head_r),
+        180,
+        360,
+        fill=_to_rgb255(identity.hair),
+    )
     if identity.bag is not None:
         side = -1 if camera.mirrored else 1
         x_bag = cx + side * (torso_w / 2 + arm_w + 0.08 * body_h)
@@ -197,8 +228,9 @@ class _Shot:
     take: int
 
 
-def _shots(style: DomainStyle, num_train_ids: int, num_test_ids: int, images_per_id: int,
-           num_distractors: int) -> list[_Shot]:
+def _shots(
+    style: DomainStyle, num_train_ids: int, num_test_ids: int, images_per_id: int, num_distractors: int
+) -> list[_Shot]:
     shots = []
     for pid in range(1, num_train_ids + num_test_ids + 1):
         is_train = pid <= num_train_ids
@@ -229,8 +261,18 @@ def _msmt_name(shot: _Shot, label: int) -> str:
     return f"{folder}/{label:04d}/{label:04d}_{shot.take:03d}_{shot.camid + 1:02d}_0303morning_{shot.take:04d}_0.jpg"
 
 
-def write_domain(out_dir: Path, name: str, *, seed: int, num_train_ids: int, num_test_ids: int, images_per_id: int,
-                 num_distractors: int, height: int, width: int) -> Path:
+def write_domain(
+    out_dir: Path,
+    name: str,
+    *,
+    seed: int,
+    num_train_ids: int,
+    num_test_ids: int,
+    images_per_id: int,
+    num_distractors: int,
+    height: int,
+    width: int,
+) -> Path:
     """Write one domain to ``out_dir/name`` and return that folder."""
     style = DOMAIN_STYLES[name]
     domain_dir = out_dir / name
@@ -257,17 +299,34 @@ def write_domain(out_dir: Path, name: str, *, seed: int, num_train_ids: int, num
     for split, lines in lists.items():
         if style.layout == "msmt":
             (domain_dir / f"list_{split}.txt").write_text("".join(line + "\n" for line in lines))
-    metadata = {"name": name, "seed": seed, "num_train_ids": num_train_ids, "num_test_ids": num_test_ids,
-                "images_per_id": images_per_id, "num_distractors": num_distractors, "height": height,
-                "width": width, "style": asdict(style)}
+    metadata = {
+        "name": name,
+        "seed": seed,
+        "num_train_ids": num_train_ids,
+        "num_test_ids": num_test_ids,
+        "images_per_id": images_per_id,
+        "num_distractors": num_distractors,
+        "height": height,
+        "width": width,
+        "style": asdict(style),
+    }
     (domain_dir / MARKER_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return domain_dir
 
 
-def write_synthetic(out_dir: str | Path, *, seed: int = 0, domains: Iterable[str] | None = None,
-                    num_train_ids: int = 24, num_test_ids: int = 16, images_per_id: int = 6,
-                    num_distractors: int = 8, height: int = 128, width: int = 64,
-                    overwrite: bool = False) -> dict[str, Path]:
+def write_synthetic(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    domains: Iterable[str] | None = None,
+    num_train_ids: int = 24,
+    num_test_ids: int = 16,
+    images_per_id: int = 6,
+    num_distractors: int = 8,
+    height: int = 128,
+    width: int = 64,
+    overwrite: bool = False,
+) -> dict[str, Path]:
     """Write the synthetic domains under ``out_dir`` (one folder per domain, named after it).
 
     Returns ``{domain name: folder}``; load them with ``get_dataset(name, root=out_dir)``. Existing domain
@@ -278,8 +337,10 @@ def write_synthetic(out_dir: str | Path, *, seed: int = 0, domains: Iterable[str
     if unknown:
         raise ValueError(f"unknown synthetic domain(s) {unknown}; available: {list(DOMAIN_STYLES)}")
     if num_train_ids < 1 or num_test_ids < 1 or images_per_id < 2 or num_distractors < 0:
-        raise ValueError("need num_train_ids >= 1, num_test_ids >= 1, images_per_id >= 2 (a query and a "
-                         "gallery image per test id) and num_distractors >= 0")
+        raise ValueError(
+            "need num_train_ids >= 1, num_test_ids >= 1, images_per_id >= 2 (a query and a "
+            "gallery image per test id) and num_distractors >= 0"
+        )
     out_dir = Path(out_dir)
     for name in names:
         domain_dir = out_dir / name
@@ -287,12 +348,25 @@ def write_synthetic(out_dir: str | Path, *, seed: int = 0, domains: Iterable[str
             if not overwrite:
                 raise FileExistsError(f"{domain_dir} already exists; pass overwrite=True to replace it")
             if not (domain_dir / MARKER_FILE).is_file():
-                raise FileExistsError(f"refusing to replace {domain_dir}: it has no {MARKER_FILE}, so it was not "
-                                      "written by write_synthetic")
+                raise FileExistsError(
+                    f"refusing to replace {domain_dir}: it has no {MARKER_FILE}, so it was not "
+                    "written by write_synthetic"
+                )
             shutil.rmtree(domain_dir)
-    return {name: write_domain(out_dir, name, seed=seed, num_train_ids=num_train_ids, num_test_ids=num_test_ids,
-                               images_per_id=images_per_id, num_distractors=num_distractors, height=height,
-                               width=width) for name in names}
+    return {
+        name: write_domain(
+            out_dir,
+            name,
+            seed=seed,
+            num_train_ids=num_train_ids,
+            num_test_ids=num_test_ids,
+            images_per_id=images_per_id,
+            num_distractors=num_distractors,
+            height=height,
+            width=width,
+        )
+        for name in names
+    }
 
 
 #: Background kinds a domain may draw; a world left out of a domain never uses that domain's kind.
@@ -310,22 +384,50 @@ def world_styles(num_domains: int, *, seed: int, exclude: Iterable[str] = ()) ->
         raise ValueError(f"need num_domains >= 1 and a background kind left after excluding {sorted(banned)}")
     rng = np.random.default_rng([seed, 7919])
     # Style indices start past the named domains' so the world's random streams are its own.
-    return [DomainStyle("market", int(rng.integers(3, 9)), kinds[int(rng.integers(len(kinds)))],
-                        tuple(float(c) for c in rng.uniform(0.75, 1.25, size=3)),  # type: ignore[arg-type]
-                        float(rng.uniform(0.7, 1.2)), bool(rng.uniform() < 0.3), float(rng.choice([0.0, 0.4, 0.8])),
-                        float(rng.uniform(0.0, 0.04)), 100 + k) for k in range(num_domains)]
+    return [
+        DomainStyle(
+            "market",
+            int(rng.integers(3, 9)),
+            kinds[int(rng.integers(len(kinds)))],
+            tuple(float(c) for c in rng.uniform(0.75, 1.25, size=3)),  # type: ignore[arg-type]
+            float(rng.uniform(0.7, 1.2)),
+            bool(rng.uniform() < 0.3),
+            float(rng.choice([0.0, 0.4, 0.8])),
+            float(rng.uniform(0.0, 0.04)),
+            100 + k,
+        )
+        for k in range(num_domains)
+    ]
 
 
 def identity_caption(identity: Identity) -> np.ndarray:
     """A "caption" of a person as numbers: clothing, hair, shoe, skin and bag colours, pattern, build (26 values)."""
     pattern = np.eye(4)[identity.pattern]
     bag = (1.0, *identity.bag) if identity.bag is not None else (0.0, 0.0, 0.0, 0.0)
-    return np.concatenate([identity.upper, identity.lower, pattern, identity.pattern_colour, identity.hair,
-                           identity.shoes, identity.skin[:1], (identity.width, identity.height), bag]).astype(np.float32)
+    return np.concatenate(
+        [
+            identity.upper,
+            identity.lower,
+            pattern,
+            identity.pattern_colour,
+            identity.hair,
+            identity.shoes,
+            identity.skin[:1],
+            (identity.width, identity.height),
+            bag,
+        ]
+    ).astype(np.float32)
 
 
-def render_world(styles: Sequence[DomainStyle], *, seed: int, ids_per_domain: int, images_per_id: int,
-                 height: int = 128, width: int = 64) -> tuple[list[Image.Image], np.ndarray]:
+def render_world(
+    styles: Sequence[DomainStyle],
+    *,
+    seed: int,
+    ids_per_domain: int,
+    images_per_id: int,
+    height: int = 128,
+    width: int = 64,
+) -> tuple[list[Image.Image], np.ndarray]:
     """Images of ``ids_per_domain`` people per world domain, from that domain's cameras, and their captions."""
     images, captions = [], []
     for style in styles:
@@ -334,7 +436,8 @@ def render_world(styles: Sequence[DomainStyle], *, seed: int, ids_per_domain: in
             identity = sample_identity(_image_rng(seed, style, 3, pid))
             for take in range(images_per_id):
                 camid = (pid + take) % style.num_cameras
-                images.append(render_person(identity, style, cameras[camid], _image_rng(seed, style, 1, pid, take),
-                                            height, width))
+                images.append(
+                    render_person(identity, style, cameras[camid], _image_rng(seed, style, 1, pid, take), height, width)
+                )
                 captions.append(identity_caption(identity))
     return images, np.stack(captions)

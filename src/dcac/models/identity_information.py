@@ -15,7 +15,9 @@ import torch
 def identity_information(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """``p_entropy`` (mean entropy of each row, in nats) and ``p_true`` (mean probability of each row's label)."""
     if probabilities.ndim != 2 or labels.shape != probabilities.shape[:1]:
-        raise ValueError(f"need B x N probabilities and B labels, got {tuple(probabilities.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"need B x N probabilities and B labels, got {tuple(probabilities.shape)} and {tuple(labels.shape)}"
+        )
     p = probabilities.float()
     entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=1)
     return {"p_entropy": entropy.mean(), "p_true": p.gather(1, labels.long()[:, None]).mean()}
