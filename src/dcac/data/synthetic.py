@@ -148,6 +148,28 @@ def _to_rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
     return tuple(int(round(255 * min(max(c, 0.0), 1.0))) for c in colour)  # type: ignore[return-value]
 
 
+def _draw_pattern(draw: ImageDraw.ImageDraw, identity: Identity, x0: float, y0: float, x1: float, y1: float) -> None:
+    """The shirt's pattern inside the torso box: horizontal stripes, vertical stripes or a two-tone top."""
+    pattern = _to_rgb255(identity.pattern_colour)
+    if identity.pattern == 1:
+        for k in range(1, 6, 2):
+            draw.rectangle((x0, y0 + k * (y1 - y0) / 6, x1, y0 + (k + 1) * (y1 - y0) / 6), fill=pattern)
+    elif identity.pattern == 2:
+        for k in range(1, 5, 2):
+            draw.rectangle((x0 + k * (x1 - x0) / 5, y0, x0 + (k + 1) * (x1 - x0) / 5, y1), fill=pattern)
+    elif identity.pattern == 3:
+        draw.rectangle((x0, y0, x1, (y0 + y1) / 2), fill=pattern)
+
+
+def _draw_head(draw: ImageDraw.ImageDraw, identity: Identity, cx: float, top: float, head_r: float, outline) -> None:
+    draw.ellipse(
+        (cx - head_r * 0.85, top, cx + head_r * 0.85, top + 2 * head_r), fill=_to_rgb255(identity.skin), outline=outline
+    )
+    draw.chord(
+        (cx - head_r * 0.9, top - 1, cx + head_r * 0.9, top + 1.3 * head_r), 180, 360, fill=_to_rgb255(identity.hair)
+    )
+
+
 def render_person(
     identity: Identity,
     style: DomainStyle,
@@ -184,27 +206,8 @@ def render_person(
         box(x_arm - arm_w / 2, y(0.18), x_arm + arm_w / 2, y(0.5), identity.upper)
     x0, x1, y0, y1 = cx - torso_w / 2, cx + torso_w / 2, y(0.16), y(0.54)
     box(x0, y0, x1, y1, identity.upper)
-    pattern = _to_rgb255(identity.pattern_colour)
-    if identity.pattern == 1:
-        for k in range(1, 6, 2):
-            draw.rectangle((x0, y0 + k * (y1 - y0) / 6, x1, y0 + (k + 1) * (y1 - y0) / 6), fill=pattern)
-    elif identity.pattern == 2:
-        for k in range(1, 5, 2):
-            draw.rectangle((x0 + k * (x1 - x0) / 5, y0, x0 + (k + 1) * (x1 - x0) / 5, y1), fill=pattern)
-    elif identity.pattern == 3:
-        draw.rectangle((x0, y0, x1, (y0 + y1) / 2), fill=pattern)
-    head_r = 0.075 * body_h
-    draw.ellipse(
-        (cx - head_r * 0.85, y(0.0), cx + head_r * 0.85, y(0.0) + 2 * head_r),
-        fill=_to_rgb255(identity.skin),
-        outline=outline,
-    )
-    draw.chord(
-        (cx - head_r * 0.9, y(0.0) - 1, cx + head_r * 0.9, y(0.0) + 1.3 * head_r),
-        180,
-        360,
-        fill=_to_rgb255(identity.hair),
-    )
+    _draw_pattern(draw, identity, x0, y0, x1, y1)
+    _draw_head(draw, identity, cx, y(0.0), 0.075 * body_h, outline)
     if identity.bag is not None:
         side = -1 if camera.mirrored else 1
         x_bag = cx + side * (torso_w / 2 + arm_w + 0.08 * body_h)
