@@ -50,7 +50,7 @@ def brute_force(q, g, qp, gp, qc, gc) -> dict:
     """TPR/FPR/threshold at each FPR and the EER from the full sorted pair list (the same float distances)."""
     a, b = distance_operands(q, g, "euclidean")
     rows = max(1, SLICE_ELEMENTS // g.shape[0])
-    dist = torch.cat([a[s:s + rows] @ b.T for s in range(0, len(a), rows)]).numpy()
+    dist = torch.cat([a[s : s + rows] @ b.T for s in range(0, len(a), rows)]).numpy()
     same = qp.numpy()[:, None] == gp.numpy()[None, :]
     genuine = np.sort(dist[same & (qc.numpy()[:, None] != gc.numpy()[None, :])])
     impostor = np.sort(dist[~same])
@@ -74,14 +74,21 @@ def run_worker(variant: str, size: str, check_queries: int) -> dict:
         result = verification_metrics(q, g, qp.tolist(), gp.tolist(), qc.tolist(), gc.tolist(), fprs=FPRS)
         row["seconds"] = time.perf_counter() - start
         row["peak_mib"] = peak_mib()  # before the exactness check below, whose pair list is not the variant's
-        row.update({"passes": result["passes"], "eer": result["eer"], "num_genuine_pairs": result["num_genuine_pairs"],
-                    "num_impostor_pairs": result["num_impostor_pairs"],
-                    "tpr_at_fpr": {k: v["tpr"] for k, v in result["tpr_at_fpr"].items()}})
+        row.update(
+            {
+                "passes": result["passes"],
+                "eer": result["eer"],
+                "num_genuine_pairs": result["num_genuine_pairs"],
+                "num_impostor_pairs": result["num_impostor_pairs"],
+                "tpr_at_fpr": {k: v["tpr"] for k, v in result["tpr_at_fpr"].items()},
+            }
+        )
         n = check_queries
         sub = verification_metrics(q[:n], g, qp[:n].tolist(), gp.tolist(), qc[:n].tolist(), gc.tolist(), fprs=FPRS)
         reference = brute_force(q[:n], g, qp[:n], gp, qc[:n], gc)
         row["exact_on_subset"] = sub["eer"] == reference["eer"] and all(
-            (p["threshold"], p["tpr"], p["fpr"]) == reference["points"][k] for k, p in sub["tpr_at_fpr"].items())
+            (p["threshold"], p["tpr"], p["fpr"]) == reference["points"][k] for k, p in sub["tpr_at_fpr"].items()
+        )
     elif variant == "evaluate_features":
         evaluate_features(q, g, qp, gp, qc, gc)
         row["seconds"] = time.perf_counter() - start
@@ -114,17 +121,56 @@ def main() -> None:
     rows = []
     for size in args.sizes.split(","):
         for variant in args.variants.split(","):
-            done = subprocess.run([sys.executable, __file__, "--worker", f"{variant}:{size}", "--threads",
-                                   str(args.threads), "--check-queries", str(args.check_queries)],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    f"{variant}:{size}",
+                    "--threads",
+                    str(args.threads),
+                    "--check-queries",
+                    str(args.check_queries),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             lines = [l for l in done.stdout.splitlines() if l.startswith(RESULT_TAG)]
-            rows.append(json.loads(lines[-1][len(RESULT_TAG):]) if lines else
-                        {"variant": variant, "size": size, "error": done.stderr.strip().splitlines()[-1:]})
-            print(format_table(rows[-1:], [("size", "size"), ("variant", "variant"), ("seconds", "s"),
-                                           ("peak_mib", "peak MiB"), ("input_mib", "input MiB")]), flush=True)
-    print(format_table(rows, [("size", "size"), ("variant", "variant"), ("seconds", "s"), ("peak_mib", "peak MiB"),
-                              ("input_mib", "input MiB"), ("passes", "passes"), ("eer", "EER"),
-                              ("exact_on_subset", "exact (subset)"), ("pair_list_mib", "pair list MiB")]))
+            rows.append(
+                json.loads(lines[-1][len(RESULT_TAG) :])
+                if lines
+                else {"variant": variant, "size": size, "error": done.stderr.strip().splitlines()[-1:]}
+            )
+            print(
+                format_table(
+                    rows[-1:],
+                    [
+                        ("size", "size"),
+                        ("variant", "variant"),
+                        ("seconds", "s"),
+                        ("peak_mib", "peak MiB"),
+                        ("input_mib", "input MiB"),
+                    ],
+                ),
+                flush=True,
+            )
+    print(
+        format_table(
+            rows,
+            [
+                ("size", "size"),
+                ("variant", "variant"),
+                ("seconds", "s"),
+                ("peak_mib", "peak MiB"),
+                ("input_mib", "input MiB"),
+                ("passes", "passes"),
+                ("eer", "EER"),
+                ("exact_on_subset", "exact (subset)"),
+                ("pair_list_mib", "pair list MiB"),
+            ],
+        )
+    )
     out = Path(args.out or Path(__file__).parent / "results" / "verification_scale_cpu.json")
     print(f"wrote {write_json(out, {'environment': environment(torch.device('cpu')), 'rows': rows})}")
 

@@ -159,8 +159,9 @@ class _RankSearch:
         elif len(values):
             self.counts += self.bins.count(values)
             low, high = float(values.min()), float(values.max())
-            self.extremes = (low, high) if self.extremes is None else (min(self.extremes[0], low),
-                                                                         max(self.extremes[1], high))
+            self.extremes = (
+                (low, high) if self.extremes is None else (min(self.extremes[0], low), max(self.extremes[1], high))
+            )
 
     def finish_pass(self, max_collect: int, num_bins: int) -> None:
         if self.bins is not None:
@@ -194,14 +195,18 @@ class _CrossingCount:
         self.strictly = torch.zeros(len(self.genuine) + 1, dtype=torch.int64, device=self.genuine.device)
         self.at_or = torch.zeros_like(self.strictly)
         # The smallest and largest distance in the bin: thresholds that realise its two boundaries exactly.
-        self.extremes = (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
+        self.extremes = (
+            (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
+        )
 
     def add(self, dist: torch.Tensor, same_id: torch.Tensor, first_index: torch.Tensor) -> None:
         values = dist[(first_index == self.index) & ~same_id]
         if len(values):
             self.extremes = (min(self.extremes[0], float(values.min())), max(self.extremes[1], float(values.max())))
         # v < g_i  <=>  #(genuine <= v) <= i ;  v <= g_i  <=>  #(genuine < v) <= i
-        self.strictly += torch.bincount(torch.searchsorted(self.genuine, values, right=True), minlength=len(self.strictly))
+        self.strictly += torch.bincount(
+            torch.searchsorted(self.genuine, values, right=True), minlength=len(self.strictly)
+        )
         self.at_or += torch.bincount(torch.searchsorted(self.genuine, values, right=False), minlength=len(self.at_or))
 
     def impostors_below(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +225,9 @@ def _crossing(bins: _Bins, counts: torch.Tensor, genuine: torch.Tensor) -> tuple
     return index, [(float(fpr_at[index]), float(fnr_at[index])), (float(fpr_at[index + 1]), float(fnr_at[index + 1]))]
 
 
-def _equal_error(crossing: _CrossingCount, boundaries, genuine_all: torch.Tensor, num_impostors: int) -> tuple[float, float]:
+def _equal_error(
+    crossing: _CrossingCount, boundaries, genuine_all: torch.Tensor, num_impostors: int
+) -> tuple[float, float]:
     """EER = min_t max(FPR, FNR) and a threshold reaching it (see the module docstring)."""
     n_gen = len(genuine_all)
     gen = crossing.genuine
@@ -257,8 +264,9 @@ def _boundary_value(crossing: _CrossingCount, side: int) -> float:
     return float(torch.nextafter(torch.tensor(high), torch.tensor(math.inf)))
 
 
-def _histograms(genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, bound: float,
-                num_bins: int) -> dict[str, Any]:
+def _histograms(
+    genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, bound: float, num_bins: int
+) -> dict[str, Any]:
     def coarse(counts: torch.Tensor) -> list[int]:
         inner = counts[1:-1].reshape(num_bins, FINE_BINS_PER_BIN).sum(dim=1)
         inner[0] += counts[0]
@@ -269,10 +277,19 @@ def _histograms(genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, b
     return {"edges": edges, "genuine": coarse(fine.count(genuine)), "impostor": coarse(fine_counts)}
 
 
-def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pids: Sequence[int],
-                         q_camids: Sequence[int], g_camids: Sequence[int], *, metric: str = "euclidean",
-                         fprs: Sequence[float] = DEFAULT_FPRS, num_bins: int = 50,
-                         max_collect: int = 1 << 22) -> dict[str, Any]:
+def verification_metrics(
+    q_feats: Any,
+    g_feats: Any,
+    q_pids: Sequence[int],
+    g_pids: Sequence[int],
+    q_camids: Sequence[int],
+    g_camids: Sequence[int],
+    *,
+    metric: str = "euclidean",
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    num_bins: int = 50,
+    max_collect: int = 1 << 22,
+) -> dict[str, Any]:
     """TPR at each FPR in ``fprs`` (with its threshold), EER and distance histograms; see the module docstring.
 
     Features are used as given (L2-normalise them first for the usual f_bn protocol); ``metric`` is the
@@ -283,23 +300,42 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
     q, g = feature_pair(q_feats, g_feats, normalize=False, device=None)
     q, g = q.float(), g.float()
     a, b = distance_operands(q, g, metric)
-    as_long = lambda values: torch.as_tensor(list(values), dtype=torch.int64, device=q.device)
-    pairs = _Pairs(a, b.T.contiguous(), as_long(q_pids), as_long(q_camids), as_long(g_pids), as_long(g_camids))
+    ids = [torch.as_tensor(list(v), dtype=torch.int64, device=q.device) for v in (q_pids, q_camids, g_pids, g_camids)]
+    pairs = _Pairs(a, b.T.contiguous(), *ids)
     bound = _distance_bound(q, g, metric)
     fine = _Bins(0.0, num_bins * FINE_BINS_PER_BIN / bound, num_bins * FINE_BINS_PER_BIN)
     genuine, fine_counts = _first_pass(pairs, fine)
     num_impostors = int(fine_counts.sum())
     if not len(genuine) or not num_impostors:
-        raise ValueError(f"verification needs genuine and impostor pairs; got {len(genuine)} genuine "
-                         f"(same identity, other camera) and {num_impostors} impostor pairs")
-    searches = {f: _RankSearch(math.floor(f * num_impostors), []) for f in fprs
-                if math.floor(f * num_impostors) < num_impostors}
+        raise ValueError(
+            f"verification needs genuine and impostor pairs; got {len(genuine)} genuine "
+            f"(same identity, other camera) and {num_impostors} impostor pairs"
+        )
+    searches = {
+        f: _RankSearch(math.floor(f * num_impostors), []) for f in fprs if math.floor(f * num_impostors) < num_impostors
+    }
     for search in searches.values():  # pass 1's histogram serves every search
         search.choose(fine_counts, fine, max_collect, FINE_BINS_PER_BIN)
     index, boundaries = _crossing(fine, fine_counts, genuine)
     in_bin = genuine[fine.index(genuine) == index]
     crossing = _CrossingCount(fine, index, in_bin, int(fine_counts[:index].sum()))
-    pending = [s for s in searches.values() if s.value is None]
+    passes = _refine(pairs, fine, [s for s in searches.values() if s.value is None], crossing, max_collect)
+    eer, eer_threshold = _equal_error(crossing, boundaries, genuine, num_impostors)
+    return _summary(
+        fprs,
+        searches,
+        genuine,
+        num_impostors,
+        eer,
+        eer_threshold,
+        _histograms(genuine, fine, fine_counts, bound, num_bins),
+        passes,
+    )
+
+
+def _refine(pairs: _Pairs, fine: _Bins, pending: list, crossing: _CrossingCount, max_collect: int) -> int:
+    """Pass 2 (the crossing's bin and every unresolved threshold search) and any further passes; returns the
+    total number of passes over the pairs."""
     passes = 1
     for first in (True, *[False] * MAX_EXTRA_PASSES):
         if not pending and not first:
@@ -316,9 +352,7 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
         pending = [s for s in pending if s.value is None]
     if pending:
         raise RuntimeError(f"verification: {len(pending)} threshold searches did not converge in {passes} passes")
-    eer, eer_threshold = _equal_error(crossing, boundaries, genuine, num_impostors)
-    return _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold,
-                    _histograms(genuine, fine, fine_counts, bound, num_bins), passes)
+    return passes
 
 
 def _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold, histogram, passes) -> dict[str, Any]:
@@ -326,9 +360,19 @@ def _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold, histogr
     for f in fprs:
         search = searches.get(f)
         threshold = search.value if search is not None else math.inf
-        points[f"{f:g}"] = {"fpr_target": f, "threshold": threshold,
-                            "tpr": int(torch.searchsorted(genuine, genuine.new_tensor(threshold))) / len(genuine),
-                            "fpr": (search.below_value if search is not None else num_impostors) / num_impostors}
-    return {"rule": "same person if distance < threshold", "num_genuine_pairs": len(genuine),
-            "num_impostor_pairs": num_impostors, "tpr_at_fpr": points, "eer": eer, "eer_threshold": eer_threshold,
-            "histogram": histogram, "passes": passes}
+        points[f"{f:g}"] = {
+            "fpr_target": f,
+            "threshold": threshold,
+            "tpr": int(torch.searchsorted(genuine, genuine.new_tensor(threshold))) / len(genuine),
+            "fpr": (search.below_value if search is not None else num_impostors) / num_impostors,
+        }
+    return {
+        "rule": "same person if distance < threshold",
+        "num_genuine_pairs": len(genuine),
+        "num_impostor_pairs": num_impostors,
+        "tpr_at_fpr": points,
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+        "histogram": histogram,
+        "passes": passes,
+    }
