@@ -60,15 +60,34 @@ class _Pairs:
     g_pids: torch.Tensor
     g_cams: torch.Tensor
 
-    def slices(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(all distances, same-identity mask, other-camera mask) of each query slice, flattened."""
-        rows = max(1, SLICE_ELEMENTS // max(1, self.g_operand_t.shape[1]))
+    def slices(self, bins: _Bins) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(all distances, same-identity mask, other-camera mask, ``bins`` index) of each query slice, flattened.
+
+        The four are views of buffers allocated once and overwritten slice after slice (callers copy what
+        they keep): fresh ~100 MiB of temporaries per slice fragment the C heap, whose resident size then
+        grows pass after pass far beyond one slice's working set.
+        """
+        num_gallery = self.g_operand_t.shape[1]
+        rows = max(1, SLICE_ELEMENTS // max(1, num_gallery))
+        device = self.q_operand.device
+        dist_buf = torch.empty(rows * num_gallery, device=device)
+        scratch = torch.empty_like(dist_buf)
+        index_buf = torch.empty(rows * num_gallery, dtype=torch.int64, device=device)
+        same_buf = torch.empty(rows * num_gallery, dtype=torch.bool, device=device)
+        cam_buf = torch.empty_like(same_buf)
         for start in range(0, self.q_operand.shape[0], rows):
             stop = min(start + rows, self.q_operand.shape[0])
-            dist = (self.q_operand[start:stop] @ self.g_operand_t).reshape(-1)
-            same_id = (self.q_pids[start:stop, None] == self.g_pids[None, :]).reshape(-1)
-            other_cam = (self.q_cams[start:stop, None] != self.g_cams[None, :]).reshape(-1)
-            yield dist, same_id, other_cam
+            size = (stop - start) * num_gallery
+            dist, index = dist_buf[:size], index_buf[:size]
+            torch.matmul(self.q_operand[start:stop], self.g_operand_t, out=dist.view(stop - start, num_gallery))
+            same_id = torch.eq(
+                self.q_pids[start:stop, None], self.g_pids[None, :], out=same_buf[:size].view(stop - start, num_gallery)
+            ).reshape(-1)
+            other_cam = torch.ne(
+                self.q_cams[start:stop, None], self.g_cams[None, :], out=cam_buf[:size].view(stop - start, num_gallery)
+            ).reshape(-1)
+            bins.index(dist, out=(scratch[:size], index))
+            yield dist, same_id, other_cam, index
 
 
 @dataclass(frozen=True)
@@ -79,8 +98,13 @@ class _Bins:
     scale: float
     num: int
 
-    def index(self, values: torch.Tensor) -> torch.Tensor:
-        return ((values - self.lo) * self.scale).floor_().clamp_(-1, self.num).long() + 1
+    def index(self, values: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Bin indices; ``out``: a float scratch and the int64 result, both of ``values``' size, to reuse."""
+        if out is None:
+            return ((values - self.lo) * self.scale).floor_().clamp_(-1, self.num).long() + 1
+        scratch, result = out
+        torch.sub(values, self.lo, out=scratch).mul_(self.scale).floor_().clamp_(-1, self.num)
+        return result.copy_(scratch).add_(1)
 
     def count(self, values: torch.Tensor) -> torch.Tensor:
         return torch.bincount(self.index(values), minlength=self.num + 2)
@@ -103,9 +127,10 @@ def _distance_bound(q: torch.Tensor, g: torch.Tensor, metric: str) -> float:
     return float((q.norm(dim=1).max() + g.norm(dim=1).max()) ** 2) if q.numel() and g.numel() else 1.0
 
 
-def _impostor_counts(bins: _Bins, dist: torch.Tensor, same_id: torch.Tensor) -> torch.Tensor:
-    """Impostor counts per bin: all pairs minus the (few) same-identity pairs, so nothing large is copied."""
-    return bins.count(dist) - bins.count(dist[same_id])
+def _impostor_counts(bins: _Bins, dist: torch.Tensor, same_id: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Impostor counts per bin (``index``: the bins of ``dist``): all pairs minus the (few) same-identity pairs,
+    so nothing large is copied."""
+    return torch.bincount(index, minlength=bins.num + 2) - bins.count(dist[same_id])
 
 
 @dataclass
@@ -159,8 +184,9 @@ class _RankSearch:
         elif len(values):
             self.counts += self.bins.count(values)
             low, high = float(values.min()), float(values.max())
-            self.extremes = (low, high) if self.extremes is None else (min(self.extremes[0], low),
-                                                                         max(self.extremes[1], high))
+            self.extremes = (
+                (low, high) if self.extremes is None else (min(self.extremes[0], low), max(self.extremes[1], high))
+            )
 
     def finish_pass(self, max_collect: int, num_bins: int) -> None:
         if self.bins is not None:
@@ -175,8 +201,8 @@ def _first_pass(pairs: _Pairs, bins: _Bins) -> tuple[torch.Tensor, torch.Tensor]
     """Sorted genuine distances and the impostor counts per bin."""
     counts = torch.zeros(bins.num + 2, dtype=torch.int64, device=pairs.q_operand.device)
     genuine = []
-    for dist, same_id, other_cam in pairs.slices():
-        counts += _impostor_counts(bins, dist, same_id)
+    for dist, same_id, other_cam, index in pairs.slices(bins):
+        counts += _impostor_counts(bins, dist, same_id, index)
         genuine.append(dist[same_id & other_cam])
     return torch.sort(torch.cat(genuine)).values, counts
 
@@ -194,14 +220,18 @@ class _CrossingCount:
         self.strictly = torch.zeros(len(self.genuine) + 1, dtype=torch.int64, device=self.genuine.device)
         self.at_or = torch.zeros_like(self.strictly)
         # The smallest and largest distance in the bin: thresholds that realise its two boundaries exactly.
-        self.extremes = (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
+        self.extremes = (
+            (float(self.genuine[0]), float(self.genuine[-1])) if len(self.genuine) else (math.inf, -math.inf)
+        )
 
     def add(self, dist: torch.Tensor, same_id: torch.Tensor, first_index: torch.Tensor) -> None:
         values = dist[(first_index == self.index) & ~same_id]
         if len(values):
             self.extremes = (min(self.extremes[0], float(values.min())), max(self.extremes[1], float(values.max())))
         # v < g_i  <=>  #(genuine <= v) <= i ;  v <= g_i  <=>  #(genuine < v) <= i
-        self.strictly += torch.bincount(torch.searchsorted(self.genuine, values, right=True), minlength=len(self.strictly))
+        self.strictly += torch.bincount(
+            torch.searchsorted(self.genuine, values, right=True), minlength=len(self.strictly)
+        )
         self.at_or += torch.bincount(torch.searchsorted(self.genuine, values, right=False), minlength=len(self.at_or))
 
     def impostors_below(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +250,9 @@ def _crossing(bins: _Bins, counts: torch.Tensor, genuine: torch.Tensor) -> tuple
     return index, [(float(fpr_at[index]), float(fnr_at[index])), (float(fpr_at[index + 1]), float(fnr_at[index + 1]))]
 
 
-def _equal_error(crossing: _CrossingCount, boundaries, genuine_all: torch.Tensor, num_impostors: int) -> tuple[float, float]:
+def _equal_error(
+    crossing: _CrossingCount, boundaries, genuine_all: torch.Tensor, num_impostors: int
+) -> tuple[float, float]:
     """EER = min_t max(FPR, FNR) and a threshold reaching it (see the module docstring)."""
     n_gen = len(genuine_all)
     gen = crossing.genuine
@@ -257,8 +289,9 @@ def _boundary_value(crossing: _CrossingCount, side: int) -> float:
     return float(torch.nextafter(torch.tensor(high), torch.tensor(math.inf)))
 
 
-def _histograms(genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, bound: float,
-                num_bins: int) -> dict[str, Any]:
+def _histograms(
+    genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, bound: float, num_bins: int
+) -> dict[str, Any]:
     def coarse(counts: torch.Tensor) -> list[int]:
         inner = counts[1:-1].reshape(num_bins, FINE_BINS_PER_BIN).sum(dim=1)
         inner[0] += counts[0]
@@ -269,10 +302,19 @@ def _histograms(genuine: torch.Tensor, fine: _Bins, fine_counts: torch.Tensor, b
     return {"edges": edges, "genuine": coarse(fine.count(genuine)), "impostor": coarse(fine_counts)}
 
 
-def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pids: Sequence[int],
-                         q_camids: Sequence[int], g_camids: Sequence[int], *, metric: str = "euclidean",
-                         fprs: Sequence[float] = DEFAULT_FPRS, num_bins: int = 50,
-                         max_collect: int = 1 << 22) -> dict[str, Any]:
+def verification_metrics(
+    q_feats: Any,
+    g_feats: Any,
+    q_pids: Sequence[int],
+    g_pids: Sequence[int],
+    q_camids: Sequence[int],
+    g_camids: Sequence[int],
+    *,
+    metric: str = "euclidean",
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    num_bins: int = 50,
+    max_collect: int = 1 << 22,
+) -> dict[str, Any]:
     """TPR at each FPR in ``fprs`` (with its threshold), EER and distance histograms; see the module docstring.
 
     Features are used as given (L2-normalise them first for the usual f_bn protocol); ``metric`` is the
@@ -283,17 +325,22 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
     q, g = feature_pair(q_feats, g_feats, normalize=False, device=None)
     q, g = q.float(), g.float()
     a, b = distance_operands(q, g, metric)
+    b_t = b.T.contiguous()
+    del b  # the gallery operand is needed only transposed: one copy of it (160 MiB at MSMT17 size), not two
     as_long = lambda values: torch.as_tensor(list(values), dtype=torch.int64, device=q.device)
-    pairs = _Pairs(a, b.T.contiguous(), as_long(q_pids), as_long(q_camids), as_long(g_pids), as_long(g_camids))
+    pairs = _Pairs(a, b_t, as_long(q_pids), as_long(q_camids), as_long(g_pids), as_long(g_camids))
     bound = _distance_bound(q, g, metric)
     fine = _Bins(0.0, num_bins * FINE_BINS_PER_BIN / bound, num_bins * FINE_BINS_PER_BIN)
     genuine, fine_counts = _first_pass(pairs, fine)
     num_impostors = int(fine_counts.sum())
     if not len(genuine) or not num_impostors:
-        raise ValueError(f"verification needs genuine and impostor pairs; got {len(genuine)} genuine "
-                         f"(same identity, other camera) and {num_impostors} impostor pairs")
-    searches = {f: _RankSearch(math.floor(f * num_impostors), []) for f in fprs
-                if math.floor(f * num_impostors) < num_impostors}
+        raise ValueError(
+            f"verification needs genuine and impostor pairs; got {len(genuine)} genuine "
+            f"(same identity, other camera) and {num_impostors} impostor pairs"
+        )
+    searches = {
+        f: _RankSearch(math.floor(f * num_impostors), []) for f in fprs if math.floor(f * num_impostors) < num_impostors
+    }
     for search in searches.values():  # pass 1's histogram serves every search
         search.choose(fine_counts, fine, max_collect, FINE_BINS_PER_BIN)
     index, boundaries = _crossing(fine, fine_counts, genuine)
@@ -304,8 +351,7 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
     for first in (True, *[False] * MAX_EXTRA_PASSES):
         if not pending and not first:
             break
-        for dist, same_id, _ in pairs.slices():
-            first_index = fine.index(dist)  # every search and the crossing start from pass 1's bins
+        for dist, same_id, _, first_index in pairs.slices(fine):  # every search starts from pass 1's bins
             for search in pending:
                 search.add(dist, same_id, first_index)
             if first:
@@ -317,8 +363,16 @@ def verification_metrics(q_feats: Any, g_feats: Any, q_pids: Sequence[int], g_pi
     if pending:
         raise RuntimeError(f"verification: {len(pending)} threshold searches did not converge in {passes} passes")
     eer, eer_threshold = _equal_error(crossing, boundaries, genuine, num_impostors)
-    return _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold,
-                    _histograms(genuine, fine, fine_counts, bound, num_bins), passes)
+    return _summary(
+        fprs,
+        searches,
+        genuine,
+        num_impostors,
+        eer,
+        eer_threshold,
+        _histograms(genuine, fine, fine_counts, bound, num_bins),
+        passes,
+    )
 
 
 def _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold, histogram, passes) -> dict[str, Any]:
@@ -326,9 +380,19 @@ def _summary(fprs, searches, genuine, num_impostors, eer, eer_threshold, histogr
     for f in fprs:
         search = searches.get(f)
         threshold = search.value if search is not None else math.inf
-        points[f"{f:g}"] = {"fpr_target": f, "threshold": threshold,
-                            "tpr": int(torch.searchsorted(genuine, genuine.new_tensor(threshold))) / len(genuine),
-                            "fpr": (search.below_value if search is not None else num_impostors) / num_impostors}
-    return {"rule": "same person if distance < threshold", "num_genuine_pairs": len(genuine),
-            "num_impostor_pairs": num_impostors, "tpr_at_fpr": points, "eer": eer, "eer_threshold": eer_threshold,
-            "histogram": histogram, "passes": passes}
+        points[f"{f:g}"] = {
+            "fpr_target": f,
+            "threshold": threshold,
+            "tpr": int(torch.searchsorted(genuine, genuine.new_tensor(threshold))) / len(genuine),
+            "fpr": (search.below_value if search is not None else num_impostors) / num_impostors,
+        }
+    return {
+        "rule": "same person if distance < threshold",
+        "num_genuine_pairs": len(genuine),
+        "num_impostor_pairs": num_impostors,
+        "tpr_at_fpr": points,
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+        "histogram": histogram,
+        "passes": passes,
+    }
