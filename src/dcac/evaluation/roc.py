@@ -327,7 +327,10 @@ def verification_metrics(
     a, b = distance_operands(q, g, metric)
     b_t = b.T.contiguous()
     del b  # the gallery operand is needed only transposed: one copy of it (160 MiB at MSMT17 size), not two
-    as_long = lambda values: torch.as_tensor(list(values), dtype=torch.int64, device=q.device)
+
+    def as_long(values: Sequence[int]) -> torch.Tensor:
+        return torch.as_tensor(list(values), dtype=torch.int64, device=q.device)
+
     pairs = _Pairs(a, b_t, as_long(q_pids), as_long(q_camids), as_long(g_pids), as_long(g_camids))
     bound = _distance_bound(q, g, metric)
     fine = _Bins(0.0, num_bins * FINE_BINS_PER_BIN / bound, num_bins * FINE_BINS_PER_BIN)
