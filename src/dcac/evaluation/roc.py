@@ -60,15 +60,34 @@ class _Pairs:
     g_pids: torch.Tensor
     g_cams: torch.Tensor
 
-    def slices(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(all distances, same-identity mask, other-camera mask) of each query slice, flattened."""
-        rows = max(1, SLICE_ELEMENTS // max(1, self.g_operand_t.shape[1]))
+    def slices(self, bins: _Bins) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(all distances, same-identity mask, other-camera mask, ``bins`` index) of each query slice, flattened.
+
+        The four are views of buffers allocated once and overwritten slice after slice (callers copy what
+        they keep): fresh ~100 MiB of temporaries per slice fragment the C heap, whose resident size then
+        grows pass after pass far beyond one slice's working set.
+        """
+        num_gallery = self.g_operand_t.shape[1]
+        rows = max(1, SLICE_ELEMENTS // max(1, num_gallery))
+        device = self.q_operand.device
+        dist_buf = torch.empty(rows * num_gallery, device=device)
+        scratch = torch.empty_like(dist_buf)
+        index_buf = torch.empty(rows * num_gallery, dtype=torch.int64, device=device)
+        same_buf = torch.empty(rows * num_gallery, dtype=torch.bool, device=device)
+        cam_buf = torch.empty_like(same_buf)
         for start in range(0, self.q_operand.shape[0], rows):
             stop = min(start + rows, self.q_operand.shape[0])
-            dist = (self.q_operand[start:stop] @ self.g_operand_t).reshape(-1)
-            same_id = (self.q_pids[start:stop, None] == self.g_pids[None, :]).reshape(-1)
-            other_cam = (self.q_cams[start:stop, None] != self.g_cams[None, :]).reshape(-1)
-            yield dist, same_id, other_cam
+            size = (stop - start) * num_gallery
+            dist, index = dist_buf[:size], index_buf[:size]
+            torch.matmul(self.q_operand[start:stop], self.g_operand_t, out=dist.view(stop - start, num_gallery))
+            same_id = torch.eq(
+                self.q_pids[start:stop, None], self.g_pids[None, :], out=same_buf[:size].view(stop - start, num_gallery)
+            ).reshape(-1)
+            other_cam = torch.ne(
+                self.q_cams[start:stop, None], self.g_cams[None, :], out=cam_buf[:size].view(stop - start, num_gallery)
+            ).reshape(-1)
+            bins.index(dist, out=(scratch[:size], index))
+            yield dist, same_id, other_cam, index
 
 
 @dataclass(frozen=True)
@@ -79,8 +98,13 @@ class _Bins:
     scale: float
     num: int
 
-    def index(self, values: torch.Tensor) -> torch.Tensor:
-        return ((values - self.lo) * self.scale).floor_().clamp_(-1, self.num).long() + 1
+    def index(self, values: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Bin indices; ``out``: a float scratch and the int64 result, both of ``values``' size, to reuse."""
+        if out is None:
+            return ((values - self.lo) * self.scale).floor_().clamp_(-1, self.num).long() + 1
+        scratch, result = out
+        torch.sub(values, self.lo, out=scratch).mul_(self.scale).floor_().clamp_(-1, self.num)
+        return result.copy_(scratch).add_(1)
 
     def count(self, values: torch.Tensor) -> torch.Tensor:
         return torch.bincount(self.index(values), minlength=self.num + 2)
@@ -103,9 +127,10 @@ def _distance_bound(q: torch.Tensor, g: torch.Tensor, metric: str) -> float:
     return float((q.norm(dim=1).max() + g.norm(dim=1).max()) ** 2) if q.numel() and g.numel() else 1.0
 
 
-def _impostor_counts(bins: _Bins, dist: torch.Tensor, same_id: torch.Tensor) -> torch.Tensor:
-    """Impostor counts per bin: all pairs minus the (few) same-identity pairs, so nothing large is copied."""
-    return bins.count(dist) - bins.count(dist[same_id])
+def _impostor_counts(bins: _Bins, dist: torch.Tensor, same_id: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Impostor counts per bin (``index``: the bins of ``dist``): all pairs minus the (few) same-identity pairs,
+    so nothing large is copied."""
+    return torch.bincount(index, minlength=bins.num + 2) - bins.count(dist[same_id])
 
 
 @dataclass
@@ -176,8 +201,8 @@ def _first_pass(pairs: _Pairs, bins: _Bins) -> tuple[torch.Tensor, torch.Tensor]
     """Sorted genuine distances and the impostor counts per bin."""
     counts = torch.zeros(bins.num + 2, dtype=torch.int64, device=pairs.q_operand.device)
     genuine = []
-    for dist, same_id, other_cam in pairs.slices():
-        counts += _impostor_counts(bins, dist, same_id)
+    for dist, same_id, other_cam, index in pairs.slices(bins):
+        counts += _impostor_counts(bins, dist, same_id, index)
         genuine.append(dist[same_id & other_cam])
     return torch.sort(torch.cat(genuine)).values, counts
 
@@ -300,8 +325,10 @@ def verification_metrics(
     q, g = feature_pair(q_feats, g_feats, normalize=False, device=None)
     q, g = q.float(), g.float()
     a, b = distance_operands(q, g, metric)
+    b_t = b.T.contiguous()
+    del b  # the gallery operand is needed only transposed: one copy of it (160 MiB at MSMT17 size), not two
     ids = [torch.as_tensor(list(v), dtype=torch.int64, device=q.device) for v in (q_pids, q_camids, g_pids, g_camids)]
-    pairs = _Pairs(a, b.T.contiguous(), *ids)
+    pairs = _Pairs(a, b_t, *ids)
     bound = _distance_bound(q, g, metric)
     fine = _Bins(0.0, num_bins * FINE_BINS_PER_BIN / bound, num_bins * FINE_BINS_PER_BIN)
     genuine, fine_counts = _first_pass(pairs, fine)
@@ -340,8 +367,7 @@ def _refine(pairs: _Pairs, fine: _Bins, pending: list, crossing: _CrossingCount,
     for first in (True, *[False] * MAX_EXTRA_PASSES):
         if not pending and not first:
             break
-        for dist, same_id, _ in pairs.slices():
-            first_index = fine.index(dist)  # every search and the crossing start from pass 1's bins
+        for dist, same_id, _, first_index in pairs.slices(fine):  # every search starts from pass 1's bins
             for search in pending:
                 search.add(dist, same_id, first_index)
             if first:
