@@ -21,29 +21,17 @@ distributed) images for the same seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from dcac.data.transforms import MEAN_STD_HALF
-
-#: TrainTransform's number of tries to draw an erasing rectangle that fits.
-ERASING_TRIES = 100
+from dcac.data.transforms import ERASING_TRIES, TrainAugmentSettings
 
 
 @dataclass
-class BatchTrainAugment:
-    height: int = 256
-    width: int = 128
-    flip_p: float = 0.5
-    padding: int = 10
-    erasing_p: float = 0.5
-    erasing_area: tuple[float, float] = (0.02, 0.4)
-    erasing_min_aspect: float = 0.3
-    mean: Sequence[float] = MEAN_STD_HALF
-    std: Sequence[float] = MEAN_STD_HALF
+class BatchTrainAugment(TrainAugmentSettings):
+    """TrainTransform's augmentation applied to a whole batch on its device, equal in distribution."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment ``images`` (B x 3 x H x W, float in [0, 1], on any device); draws use ``generator``."""

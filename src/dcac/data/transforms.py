@@ -58,9 +58,13 @@ class EvalTransform:
         return (to_tensor(resized) - _channel_tensor(self.mean)) / _channel_tensor(self.std)
 
 
+#: Tries to draw a random-erasing rectangle that fits before the image is left as it is.
+ERASING_TRIES = 100
+
+
 @dataclass
-class TrainTransform:
-    """The Re-ID training augmentation described in the module docstring."""
+class TrainAugmentSettings:
+    """The Re-ID training augmentation's parameters, shared by the per-image and the batched implementation."""
 
     height: int = 256
     width: int = 128
@@ -71,6 +75,12 @@ class TrainTransform:
     erasing_min_aspect: float = 0.3
     mean: Sequence[float] = MEAN_STD_HALF
     std: Sequence[float] = MEAN_STD_HALF
+
+
+@dataclass
+class TrainTransform(TrainAugmentSettings):
+    """The Re-ID training augmentation described in the module docstring."""
+
     generator: torch.Generator | None = None
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:
@@ -95,7 +105,7 @@ class TrainTransform:
 
     def _erase(self, x: torch.Tensor) -> None:
         _, height, width = x.shape
-        for _ in range(100):
+        for _ in range(ERASING_TRIES):
             area = self._uniform(*self.erasing_area) * height * width
             aspect = self._uniform(self.erasing_min_aspect, 1.0 / self.erasing_min_aspect)
             h = int(round(math.sqrt(area * aspect)))
