@@ -3,6 +3,7 @@
     python benchmarks/data_loading.py                    # workers 0,1,2 (this machine's cores), -> results/data_loading_<host>.json
     python benchmarks/data_loading.py --workers 0,4,8    # a bigger host
     python benchmarks/data_loading.py --tiny             # seconds (the test suite's smoke test)
+    python benchmarks/data_loading.py --augment-on loader  # only the per-image augmentation rows
 
 The loader is what ``dcac.engine.trainer`` builds: ``ReIDImageDataset`` over Market-layout JPEG files (128x64,
 Market-1501's size, written by ``dcac.data.synthetic`` and read through ``get_dataset``), the training transform
@@ -11,6 +12,11 @@ latent cache (dcac's default) the 128x128 diffusion view is not decoded per step
 (the reference design's per-step VAE path). The table compares each row with ``--target`` images/s (default:
 dcac's compiled step on an H100, ``results/train_step_h100.json``) and says how many workers reach it at the
 measured per-worker rate. The first batch (worker start-up, paid once per epoch) is timed apart.
+
+``augment_on`` is ``data.augment_on``: ``loader`` augments each image in the workers (TrainTransform),
+``device`` makes the workers only decode and resize (uint8) and the step augment the batch
+(BatchTrainAugment); for ``device`` rows, ``augment images/s`` is that batch augmentation's own rate on the
+GPU when there is one (else on this CPU, one thread), timed apart from the loader.
 """
 
 from __future__ import annotations
@@ -38,17 +44,19 @@ def _default_target() -> float | None:
     return next((r["images_per_s"] for r in rows if r["name"] == "dcac" and r.get("status") == "ok"), None)
 
 
-def measure(records, workers: int, *, batch_size: int, batches: int, diffusion_view: bool) -> dict[str, Any]:
+def measure(
+    records, workers: int, *, batch_size: int, batches: int, diffusion_view: bool, augment_on: str
+) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
     from dcac.data.image_dataset import ReIDImageDataset
     from dcac.data.sampler import PKBatchSampler
-    from dcac.data.transforms import build_diffusion_transform, build_train_transform
+    from dcac.data.transforms import ResizeTransform, build_diffusion_transform, build_train_transform
 
     dataset = ReIDImageDataset(
         records,
-        build_train_transform(256, 128),
+        ResizeTransform(256, 128) if augment_on == "device" else build_train_transform(256, 128),
         diffusion_transform=build_diffusion_transform(128) if diffusion_view else None,
     )
     sampler = PKBatchSampler([r.pid for r in records], batch_size, 4, seed=0)
@@ -66,11 +74,38 @@ def measure(records, workers: int, *, batch_size: int, batches: int, diffusion_v
     seconds = time.perf_counter() - start
     assert batch["image"].shape == (batch_size, 3, 256, 128)
     del iterator
-    return {
+    row = {
+        "augment_on": augment_on,
         "workers": workers,
         "images_per_s": batches * batch_size / seconds,
         "first_batch_s": first_s,
         "timed_batches": batches,
+    }
+    if augment_on == "device":
+        row.update(batch_augment_rate(batch["image"], batches))
+    return row
+
+
+def batch_augment_rate(images, repeats: int) -> dict[str, Any]:
+    """Images/s of BatchTrainAugment on a loaded (uint8) batch, on the GPU if there is one, else this CPU."""
+    import torch
+
+    from dcac.data.batch_augment import BatchTrainAugment
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    augment, images = BatchTrainAugment(256, 128), images.to(device)
+    augment(images)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = augment(images)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    assert out.shape == images.shape and out.dtype == torch.float32
+    return {
+        "augment_device": device.type,
+        "augment_images_per_s": repeats * len(images) / (time.perf_counter() - start),
     }
 
 
@@ -85,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--target", type=float, default=None, help="images/s the loader must sustain (default: dcac on the H100)"
     )
+    parser.add_argument("--augment-on", default="loader,device", help="comma list of data.augment_on values")
     parser.add_argument("--tiny", action="store_true", help="2 timed batches of 16, workers 0 and 1")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -106,12 +142,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         records = get_dataset("synth_a", tmp).train
         rows = [
-            measure(records, w, batch_size=args.batch_size, batches=args.batches, diffusion_view=args.diffusion_view)
+            measure(
+                records,
+                w,
+                batch_size=args.batch_size,
+                batches=args.batches,
+                diffusion_view=args.diffusion_view,
+                augment_on=place,
+            )
+            for place in args.augment_on.split(",")
             for w in workers
         ]
-    per_worker = max(
-        (r["images_per_s"] / r["workers"] for r in rows if r["workers"] > 0), default=rows[0]["images_per_s"]
-    )
+    per_worker = {
+        place: max(
+            (r["images_per_s"] / r["workers"] for r in rows if r["workers"] > 0 and r["augment_on"] == place),
+            default=next(r["images_per_s"] for r in rows if r["augment_on"] == place),
+        )
+        for place in args.augment_on.split(",")
+    }
     for row in rows:
         if target:
             row["x_target"] = row["images_per_s"] / target
@@ -123,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "diffusion_view": args.diffusion_view,
         "target_images_per_s": target,
         "best_images_per_s_per_worker": per_worker,
-        "workers_for_target": None if not target else int(-(-target // per_worker)),
+        "workers_for_target": None if not target else {k: int(-(-target // v)) for k, v in per_worker.items()},
         "rows": rows,
         "command": "python benchmarks/data_loading.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
@@ -131,17 +179,19 @@ def main(argv: list[str] | None = None) -> int:
         format_table(
             rows,
             [
+                ("augment_on", "augment on"),
                 ("workers", "workers"),
                 ("images_per_s", "images/s"),
                 ("first_batch_s", "first batch s"),
                 ("x_target", "x target"),
+                ("augment_device", "augment device"),
+                ("augment_images_per_s", "augment images/s"),
             ],
         )
     )
-    if target:
-        print(
-            f"target {target:.0f} images/s: ~{summary['workers_for_target']} workers at {per_worker:.0f} images/s per worker"
-        )
+    for place, rate in per_worker.items() if target else ():
+        needed = summary["workers_for_target"][place]
+        print(f"augment on {place}: target {target:.0f} images/s needs ~{needed} workers at {rate:.0f} images/s each")
     out = (
         args.out
         or RESULTS_DIR / f"data_loading{'_tiny' if args.tiny else ''}_{platform.machine()}_{os.cpu_count()}cpu.json"

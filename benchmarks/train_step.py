@@ -59,6 +59,7 @@ class Variant:
     compile: str  # train.compile: auto (= on CUDA only) | true | false
     channels_last: bool = False
     read_every_step: bool = False  # read the loss values back after every step, as dcac v0.1's step did
+    augment_on_device: bool = False  # data.augment_on=device: uint8 batches, augmented on the device in the step
 
 
 REFERENCE = Variant(
@@ -115,6 +116,7 @@ VARIANTS.update(
         "dcac+unet_ckpt": replace(DCAC_DEFAULT, name="dcac+unet_ckpt", checkpointing=True),
         "dcac+channels_last": replace(DCAC_DEFAULT, name="dcac+channels_last", channels_last=True),
         "dcac+per_step_reads": replace(DCAC_DEFAULT, name="dcac+per_step_reads", read_every_step=True),
+        "dcac+device_augment": replace(DCAC_DEFAULT, name="dcac+device_augment", augment_on_device=True),
     }
 )
 #: The worker name that counts the model FLOPs of a step instead of timing a variant.
@@ -166,6 +168,7 @@ def run_variant(
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     from dcac.config import load_config
+    from dcac.data.batch_augment import BatchTrainAugment
     from dcac.engine.latent_cache import LatentCache
     from dcac.engine.train_step import batch_latents, compile_enabled, step_values, train_step
     from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
@@ -233,6 +236,8 @@ def run_variant(
     for j in range(num_batches):
         part = slice(j * batch, (j + 1) * batch)
         item = {"image": images[part], "pid": labels[part], "index": torch.arange(pool, device=device)[part]}
+        if variant.augment_on_device:  # what the loader then delivers: resized uint8 images
+            item["step_image"] = (images[part] * 0.5 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
         if not variant.cache_latents:
             item["diffusion_image"] = views[part]
         batches.append(item)
@@ -274,10 +279,14 @@ def run_variant(
 
     last: dict[str, Any] = {}
     counter = iter(range(10**9))
+    augment = BatchTrainAugment(cfg.data.height, cfg.data.width) if variant.augment_on_device else None
+    if augment is not None:  # the probe above saw the float images every variant sees; the steps get uint8
+        batches = [{**b, "image": b.pop("step_image")} for b in batches]
 
     def step() -> None:
         nonlocal last
-        last = train_step(model, optimizer, accelerator, batches[next(counter) % num_batches], latent_cache)
+        batch = batches[next(counter) % num_batches]
+        last = train_step(model, optimizer, accelerator, batch, latent_cache, augment=augment)
         if variant.read_every_step:
             step_values(last)
 

@@ -72,6 +72,7 @@ def test_overrides_are_typed():
         ("data.batch_size=30", "data.batch_size"),
         ("train.mixed_precision=fp8", "train.mixed_precision"),
         ("train.compile=sometimes", "train.compile"),
+        ("data.augment_on=gpu", "data.augment_on"),
         ("lr", "key=value"),
     ],
 )

@@ -24,6 +24,8 @@ ENCODER_PRESETS = ("vit_b16", "tiny")
 PCL_UPDATE_MODES = ("hard", "mean")
 
 MIXED_PRECISIONS = ("bf16", "fp16", "fp32")
+#: ``data.augment_on``: the training augmentation per image in the loader, or per batch on the step's device.
+AUGMENT_PLACES = ("loader", "device")
 #: ``train.compat``: ``none`` is the clean method; ``official`` reproduces the official code's accidents
 #: (see ``dcac.compat`` and the README section "Differences from the official code").
 COMPAT_MODES = ("none", "official")

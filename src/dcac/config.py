@@ -46,6 +46,10 @@ class DataConfig:
     flip_p: float = 0.5
     padding: int = 10
     erasing_p: float = 0.5
+    # Where the training augmentation runs: "loader" (per image, in the workers) or "device" (the workers only
+    # decode and resize; the step augments the batch on the GPU, equal in distribution): for when decoding
+    # and augmenting cannot keep up with the step (benchmarks/data_loading.py measures both).
+    augment_on: str = "loader"
 
 
 @dataclass
@@ -172,6 +176,7 @@ class DCACConfig:
         _check_choice("train.compile", self.train.compile, ("auto", "true", "false"))
         _check_choice("eval.metric", self.eval.metric, ("euclidean", "cosine"))
         _check_choice("data.on_corrupt", self.data.on_corrupt, ("raise", "skip"))
+        _check_choice("data.augment_on", self.data.augment_on, choices.AUGMENT_PLACES)
         for key, value in (
             ("data.num_instances", self.data.num_instances),
             ("data.batch_size", self.data.batch_size),

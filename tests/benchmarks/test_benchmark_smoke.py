@@ -10,9 +10,9 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(script: str, out: Path, table_header: str) -> dict:
+def _run(script: str, out: Path, table_header: str, *extra: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--tiny", "--out", str(out)],
+        [sys.executable, str(BENCHMARKS / script), "--tiny", "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -68,6 +68,13 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert result["command"].startswith("python benchmarks/train_step.py") and result["created_utc"]
 
 
+def test_train_step_benchmark_with_the_augmentation_on_the_device(tmp_path):
+    result = _run("train_step.py", tmp_path / "train_step.json", "| variant |", "--variants", "dcac+device_augment")
+    (row,) = result["variants"]
+    assert row["name"] == "dcac+device_augment" and row["augment_on_device"] and row["status"] == "ok"
+    assert row["images_per_s"] > 0 and all(v == v for v in row["last_losses"].values())
+
+
 def test_extract_benchmark_tiny(tmp_path):
     result = _run("extract.py", tmp_path / "extract.json", "| precision | batch |")
     assert result["benchmark"] == "extract" and result["size"] == "tiny"
@@ -102,9 +109,19 @@ def test_data_loading_benchmark_tiny(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| workers | images/s |" in proc.stdout
+    assert "| augment on | workers | images/s |" in proc.stdout
     result = json.loads((tmp_path / "dl.json").read_text())
     assert result["benchmark"] == "data_loading" and result["batch_size"] == 16 and result["target_images_per_s"] == 100
-    assert [row["workers"] for row in result["rows"]] == [0, 1]
-    assert all(row["images_per_s"] > 0 and row["first_batch_s"] > 0 for row in result["rows"])
-    assert result["workers_for_target"] >= 1 and result["best_images_per_s_per_worker"] > 0
+    rows = result["rows"]
+    assert [(row["augment_on"], row["workers"]) for row in rows] == [
+        ("loader", 0),
+        ("loader", 1),
+        ("device", 0),
+        ("device", 1),
+    ]
+    assert all(row["images_per_s"] > 0 and row["first_batch_s"] > 0 for row in rows)
+    assert all(row["augment_images_per_s"] > 0 for row in rows if row["augment_on"] == "device")
+    assert all(
+        result["workers_for_target"][k] >= 1 and result["best_images_per_s_per_worker"][k] > 0
+        for k in ("loader", "device")
+    )

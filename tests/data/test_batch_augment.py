@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from dcac.data.batch_augment import BatchTrainAugment
-from dcac.data.transforms import build_train_transform
+from dcac.data.transforms import ResizeTransform, build_train_transform
 
 H, W, PAD, N = 32, 16, 2, 4000
 
@@ -129,3 +129,17 @@ def test_the_drawn_operations_are_applied_exactly():
 def test_bad_shape_is_an_error():
     with pytest.raises(ValueError, match="B x 3 x 32 x 16"):
         BatchTrainAugment(H, W)(torch.zeros(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("flip_p", [0.0, 1.0])
+def test_resize_then_batch_augment_equals_the_per_image_transform(flip_p):
+    """The device path's input (ResizeTransform: uint8) and fixed operations give TrainTransform's tensor bit for
+    bit, when the random operations are fixed (flip always or never, no crop, no erasing)."""
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 256, (61, 29, 3), dtype=np.uint8)) for _ in range(5)]
+    settings = dict(height=H, width=W, flip_p=flip_p, padding=0, erasing_p=0.0)
+    per_image = torch.stack([build_train_transform(**settings)(im) for im in images])
+    resized = torch.stack([ResizeTransform(H, W)(im) for im in images])
+    assert resized.dtype == torch.uint8 and resized.shape == (5, 3, H, W)
+    batched = BatchTrainAugment(**settings)(resized, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batched, per_image, rtol=0, atol=0)

@@ -35,12 +35,14 @@ def _config(root, out, *extra):
     )
 
 
-def test_resume_after_interruption_is_exact(synth_root, tmp_path):
-    straight = train(_config(synth_root, tmp_path / "straight"))
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_resume_after_interruption_is_exact(synth_root, tmp_path, augment_on):
+    extra = (f"data.augment_on={augment_on}", "data.erasing_p=0.5")  # every augmentation operation drawn
+    straight = train(_config(synth_root, tmp_path / "straight", *extra))
     assert straight.epochs_done == 3
-    first = train(_config(synth_root, tmp_path / "resumed"), stop_after_epoch=1)
+    first = train(_config(synth_root, tmp_path / "resumed", *extra), stop_after_epoch=1)
     assert first.epochs_done == 1
-    resumed = train(_config(synth_root, tmp_path / "resumed"))
+    resumed = train(_config(synth_root, tmp_path / "resumed", *extra))
     assert resumed.epochs_done == 3
     a = load_tensors(tmp_path / "straight" / "checkpoint" / "model.safetensors")
     b = load_tensors(tmp_path / "resumed" / "checkpoint" / "model.safetensors")
@@ -96,3 +98,21 @@ def test_checkpoint_keeps_the_frozen_compat_biases():
     assert biases and all(k.rsplit(".", 3)[-3] in ("to_q", "to_k", "to_v") for k in biases)
     clean = trainable_state(build_dcac(load_config("demo"), num_ids=4))
     assert not any(k.endswith("base_layer.bias") and ".attn" in k for k in clean)
+
+
+def test_augmentation_on_the_device_is_the_loaders_augmentation(synth_root, tmp_path):
+    """With the random operations fixed (flip always, no crop, no erasing) and no other randomness in the step
+    (no teacher), a run augmenting on the device trains bit for bit as one augmenting in the loader; with the
+    default operations the device run augments (its weights differ from the fixed-operation run's)."""
+    fixed = ("conditioning.variant=none", "optim.epochs=1", "data.flip_p=1.0", "data.padding=0", "data.erasing_p=0")
+    models = {}
+    for name, extra in {
+        "loader": fixed,
+        "device": (*fixed, "data.augment_on=device"),
+        "device_random": ("conditioning.variant=none", "optim.epochs=1", "data.augment_on=device"),
+    }.items():
+        train(_config(synth_root, tmp_path / name, *extra))
+        models[name] = load_tensors(tmp_path / name / "reid_model.safetensors")
+    for key in models["loader"]:
+        torch.testing.assert_close(models["device"][key], models["loader"][key], rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(models["device_random"][k], models["device"][k]) for k in models["device"])

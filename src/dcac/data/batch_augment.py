@@ -1,9 +1,9 @@
 """The Re-ID training augmentation applied to a whole batch on its device (GPU-side augmentation).
 
 ``TrainTransform`` augments one decoded PIL image at a time in a loader worker. When decoding and augmenting
-become the bottleneck of a fast step, the loader can instead deliver images that are only resized (to
-``H x W``, values in [0, 1]) and :class:`BatchTrainAugment` applies the same augmentation to the batch on the
-GPU, in a few batched operations:
+become the bottleneck of a fast step, ``data.augment_on=device`` makes the loader deliver images that are only
+resized (``ResizeTransform``: H x W, uint8) and :class:`BatchTrainAugment` applies the same augmentation to
+the batch on the GPU inside the training step, in a few batched operations:
 
 * horizontal flip with probability ``flip_p``;
 * zero padding of ``padding`` pixels on every side, then a crop back to ``H x W`` at a uniformly drawn offset
@@ -34,9 +34,14 @@ class BatchTrainAugment(TrainAugmentSettings):
     """TrainTransform's augmentation applied to a whole batch on its device, equal in distribution."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment ``images`` (B x 3 x H x W, float in [0, 1], on any device); draws use ``generator``."""
+        """Augment ``images`` (B x 3 x H x W, uint8 or float in [0, 1], on any device); draws use ``generator``.
+
+        uint8 is converted as ``to_tensor`` converts a PIL image (``float() / 255``), bit for bit.
+        """
         if images.ndim != 4 or images.shape[1:] != (3, self.height, self.width):
             raise ValueError(f"images must be B x 3 x {self.height} x {self.width}, got {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
         batch, device = images.shape[0], images.device
 
         def uniform(*shape: int) -> torch.Tensor:

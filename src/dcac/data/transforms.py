@@ -117,6 +117,23 @@ class TrainTransform(TrainAugmentSettings):
 
 
 @dataclass
+class ResizeTransform:
+    """The loader's part when the training augmentation runs on the device (``data.augment_on=device``):
+    TrainTransform's bicubic resize only, as uint8 3xHxW (a quarter of float32's bytes to move to the GPU).
+
+    :class:`dcac.data.batch_augment.BatchTrainAugment` converts it as :func:`to_tensor` does (``/ 255``), so
+    the two paths start from the same float image.
+    """
+
+    height: int = 256
+    width: int = 128
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        resized = image.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
+        return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+@dataclass
 class DiffusionTransform:
     """The diffusion teacher's input: bicubic resize to ``size`` x ``size`` (no augmentation), in [-1, 1]."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,6 +61,8 @@ def train_step(
     batch: dict[str, Any],
     latent_cache: LatentCache | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    *,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Forward, backward, Adam step, then the ID-memory update from the batch of every rank.
 
@@ -67,11 +70,14 @@ def train_step(
     detached 0-dim tensors on the device: reading a value makes the host wait for the GPU, so the caller
     converts them (:func:`step_values`) only when it logs. With a ``scaler`` (``train.compat=official``) the
     step runs the official code's fp16 autocast and loss scaling on any device: a step whose gradients
-    overflow is skipped, the memory still moves.
+    overflow is skipped, the memory still moves. ``augment`` (``data.augment_on=device``) augments the batch's
+    resized images on the device before the forward.
     """
     dcac_model: DCAC = accelerator.unwrap_model(model)
     device = accelerator.device
     images = batch["image"].to(device, non_blocking=True)
+    if augment is not None:
+        images = augment(images)
     labels = batch["pid"].to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=torch.float16) if scaler is not None else accelerator.autocast():
         latents = batch_latents(dcac_model, batch, latent_cache, device)

@@ -28,13 +28,14 @@ from tqdm.auto import tqdm
 
 import dcac
 from dcac.config import DCACConfig
+from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.image_io import verify_images
 from dcac.data.protocols import build_protocol
 from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
-from dcac.data.transforms import build_diffusion_transform, build_train_transform
+from dcac.data.transforms import ResizeTransform, TrainTransform, build_diffusion_transform, build_train_transform
 from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
 from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.engine.latent_cache import LatentCache
@@ -76,6 +77,7 @@ class TrainingData:
     sampler: PKBatchSampler
     train_set: ReIDImageDataset
     targets: dict[str, ReIDDataset]
+    device_augment: BatchTrainAugment | None = None  # data.augment_on=device: applied to each batch in the step
 
 
 @dataclass
@@ -215,13 +217,27 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
     )
-    augment = build_train_transform(
-        cfg.data.height, cfg.data.width, flip_p=cfg.data.flip_p, padding=cfg.data.padding, erasing_p=cfg.data.erasing_p
-    )
+    transform, device_augment = training_augmentation(cfg)
     per_step_vae = cfg.conditioning.has_teacher and not cfg.diffusion.cache_latents
     diffusion_transform = build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
-    train_set = ReIDImageDataset(records, augment, diffusion_transform=diffusion_transform)
-    return TrainingData(records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets)
+    train_set = ReIDImageDataset(records, transform, diffusion_transform=diffusion_transform)
+    return TrainingData(
+        records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets, device_augment
+    )
+
+
+def training_augmentation(cfg: DCACConfig) -> tuple[TrainTransform | ResizeTransform, BatchTrainAugment | None]:
+    """The loader's image transform and, with ``data.augment_on=device``, the batch augmentation of the step."""
+    settings = dict(
+        height=cfg.data.height,
+        width=cfg.data.width,
+        flip_p=cfg.data.flip_p,
+        padding=cfg.data.padding,
+        erasing_p=cfg.data.erasing_p,
+    )
+    if cfg.data.augment_on == "device":
+        return ResizeTransform(cfg.data.height, cfg.data.width), BatchTrainAugment(**settings)
+    return build_train_transform(**settings), None
 
 
 def build_latent_cache(cfg: DCACConfig, model: DCAC, records, accelerator: Accelerator) -> LatentCache | None:
@@ -278,7 +294,9 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     for step, batch in enumerate(loader):
         if step >= steps:
             break
-        step_parts = train_step(run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler)
+        step_parts = train_step(
+            run.model, run.optimizer, accelerator, batch, run.latent_cache, run.scaler, augment=run.data.device_augment
+        )
         sums = {k: sums[k] + v if k in sums else v for k, v in step_parts.items()}
         run.global_step += 1
         bar.update(1)
