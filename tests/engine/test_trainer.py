@@ -116,3 +116,23 @@ def test_augmentation_on_the_device_is_the_loaders_augmentation(synth_root, tmp_
     for key in models["loader"]:
         torch.testing.assert_close(models["device"][key], models["loader"][key], rtol=0, atol=0, msg=key)
     assert any(not torch.equal(models["device_random"][k], models["device"][k]) for k in models["device"])
+
+
+def test_a_checkpoint_whose_groups_lack_base_lr_resumes_exactly(synth_root, tmp_path):
+    """dcac 0.1 saved Adam's groups without ``base_lr``/``name`` (the config sets them): such a run resumes."""
+    straight = train(_config(synth_root, tmp_path / "straight"))
+    train(_config(synth_root, tmp_path / "old"), stop_after_epoch=1)
+    optimizer_file = tmp_path / "old" / "checkpoint" / "optimizer.pt"
+    state = torch.load(optimizer_file, weights_only=True)
+    for group in state["param_groups"]:
+        del group["base_lr"], group["name"]
+    torch.save(state, optimizer_file)
+    resumed = train(_config(synth_root, tmp_path / "old"))
+    assert resumed.epochs_done == 3
+    a = load_tensors(tmp_path / "straight" / "checkpoint" / "model.safetensors")
+    b = load_tensors(tmp_path / "old" / "checkpoint" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert straight.metrics["synth_c"]["mAP"] == resumed.metrics["synth_c"]["mAP"]
+    saved = torch.load(optimizer_file, weights_only=True)["param_groups"]
+    assert [g["name"] for g in saved] == ["reid", "diffusion"] and all(g["base_lr"] > 0 for g in saved)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ def resume_from_checkpoint(
         raise ValueError(
             f"checkpoint {checkpoint} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    optimizer.load_state_dict(optimizer_state)
+    load_optimizer_state(optimizer, optimizer_state)
     if scaler is not None and "grad_scaler" in trainer_state:
         scaler.load_state_dict(trainer_state["grad_scaler"])
     epoch, global_step = int(trainer_state["epoch"]), int(trainer_state["global_step"])
@@ -100,3 +101,18 @@ def resume_from_checkpoint(
         if restore_deliverable(run_dir / REID_WEIGHTS, model.reid.state_dict()):
             print(f"restored {run_dir / REID_WEIGHTS} from the checkpoint of epoch {epoch}")
     return epoch, global_step
+
+
+#: Parameter-group entries that follow from the config, not from training: taken from the groups the run builds.
+CONFIG_GROUP_KEYS = ("base_lr", "name")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict``, keeping the built groups' ``base_lr`` and ``name`` where the saved groups
+    lack them (checkpoints of dcac 0.1, written before the groups carried them: resumable all the same, as
+    ``check_resumable`` has ensured that the config, which sets them, is the run's)."""
+    built = [{k: group[k] for k in CONFIG_GROUP_KEYS if k in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, constants in zip(optimizer.param_groups, built):
+        for key, value in constants.items():
+            group.setdefault(key, value)
