@@ -31,14 +31,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.eval_commands import evaluate_target, write_eval_report
+    from dcac.eval_commands import evaluate_target, local_checkpoint, write_eval_report
     from dcac.models.loading import load_reid_model
     from dcac.storage.checkpoint import write_json_atomic
 
     if args.out:
         check_output_file(args.out)
+    checkpoint = local_checkpoint(args.checkpoint, writes_into_run="--report" if args.report else None)
     device = resolve_device(args.device)
-    model, config, _ = load_reid_model(args.checkpoint, device=device)
+    model, config, _ = load_reid_model(checkpoint, device=device)
     if args.before_bn:
         config.eval.after_bn = False
     config.eval.metric = args.metric or config.eval.metric
@@ -47,7 +48,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name in args.target:
         results[name] = evaluate_target(model, name, root, config, args, device)
     if args.report:
-        write_eval_report(args.checkpoint, results)
+        write_eval_report(checkpoint, results)
     if args.out:
         write_json_atomic(args.out, results)
     else:
@@ -111,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
-    p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
+    p.add_argument(
+        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
+    )
     p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")

@@ -37,6 +37,22 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def local_checkpoint(checkpoint: str, *, writes_into_run: str | None = None) -> str:
+    """``--checkpoint`` as a local path: a Hub id is fetched into (or found in) the Hugging Face cache.
+
+    ``writes_into_run`` names what would write into the run folder (``--report``, ``dcac calibrate``): the
+    Hub cache is no place for outputs, so with a Hub id that is an error saying what to do instead.
+    """
+    from dcac.hub_cache import RUN_FILES, parse_hub_id, resolve_weights
+
+    if writes_into_run and parse_hub_id(checkpoint):
+        raise ValueError(
+            f"{writes_into_run} writes into the run folder, and --checkpoint {checkpoint} is a Hub id: download the "
+            f"run to a folder of yours (hf download {checkpoint} --local-dir RUN) and pass RUN"
+        )
+    return str(resolve_weights(checkpoint, RUN_FILES, what="--checkpoint"))
+
+
 def _dataset_options(config, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from dcac.data.options import parse_dataset_options
 
@@ -119,8 +135,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from dcac.models.loading import load_reid_model
     from dcac.storage.run_folder import resolve_run
 
+    checkpoint = local_checkpoint(args.checkpoint, writes_into_run="dcac calibrate")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, config, _ = load_reid_model(args.checkpoint, device=device)
+    model, config, _ = load_reid_model(checkpoint, device=device)
     target = get_dataset(
         args.target,
         args.root or config.data.root,
@@ -130,7 +147,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, args.fpr)))
     metrics = target_verification(model, target, config, fprs=fprs, device=device, progress=True)
     print(format_verification(target.name, metrics))
-    path = write_calibration(resolve_run(args.checkpoint)[0], calibration_record(metrics, args.fpr, target, config))
+    path = write_calibration(resolve_run(checkpoint)[0], calibration_record(metrics, args.fpr, target, config))
     print(
         f"threshold {metrics['tpr_at_fpr'][f'{args.fpr:g}']['threshold']:.6g} (FPR <= {args.fpr:g} on "
         f"{target.name}) written to {path}"

@@ -209,3 +209,51 @@ def test_push_failure_is_one_line_naming_the_repository(tiny_run):
 
     with pytest.raises(HubPushError, match=r"to me/x failed: \[Errno 101\] Network is unreachable"):
         push_run(tiny_run, "me/x", api=_Unreachable())
+
+
+@pytest.fixture(scope="module")
+def small_target(tmp_path_factory) -> Path:
+    from dcac.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("target")
+    return write_synthetic(
+        root, domains=["synth_c"], num_train_ids=2, num_test_ids=6, images_per_id=4, num_distractors=0
+    )["synth_c"]
+
+
+def test_eval_with_a_hub_checkpoint_equals_the_local_run(offline_cache, tiny_run, small_target, tmp_path, capsys):
+    _cache_repo(offline_cache, "org/name", _run_files(tiny_run))
+    results = {}
+    for name, checkpoint in (("local", str(tiny_run)), ("hub", "org/name")):
+        out = tmp_path / f"{name}.json"
+        assert (
+            main(["eval", "--checkpoint", checkpoint, "--target", str(small_target), "--roc", "--out", str(out)]) == 0
+        )
+        results[name] = json.loads(out.read_text())
+    assert results["hub"] == results["local"] and results["hub"][str(small_target)]["mAP"] > 0
+    # What writes into the run folder needs a local copy: one line saying how to make it.
+    capsys.readouterr()
+    for argv in (
+        ["eval", "--checkpoint", "org/name", "--target", str(small_target), "--report"],
+        ["calibrate", "--checkpoint", "org/name", "--target", str(small_target)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a Hub id" in err and "hf download org/name --local-dir RUN" in err and "Traceback" not in err
+    assert not list(offline_cache.rglob("report.html")) and not list(offline_cache.rglob("verification.json"))
+
+
+def test_a_calibrated_run_pushed_to_the_hub_keeps_its_threshold(offline_cache, tiny_run, small_target, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["calibrate", "--checkpoint", str(run), "--target", str(small_target), "--fpr", "0.1"]) == 0
+    staged = tmp_path / "staged"
+    assert main(["push", str(run), "org/calibrated", "--stage-only", str(staged)]) == 0
+    assert (staged / "verification.json").read_bytes() == (run / "verification.json").read_bytes()
+    _cache_repo(offline_cache, "org/calibrated", {p.name: p for p in staged.iterdir()})
+    a, b = sorted((small_target / "query").iterdir())[:2]
+    local, hub = api.compare(a, b, str(run)), api.compare(a, b, "org/calibrated")
+    assert hub == local and hub.threshold == json.loads((run / "verification.json").read_text())["threshold"]
+    _cache_repo(offline_cache, "org/uncalibrated", _run_files(tiny_run))
+    with pytest.raises(FileNotFoundError, match="org/uncalibrated has no verification.json: calibrate a local copy"):
+        api.compare(a, b, "org/uncalibrated")

@@ -18,6 +18,7 @@ from dcac.data.records import ReIDDataset
 from dcac.engine.evaluator import extract_target_features
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
+from dcac.hub_cache import parse_hub_id
 from dcac.storage.checkpoint import write_json_atomic
 from dcac.storage.run_folder import resolve_run
 
@@ -103,7 +104,19 @@ def compare_images(predictor, image_a, image_b, *, threshold: float | None = Non
     config = predictor.config
     after_bn, metric = config.eval.after_bn, config.eval.metric
     if threshold is None:
-        record = read_calibration(resolve_run(predictor.source)[0])
+        # The folder the weights came from: a local run, or a Hub run's snapshot in the cache.
+        run_dir = (
+            predictor.weights_file.parent if predictor.weights_file is not None else resolve_run(predictor.source)[0]
+        )
+        try:
+            record = read_calibration(run_dir)
+        except FileNotFoundError:
+            if parse_hub_id(predictor.source) is None:
+                raise
+            raise FileNotFoundError(
+                f"{predictor.source} has no {VERIFICATION_FILE}: calibrate a local copy of the run "
+                "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
+            ) from None
         threshold, after_bn, metric = float(record["threshold"]), bool(record["after_bn"]), str(record["metric"])
     feats = predictor.extract([image_a, image_b], after_bn=after_bn, progress=False)
     distance = float(compute_distance(feats[:1], feats[1:], metric)[0, 0])

@@ -379,6 +379,6 @@ def _add_sharing_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("repo_id", help="Hub repository, org/name (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repository private")
-    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved huggingface-cli login)")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved `hf auth login`)")
     p.add_argument("--stage-only", metavar="DIR", help="write the files and model card to DIR and upload nothing")
     p.set_defaults(func=_cmd_push)

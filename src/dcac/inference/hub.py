@@ -1,7 +1,8 @@
 """Sharing a trained run on the Hugging Face Hub: ``dcac push RUN org/name`` and ``ReIDPredictor.push_to_hub``.
 
 A pushed repository is a run folder (``config.yaml``, ``run_info.json``, ``reid_model.safetensors``,
-``metrics.json`` when the run was evaluated) plus a generated model card ``README.md``, so
+``metrics.json`` when the run was evaluated, ``verification.json`` when it was calibrated) plus a generated
+model card ``README.md``, so
 ``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub_cache``).
 The files are staged in a folder first (``stage_run``; ``dcac push --stage-only DIR`` stops there, to look
 at the card before anything leaves the machine), then sent in one commit with ``HfApi.upload_folder``.
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dcac.engine.calibration import VERIFICATION_FILE
 from dcac.inference.model_card import model_card
 from dcac.inference.predictor import ReIDPredictor
 from dcac.storage.checkpoint import write_text_atomic
@@ -32,7 +34,7 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, HfHubHTTPError)
 
 
-PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json")
+PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json", VERIFICATION_FILE)
 CARD = "README.md"
 
 
@@ -82,6 +84,6 @@ def push_run(
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise HubPushError(
                 f"pushing {run_dir} to {repo_id} failed: {first_line} (network access and a write token are needed: "
-                "huggingface-cli login, HF_TOKEN or --token)"
+                "hf auth login, HF_TOKEN or --token)"
             ) from err
     return str(getattr(commit, "commit_url", commit))
