@@ -150,7 +150,7 @@ def test_stage_only_writes_the_repository_and_its_model_card(tiny_run, tmp_path)
         "run_info.json",
     ]
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: dcac\n")
+    assert card.startswith("---\nlibrary_name: dcac\n") and "Same person or not?" not in card  # not calibrated
     assert "| synth_c | 41.2 | 55.5 | 70.0 | 80.0 | 12.0 |" in card and "After epoch 7" in card
     assert "training data (sources): synth_a (8 identities, 2 cameras)" in card
     assert "resized to 64×32" in card and "mean [0.5, 0.5, 0.5]" in card and "32-d feature" in card
@@ -250,6 +250,10 @@ def test_a_calibrated_run_pushed_to_the_hub_keeps_its_threshold(offline_cache, t
     staged = tmp_path / "staged"
     assert main(["push", str(run), "org/calibrated", "--stage-only", str(staged)]) == 0
     assert (staged / "verification.json").read_bytes() == (run / "verification.json").read_bytes()
+    threshold = json.loads((run / "verification.json").read_text())["threshold"]
+    card = (staged / "README.md").read_text()
+    assert "## Same person or not?" in card and f"**{threshold:.6g}**" in card
+    assert 'dcac.compare(image_a, image_b, "org/calibrated")' in card
     _cache_repo(offline_cache, "org/calibrated", {p.name: p for p in staged.iterdir()})
     a, b = sorted((small_target / "query").iterdir())[:2]
     local, hub = api.compare(a, b, str(run)), api.compare(a, b, "org/calibrated")

@@ -1,6 +1,7 @@
 """The model card (``README.md``) that ``dcac push`` uploads with a run: protocol, metrics, preprocessing, citation.
 
-Everything on the card is read from the run folder (``config.yaml``, ``run_info.json``, ``metrics.json``),
+Everything on the card is read from the run folder (``config.yaml``, ``run_info.json``, ``metrics.json``,
+``verification.json``),
 so the card states what the run did, not what it was meant to do.
 """
 
@@ -35,6 +36,23 @@ def _metrics_table(metrics: dict[str, Any], reranked: bool) -> str:
     )
     rerank = "k-reciprocal re-ranking" if reranked else "no re-ranking"
     return f"After epoch {metrics.get('epoch', '?')}, single query, {rerank}, in percent:\n\n{header}{rows}"
+
+
+def _verification_section(calibration: dict[str, Any], repo_id: str) -> str:
+    """The stored same/different threshold (``dcac calibrate``), when the run has one."""
+    if not isinstance(calibration.get("threshold"), (int, float)):
+        return ""
+    feature = "after" if calibration.get("after_bn", True) else "before"
+    metric = {"euclidean": "squared Euclidean"}.get(calibration.get("metric"), calibration.get("metric", "?"))
+    return f"""## Same person or not?
+
+Calibrated on {calibration.get("target", "?")}: same person if the {metric} distance
+(feature {feature} the BNNeck) is below **{calibration["threshold"]:.6g}**, which gave FPR
+{calibration.get("fpr", float("nan")):.2e} (target {calibration.get("fpr_target", "?")}) at TPR
+{100 * calibration.get("tpr", float("nan")):.1f} % there; EER {100 * calibration.get("eer", float("nan")):.1f} %.
+`dcac.compare(image_a, image_b, "{repo_id}")` uses this threshold. On other cameras, calibrate again.
+
+"""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -80,7 +98,7 @@ evaluated on unseen target domains.
 ## Results
 
 {_metrics_table(metrics, config.eval.rerank)}
-## Preprocessing and output
+{_verification_section(_read_json(run_dir / "verification.json"), repo_id)}## Preprocessing and output
 
 - input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
   kept) with bicubic interpolation, scaled to [0, 1], then normalised with mean {mean} and std
