@@ -101,7 +101,8 @@ def merge_sources(datasets: Sequence[ReIDDataset], *, all_splits: bool = False) 
         if names.count(dataset.name) > 1:
             raise ValueError(
                 f"two sources are named {dataset.name!r} ({', '.join(d.root for d in datasets if d.name == dataset.name)}): "
-                "rename one folder, a dataset's name keys its identity and camera offsets"
+                "rename one (a dataset is named after its folder, a list file after its file name), as a "
+                "dataset's name keys its identity and camera offsets"
             )
         if dataset.eval_only:
             raise ValueError(
