@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,18 @@ def test_data_loading_benchmark_tiny(tmp_path):
         result["workers_for_target"][k] >= 1 and result["best_images_per_s_per_worker"][k] > 0
         for k in ("loader", "device")
     )
+
+
+def test_gpu_session_script_dry_run(tmp_path):
+    """The one-command GPU session runs its parts at tiny size and writes each JSON and the log."""
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_session.sh"), "--tiny", "extract,loader"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data_loading.json", "extract.json", "log"]
+    assert json.loads((tmp_path / "extract.json").read_text())["size"] == "tiny"
+    assert "cpus:" in (tmp_path / "log").read_text()
