@@ -42,6 +42,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model, config, _ = load_reid_model(checkpoint, device=device)
     if args.before_bn:
         config.eval.after_bn = False
+    config.eval.flip_test = config.eval.flip_test or args.flip_test
     config.eval.metric = args.metric or config.eval.metric
     root = args.root or config.data.root
     results = {}
@@ -98,9 +99,31 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval_command(sub) -> None:
+    from dcac.eval_commands import add_eval_arguments
+
+    p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
+    p.add_argument(
+        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
+    )
+    p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
+    p.add_argument("--root", help="data root (default: the run's data.root)")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")
+    p.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck")
+    p.add_argument(
+        "--flip-test", action="store_true", help="average each image's feature with its mirror's (eval.flip_test)"
+    )
+    p.add_argument("--metric", choices=("euclidean", "cosine"))
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--out", help="write the metrics to this JSON file")
+    add_on_corrupt_argument(p)
+    add_eval_arguments(p)
+    p.set_defaults(func=_cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dcac.data.cli_commands import add_check_command, add_dataset_arguments
-    from dcac.eval_commands import add_calibrate_command, add_eval_arguments
+    from dcac.eval_commands import add_calibrate_command
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,20 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start over even if the output folder has a checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
-    p.add_argument(
-        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
-    )
-    p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
-    p.add_argument("--root", help="data root (default: the run's data.root)")
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")
-    p.add_argument("--before-bn", action="store_true", help="use the feature before the BNNeck")
-    p.add_argument("--metric", choices=("euclidean", "cosine"))
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--out", help="write the metrics to this JSON file")
-    add_on_corrupt_argument(p)
-    add_eval_arguments(p)
-    p.set_defaults(func=_cmd_eval)
+    _add_eval_command(sub)
 
     p = sub.add_parser("demo", help="synthetic data + tiny models on CPU: baseline vs DCAC on an unseen domain")
     p.add_argument("--out", default="runs/demo", help="demo folder (data and runs)")

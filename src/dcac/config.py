@@ -112,6 +112,8 @@ class OptimConfig:
 @dataclass
 class EvalConfig:
     after_bn: bool = True  # test feature: f_bn (True) or f (False)
+    # Flip test: average each test image's feature with its horizontal mirror's (not in the paper's protocol).
+    flip_test: bool = False
     metric: str = "euclidean"  # euclidean | cosine
     rerank: bool = False
     k1: int = 50

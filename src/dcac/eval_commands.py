@@ -138,6 +138,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     checkpoint = local_checkpoint(args.checkpoint, writes_into_run="dcac calibrate")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_reid_model(checkpoint, device=device)
+    config.eval.flip_test = config.eval.flip_test or args.flip_test
     target = get_dataset(
         args.target,
         args.root or config.data.root,
@@ -167,6 +168,9 @@ def add_calibrate_command(sub) -> None:
     )
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--option", action="append", default=[], metavar="DATASET.KEY=VALUE", help="a dataset option")
+    p.add_argument(
+        "--flip-test", action="store_true", help="calibrate the flip-test feature (dcac.compare then uses it too)"
+    )
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.set_defaults(func=_cmd_calibrate)
 

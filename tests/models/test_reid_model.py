@@ -79,6 +79,23 @@ def test_extract_returns_unit_features_before_or_after_bn():
     assert not torch.allclose(after, before)
 
 
+@pytest.mark.parametrize("after_bn", [True, False])
+def test_flip_test_feature_is_the_normalised_mean_of_the_image_and_its_mirror(after_bn):
+    model = _model().eval()
+    model.bottleneck.running_mean.uniform_(-1, 1)
+    model.bottleneck.running_var.uniform_(0.5, 2)
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        plain, mirrored = model(x), model(x.flip(-1))  # two separate passes: the brute-force reference
+        key = "feat_bn" if after_bn else "feat"
+        expected = F.normalize((getattr(plain, key) + getattr(mirrored, key)) / 2, dim=1)
+        flipped = model.extract(x, after_bn=after_bn, flip=True)
+        of_mirror = model.extract(x.flip(-1), after_bn=after_bn, flip=True)
+    torch.testing.assert_close(flipped, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(of_mirror, flipped, rtol=1e-5, atol=1e-6)  # a mirror has the same flip-test feature
+    assert not torch.allclose(flipped, model.extract(x, after_bn=after_bn), atol=1e-3)
+
+
 def test_gradients_reach_encoder_bn_weight_and_classifier():
     model = _model().train()
     out = model(torch.randn(4, 3, 64, 32))

@@ -55,6 +55,7 @@ def calibration_record(metrics: dict[str, Any], fpr: float, target: ReIDDataset,
         "target_root": target.root,
         "metric": config.eval.metric,
         "after_bn": config.eval.after_bn,
+        "flip_test": config.eval.flip_test,
         "num_genuine_pairs": metrics["num_genuine_pairs"],
         "num_impostor_pairs": metrics["num_impostor_pairs"],
     }
@@ -102,7 +103,7 @@ def compare_images(predictor, image_a, image_b, *, threshold: float | None = Non
     Without ``threshold`` the run's stored calibration is used (with the feature it was calibrated on).
     """
     config = predictor.config
-    after_bn, metric = config.eval.after_bn, config.eval.metric
+    after_bn, metric, flip = config.eval.after_bn, config.eval.metric, config.eval.flip_test
     if threshold is None:
         # The folder the weights came from: a local run, or a Hub run's snapshot in the cache.
         run_dir = (
@@ -118,6 +119,7 @@ def compare_images(predictor, image_a, image_b, *, threshold: float | None = Non
                 "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
             ) from None
         threshold, after_bn, metric = float(record["threshold"]), bool(record["after_bn"]), str(record["metric"])
-    feats = predictor.extract([image_a, image_b], after_bn=after_bn, progress=False)
+        flip = bool(record.get("flip_test", False))  # files written before the flip test existed: without it
+    feats = predictor.extract([image_a, image_b], after_bn=after_bn, flip=flip, progress=False)
     distance = float(compute_distance(feats[:1], feats[1:], metric)[0, 0])
     return Comparison(distance, float(threshold), distance < threshold, metric)

@@ -37,7 +37,8 @@ def extract_target_features(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised query and gallery features, taken after or before the BNNeck per ``eval.after_bn``.
+    """Normalised query and gallery features, taken after or before the BNNeck per ``eval.after_bn``, with the
+    flip test per ``eval.flip_test``.
 
     A collective in a distributed run: each rank extracts a shard, and every rank gets all features.
     """
@@ -53,6 +54,7 @@ def extract_target_features(
                 batch_size=data.test_batch_size,
                 num_workers=data.num_workers,
                 after_bn=config.eval.after_bn,
+                flip=config.eval.flip_test,
                 device=device,
                 progress=f"{target.name} {split}" if progress else None,
                 interpolation=eval_interpolation(config),

@@ -38,11 +38,13 @@ def extract_features(
     loader: DataLoader,
     *,
     after_bn: bool = True,
+    flip: bool = False,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: str | None = None,
 ) -> torch.Tensor:
-    """L2-normalised features (float32, on ``device``) of every image in ``loader``, in order.
+    """L2-normalised features (float32, on ``device``) of every image in ``loader``, in order (``flip``: the
+    flip test, see :meth:`ReIDModel.extract`).
 
     The model is put in eval mode (BN running statistics, no dropout) and restored to its previous mode.
     """
@@ -54,7 +56,7 @@ def extract_features(
         for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
             images = batch["image"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                chunks.append(model.extract(images, after_bn=after_bn))
+                chunks.append(model.extract(images, after_bn=after_bn, flip=flip))
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, model.bottleneck.num_features, device=device)

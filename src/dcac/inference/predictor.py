@@ -110,6 +110,7 @@ class ReIDPredictor:
         *,
         batch_size: int | None = None,
         after_bn: bool = True,
+        flip: bool = False,
         num_workers: int = 0,
         progress: bool | None = None,
     ) -> torch.Tensor:
@@ -117,7 +118,8 @@ class ReIDPredictor:
 
         ``inputs``: a folder (read recursively in sorted path order, see ``find_images``), an image path,
         a PIL image, an ``H×W×3`` uint8 array, a list of any of these, or a preprocessed tensor.
-        ``after_bn`` selects ``f_bn`` (default, the evaluation feature) or ``f``.  ``batch_size`` defaults
+        ``after_bn`` selects ``f_bn`` (default, the evaluation feature) or ``f``; ``flip`` averages each image's
+        feature with its mirror's (the flip test; not in the ONNX export).  ``batch_size`` defaults
         to the run's ``data.test_batch_size``; ``progress`` (None: only for large inputs) shows tqdm.
         """
         batch_size = batch_size or self.config.data.test_batch_size
@@ -134,7 +136,7 @@ class ReIDPredictor:
             total = len(images)
         show = total >= PROGRESS_MIN_IMAGES if progress is None else progress
         chunks = [
-            self.model.extract(batch.to(self.device), after_bn=after_bn).float().cpu()
+            self.model.extract(batch.to(self.device), after_bn=after_bn, flip=flip).float().cpu()
             for batch in tqdm(batches, desc="extracting features", unit="batch", disable=not show)
         ]
         return torch.cat(chunks) if chunks else torch.empty(0, self.feat_dim)

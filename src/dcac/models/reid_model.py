@@ -55,9 +55,16 @@ class ReIDModel(nn.Module):
         logits = self.classifier(feat_bn) if self.classifier is not None else None
         return ReIDOutput(feat=feat, feat_bn=feat_bn, logits=logits)
 
-    def extract(self, pixel_values: torch.Tensor, after_bn: bool = True) -> torch.Tensor:
-        """L2-normalised float32 retrieval features: ``f_bn`` (default) or ``f`` (``after_bn=False``)."""
-        feat = self.encoder(pixel_values)
+    def extract(self, pixel_values: torch.Tensor, after_bn: bool = True, flip: bool = False) -> torch.Tensor:
+        """L2-normalised float32 retrieval features: ``f_bn`` (default) or ``f`` (``after_bn=False``).
+
+        ``flip`` (the flip test): the mean of the image's and its horizontal mirror's feature, normalised
+        after averaging (as fast-reid and torchreid do); both go through the encoder as one batch.
+        """
+        batch = pixel_values.shape[0]
+        feat = self.encoder(torch.cat([pixel_values, pixel_values.flip(-1)]) if flip else pixel_values)
         if after_bn:
             feat = self.bottleneck(feat)
+        if flip:
+            feat = (feat[:batch].float() + feat[batch:].float()) / 2
         return F.normalize(feat.float(), dim=1)
