@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS_DIR, environment, format_table, write_json
+from common import RESULTS_DIR, environment, format_table, time_calls, write_json
 
 _H100_RESULT = RESULTS_DIR / "train_step_h100.json"
 
@@ -94,19 +94,10 @@ def batch_augment_rate(images, repeats: int) -> dict[str, Any]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     augment, images = BatchTrainAugment(256, 128), images.to(device)
-    augment(images)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = augment(images)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    out = augment(images)
     assert out.shape == images.shape and out.dtype == torch.float32
-    return {
-        "augment_device": device.type,
-        "augment_images_per_s": repeats * len(images) / (time.perf_counter() - start),
-    }
+    timing = time_calls(lambda: augment(images), warmup=1, repeats=repeats, device=device, sync_each_call=False)
+    return {"augment_device": device.type, "augment_images_per_s": repeats * len(images) / timing["total_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,8 +236,6 @@ def run_variant(
     for j in range(num_batches):
         part = slice(j * batch, (j + 1) * batch)
         item = {"image": images[part], "pid": labels[part], "index": torch.arange(pool, device=device)[part]}
-        if variant.augment_on_device:  # what the loader then delivers: resized uint8 images
-            item["step_image"] = (images[part] * 0.5 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
         if not variant.cache_latents:
             item["diffusion_image"] = views[part]
         batches.append(item)
@@ -280,8 +278,10 @@ def run_variant(
     last: dict[str, Any] = {}
     counter = iter(range(10**9))
     augment = BatchTrainAugment(cfg.data.height, cfg.data.width) if variant.augment_on_device else None
-    if augment is not None:  # the probe above saw the float images every variant sees; the steps get uint8
-        batches = [{**b, "image": b.pop("step_image")} for b in batches]
+    if augment is not None:
+        # The probe above saw the float images every variant sees; the steps get what the loader then delivers.
+        for b in batches:
+            b["image"] = (b["image"] * 0.5 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
 
     def step() -> None:
         nonlocal last

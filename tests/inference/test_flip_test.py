@@ -4,6 +4,7 @@ mirror's feature (against two separate passes of the model), and a calibration m
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -58,9 +59,7 @@ def test_eval_flip_test_scores_the_mean_of_image_and_mirror(tiny_run, target, tm
 
 def test_a_flip_test_calibration_is_compared_with_the_flip_test(tiny_run, target, tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
-    for p in tiny_run.iterdir():
-        (run / p.name).write_bytes(p.read_bytes())
+    shutil.copytree(tiny_run, run)
     assert main(["calibrate", "--checkpoint", str(run), "--target", str(target), "--fpr", "0.1", "--flip-test"]) == 0
     assert json.loads((run / "verification.json").read_text())["flip_test"] is True
     a, b = sorted((target / "query").iterdir())[:2]

@@ -28,10 +28,15 @@ from PIL import Image
 MEAN_STD_HALF = (0.5, 0.5, 0.5)
 
 
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor 3xHxW (contiguous)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor 3xHxW in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    return to_uint8_tensor(image).float().div_(255.0)
 
 
 def _channel_tensor(values: Sequence[float]) -> torch.Tensor:
@@ -129,8 +134,7 @@ class ResizeTransform:
     width: int = 128
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        resized = image.convert("RGB").resize((self.width, self.height), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+        return to_uint8_tensor(image.convert("RGB").resize((self.width, self.height), Image.BICUBIC))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dcac.engine.calibration import VERIFICATION_FILE
 from dcac.inference.predictor import ReIDPredictor
 
 CITATION = """@article{li2025unleashing,
@@ -98,7 +99,7 @@ evaluated on unseen target domains.
 ## Results
 
 {_metrics_table(metrics, config.eval.rerank)}
-{_verification_section(_read_json(run_dir / "verification.json"), repo_id)}## Preprocessing and output
+{_verification_section(_read_json(run_dir / VERIFICATION_FILE), repo_id)}## Preprocessing and output
 
 - input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
   kept) with bicubic interpolation, scaled to [0, 1], then normalised with mean {mean} and std
