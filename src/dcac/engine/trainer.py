@@ -36,14 +36,14 @@ from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import ResizeTransform, TrainTransform, build_diffusion_transform, build_train_transform
-from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
-from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
 from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
 from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
+from dcac.evaluation.distributed import extract_features_sharded, gather_shards, shard_bounds
+from dcac.evaluation.targets import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.models.dcac import DCAC
 from dcac.storage.checkpoint import (
     REID_WEIGHTS,

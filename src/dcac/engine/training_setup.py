@@ -13,9 +13,9 @@ import torch
 from accelerate import Accelerator
 
 from dcac.config import DCACConfig, TrainConfig
-from dcac.engine.distributed import DDP_KWARGS
 from dcac.engine.optim import build_optimizer
 from dcac.engine.train_step import apply_speed_switches
+from dcac.evaluation.distributed import DDP_KWARGS
 from dcac.models.build import build_dcac
 from dcac.models.dcac import DCAC
 

@@ -121,7 +121,7 @@ def write_report(
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
-    ``metrics_by_target``: target name → that target's metrics as ``dcac.engine.evaluator`` returns them
+    ``metrics_by_target``: target name → that target's metrics as ``dcac.evaluation.targets`` returns them
     (scalars such as ``mAP``/``rank1`` in percent go into the table; ``cmc``, a list of fractions, is
     plotted).  ``ranked_samples``: target name → ranked lists (``sample_ranked_queries`` builds them).
     ``log_path`` defaults to ``run_dir/log.jsonl``; a missing log just leaves the curves out.

@@ -23,7 +23,7 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
-        from dcac.hub_cache import CLIP_FILES, resolve_weights
+        from dcac.hub.download import CLIP_FILES, resolve_weights
         from dcac.models.official_checkpoint import load_encoder_start
 
         load_encoder_start(model, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
@@ -68,7 +68,7 @@ def build_dcac(config: DCACConfig, num_ids: int):
 
 def build_teacher(config: DCACConfig):
     """The diffusion teacher of ``config.diffusion`` at ``data.diffusion_size`` (with the compat biases)."""
-    from dcac.hub_cache import DIFFUSERS_FILES, resolve_weights
+    from dcac.hub.download import DIFFUSERS_FILES, resolve_weights
     from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
     official = config.train.compat == "official"

@@ -38,7 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dcac.storage.errors import CheckpointError
-from dcac.weights_only_load import WeightsFileError, load_weights_only
+from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
 REID_WEIGHTS = "reid_model.safetensors"
 RUN_CONFIG = "config.yaml"

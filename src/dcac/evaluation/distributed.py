@@ -33,7 +33,7 @@ from accelerate import DistributedDataParallelKwargs
 from torch import nn
 
 from dcac.data.records import ImageRecord
-from dcac.engine.features import extract_features, test_loader
+from dcac.evaluation.features import extract_features, test_loader
 from dcac.models.reid_model import ReIDModel
 
 T = TypeVar("T")

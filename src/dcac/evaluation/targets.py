@@ -15,8 +15,8 @@ import torch
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size
 from dcac.evaluation import evaluate_features
+from dcac.evaluation.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size
 from dcac.models.reid_model import ReIDModel
 
 

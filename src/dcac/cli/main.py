@@ -12,7 +12,7 @@ from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()  # before anything below imports torch
 
-from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
+from dcac.cli.arguments import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
 from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.eval_commands import evaluate_target, local_checkpoint, write_eval_report
+    from dcac.cli.evaluate import evaluate_target, local_checkpoint, write_eval_report
     from dcac.models.loading import load_reid_model
     from dcac.storage.checkpoint import write_json_atomic
 
@@ -66,7 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dcac.demo import run_demo
+    from dcac.demo.run import run_demo
 
     limit_threads_for_tiny_models()
     run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, ablations=args.ablations)
@@ -74,7 +74,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
 
     out = check_output_dir(args.out)
     try:
@@ -87,7 +87,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from dcac.data.cli_commands import load_from_args
+    from dcac.cli.data import load_from_args
 
     load_from_args(args, verbose=True)
     return 0
@@ -100,7 +100,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _add_eval_command(sub) -> None:
-    from dcac.eval_commands import add_eval_arguments
+    from dcac.cli.evaluate import add_eval_arguments
 
     p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
     p.add_argument(
@@ -122,8 +122,8 @@ def _add_eval_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dcac.data.cli_commands import add_check_command, add_dataset_arguments
-    from dcac.eval_commands import add_calibrate_command
+    from dcac.cli.data import add_check_command, add_dataset_arguments
+    from dcac.cli.evaluate import add_calibrate_command
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the shipped config presets")
     p.set_defaults(func=_cmd_presets)
 
-    from dcac.inference.cli_commands import add_commands
+    from dcac.cli.inference import add_commands
 
     add_commands(sub)
 

@@ -23,7 +23,7 @@ _REPO_ID = re.compile(
 # A missing "dir/ViT-B-16.pt" is a mistyped local file, not a repository: it keeps its file-not-found error.
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json", ".yaml")
 
-#: A pushed run (``dcac.inference.hub``): its model, card, metrics and the threshold ``dcac calibrate`` stored.
+#: A pushed run (``dcac.hub.upload``): its model, card, metrics and the threshold ``dcac calibrate`` stored.
 RUN_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "*.md", "metrics*.json", "verification.json")
 CLIP_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
 # A diffusers-format repository (stable-diffusion-v1-5/stable-diffusion-v1-5): the fp32 UNet and VAE only, not

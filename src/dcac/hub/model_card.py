@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.calibration import VERIFICATION_FILE
+from dcac.evaluation.calibration import VERIFICATION_FILE
 from dcac.inference.predictor import ReIDPredictor
 
 CITATION = """@article{li2025unleashing,

@@ -43,7 +43,7 @@ def local_checkpoint(checkpoint: str, *, writes_into_run: str | None = None) -> 
     ``writes_into_run`` names what would write into the run folder (``--report``, ``dcac calibrate``): the
     Hub cache is no place for outputs, so with a Hub id that is an error saying what to do instead.
     """
-    from dcac.hub_cache import RUN_FILES, parse_hub_id, resolve_weights
+    from dcac.hub.download import RUN_FILES, parse_hub_id, resolve_weights
 
     if writes_into_run and parse_hub_id(checkpoint):
         raise ValueError(
@@ -81,9 +81,9 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
     from dcac.data import get_dataset
     from dcac.data.options import options_for
     from dcac.data.target_check import checked_target
-    from dcac.engine.classic_splits import evaluate_splits, parse_splits
-    from dcac.engine.evaluator import evaluate_on_target, format_metrics
+    from dcac.evaluation.classic_splits import evaluate_splits, parse_splits
     from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
+    from dcac.evaluation.targets import evaluate_on_target, format_metrics
 
     options = options_for(name, _dataset_options(config, args))
     suffix = " (re-ranked)" if args.rerank else ""
@@ -130,7 +130,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     from dcac.data import get_dataset
     from dcac.data.options import options_for
-    from dcac.engine.calibration import calibration_record, target_verification, write_calibration
+    from dcac.evaluation.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
     from dcac.models.loading import load_reid_model
     from dcac.storage.run_folder import resolve_run

@@ -15,10 +15,10 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.evaluator import extract_target_features
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
-from dcac.hub_cache import parse_hub_id
+from dcac.evaluation.targets import extract_target_features
+from dcac.hub.download import parse_hub_id
 from dcac.storage.checkpoint import write_json_atomic
 from dcac.storage.run_folder import resolve_run
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, unit_interval
+from dcac.cli.arguments import add_on_corrupt_argument, check_output_dir, check_output_file, unit_interval
 from dcac.storage.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _device(name: str | None) -> str:
-    from dcac.cli_checks import resolve_device  # imports torch: not at the top, so ``dcac --help`` stays light
+    from dcac.cli.arguments import resolve_device  # imports torch: not at the top, so ``dcac --help`` stays light
 
     return resolve_device(name)
 
@@ -185,7 +185,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dcac.hub_cache import parse_hub_id
+    from dcac.hub.download import parse_hub_id
     from dcac.inference.onnx_export import ExportMismatchError, export_onnx
     from dcac.inference.onnx_inputs import InputSpec
     from dcac.storage.run_folder import resolve_run
@@ -243,7 +243,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from dcac.inference.hub import push_run, stage_run
+    from dcac.hub.upload import push_run, stage_run
 
     try:
         if args.stage_only:

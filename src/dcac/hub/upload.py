@@ -3,7 +3,7 @@
 A pushed repository is a run folder (``config.yaml``, ``run_info.json``, ``reid_model.safetensors``,
 ``metrics.json`` when the run was evaluated, ``verification.json`` when it was calibrated) plus a generated
 model card ``README.md``, so
-``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub_cache``).
+``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub.download``).
 The files are staged in a folder first (``stage_run``; ``dcac push --stage-only DIR`` stops there, to look
 at the card before anything leaves the machine), then sent in one commit with ``HfApi.upload_folder``.
 """
@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.calibration import VERIFICATION_FILE
-from dcac.inference.model_card import model_card
+from dcac.evaluation.calibration import VERIFICATION_FILE
+from dcac.hub.model_card import model_card
 from dcac.inference.predictor import ReIDPredictor
 from dcac.storage.checkpoint import write_text_atomic
 from dcac.storage.run_folder import resolve_run

@@ -3,7 +3,7 @@
 Per seed it writes the synthetic multi-domain data, trains the Baseline (Re-ID model alone) and DCAC (Re-ID
 model + LoRA-adapted diffusion teacher + correlation-aware conditioning) with tiny models on two domains, and
 evaluates them on a third domain none has seen, next to chance level and the untrained model. DCAC's teacher
-is the miniature pre-trained one of :mod:`dcac.demo_teacher` (pre-trained once on a synthetic world that
+is the miniature pre-trained one of :mod:`dcac.demo.teacher` (pre-trained once on a synthetic world that
 never shows the target domain's look, cached in the demo folder). With ``ablations`` the ``hard`` (c = P[y])
 and ``instance`` (c = W f_bn) conditionings run too. The numbers are a demonstration at toy scale, not the
 paper's claim: that needs CLIP and Stable Diffusion weights and the real datasets.
@@ -27,13 +27,13 @@ from safetensors.torch import load_file
 
 from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
-from dcac.data.synthetic import write_synthetic
-from dcac.demo_teacher import TeacherPretraining, pretrained_teacher
-from dcac.engine.evaluator import evaluate_on_target, summarize
-from dcac.engine.features import test_loader
+from dcac.demo.synthetic import write_synthetic
+from dcac.demo.teacher import TeacherPretraining, pretrained_teacher
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
 from dcac.evaluation import evaluate_features
+from dcac.evaluation.features import test_loader
+from dcac.evaluation.targets import evaluate_on_target, summarize
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
