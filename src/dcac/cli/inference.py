@@ -244,8 +244,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_push(args: argparse.Namespace) -> int:
     from dcac.hub.upload import push_run, stage_run
+    from dcac.inference.predictor import ReIDPredictor
 
     try:
+        ReIDPredictor.from_run(args.run)  # proves the run loads before anything is published
         if args.stage_only:
             folder = stage_run(args.run, args.repo_id, args.stage_only)
             print(f"staged {args.repo_id} (model card {folder / 'README.md'}) in {folder}; nothing uploaded")

@@ -37,7 +37,8 @@ from dcac.evaluation.targets import evaluate_on_target, summarize
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
-from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
+from dcac.storage.checkpoint import write_json_atomic, write_text_atomic
+from dcac.storage.run_folder import LOG, REID_WEIGHTS
 
 #: Each arm: its table label and the config overrides that make it.
 ARMS: dict[str, tuple[str, list[str]]] = {
@@ -151,7 +152,7 @@ def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
 
 def last_epoch_identity_information(run_dir: Path) -> dict:
     """The last epoch's means of p's entropy, p(true id) and the diffusion loss, from the run's log."""
-    means = read_training_log(run_dir / "log.jsonl").epoch_means
+    means = read_training_log(run_dir / LOG).epoch_means
     last = means[-1] if means else {}
     return {key: last[key] for key in ("p_entropy", "p_true", "loss_diff") if key in last}
 

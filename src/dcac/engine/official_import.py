@@ -15,8 +15,7 @@ from pathlib import Path
 
 from dcac.config import DCACConfig, load_config, preset_names
 from dcac.storage.errors import CheckpointError
-
-TEACHER_INIT = "teacher_init.safetensors"
+from dcac.storage.run_folder import TEACHER_INIT
 
 # Training identities of each dataset's train split (the counts the released checkpoints' classifiers have;
 # a multi-source model offsets the ids per source, so its count is the sum).
@@ -78,8 +77,8 @@ def import_official_checkpoint(
         official_reid_state,
         read_torch_state_dict,
     )
-    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
-    from dcac.storage.run_folder import write_run_metadata
+    from dcac.storage.checkpoint import save_tensors_atomic
+    from dcac.storage.run_folder import REID_WEIGHTS, write_run_metadata
 
     out = Path(out)
     state = read_torch_state_dict(checkpoint)
@@ -144,7 +143,8 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
     """
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
-    from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.storage.checkpoint import load_tensors
+    from dcac.storage.run_folder import REID_WEIGHTS
 
     run_dir = Path(run_dir)
     reid = load_tensors(run_dir / REID_WEIGHTS)

@@ -45,13 +45,8 @@ from dcac.engine.training_setup import build_model_and_optimizer, make_accelerat
 from dcac.evaluation.distributed import extract_features_sharded, gather_shards, shard_bounds
 from dcac.evaluation.targets import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.models.dcac import DCAC
-from dcac.storage.checkpoint import (
-    REID_WEIGHTS,
-    save_tensors_atomic,
-    save_training_checkpoint,
-    write_json_atomic,
-)
-from dcac.storage.run_folder import write_run_metadata
+from dcac.storage.checkpoint import save_tensors_atomic, save_training_checkpoint, write_json_atomic
+from dcac.storage.run_folder import LOG, METRICS, REID_WEIGHTS, write_run_metadata
 
 #: ``(run_dir, metrics per target, (target, TargetEvaluation) per target, config)``, called after an evaluation.
 EvaluationCallback = Callable[
@@ -161,7 +156,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
             "dcac_version": dcac.__version__,
         }
         write_run_metadata(run_dir, cfg, run_info)
-        drop_log_entries_after(run_dir / "log.jsonl", epoch)
+        drop_log_entries_after(run_dir / LOG, epoch)
     return TrainingRun(
         cfg,
         accelerator,
@@ -346,7 +341,7 @@ def evaluate_if_missing(run: TrainingRun) -> None:
     if run.epoch != run.cfg.optim.epochs or run.metrics:
         return
     try:
-        evaluated = json.loads((run.run_dir / "metrics.json").read_text()).get("epoch")
+        evaluated = json.loads((run.run_dir / METRICS).read_text()).get("epoch")
     except (OSError, ValueError, AttributeError):
         evaluated = None
     # Every rank reads the same file (a shared run folder), so all of them take part or none does.
@@ -374,7 +369,7 @@ def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
                 }
             )
     if run.is_main:
-        write_json_atomic(run.run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
+        write_json_atomic(run.run_dir / METRICS, {"epoch": epoch, "targets": metrics})
         if run.on_evaluation is not None:
             run.on_evaluation(run.run_dir, metrics, evaluations, run.cfg)
     return metrics

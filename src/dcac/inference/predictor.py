@@ -76,14 +76,6 @@ class ReIDPredictor:
 
     from_pretrained = from_run  # the Hugging Face name for the same thing
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload the run folder this model was loaded from to the Hub (``dcac.hub.upload.push_run``)."""
-        from dcac.hub.upload import push_run
-
-        if self.weights_file is None:
-            raise ValueError("push_to_hub needs a model loaded from a run folder (dcac.load(RUN))")
-        return push_run(self.weights_file.parent, repo_id, **kwargs)
-
     @property
     def weights_sha256(self) -> str:
         """SHA-256 of the weights file this model was loaded from ("" for a model built in memory)."""
