@@ -36,7 +36,7 @@ from flops import extraction_flops, utilisation
 from torch.utils.data import DataLoader, Dataset
 
 from dcac.config import load_config
-from dcac.engine.train_step import AUTOCAST_DTYPES
+from dcac.engine.training_setup import AUTOCAST_DTYPES
 from dcac.evaluation.features import extract_features
 from dcac.models.build import build_reid_model
 

@@ -32,7 +32,7 @@ from dcac.demo.teacher import TeacherPretraining, pretrained_teacher
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
 from dcac.evaluation import evaluate_features
-from dcac.evaluation.features import test_loader
+from dcac.evaluation.features import image_loader
 from dcac.evaluation.targets import evaluate_on_target, summarize
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
@@ -145,7 +145,7 @@ def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
     model.load_state_dict(load_file(str(Path(config.train.output_dir) / REID_WEIGHTS)))
     model.eval()
     correct = 0
-    for batch in test_loader(records, config.data.height, config.data.width, config.data.test_batch_size, 0):
+    for batch in image_loader(records, config.data.height, config.data.width, config.data.test_batch_size, 0):
         correct += int((model(batch["image"]).logits.argmax(dim=1) == batch["pid"]).sum())
     return 100.0 * correct / len(records)
 

@@ -40,8 +40,14 @@ from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
-from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
-from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
+from dcac.engine.train_step import step_values, train_step
+from dcac.engine.training_setup import (
+    AUTOCAST_DTYPES,
+    build_model_and_optimizer,
+    compile_enabled,
+    make_accelerator,
+    prepare_for_training,
+)
 from dcac.evaluation.distributed import extract_features_sharded, gather_shards, shard_bounds
 from dcac.evaluation.targets import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.models.dcac import DCAC
