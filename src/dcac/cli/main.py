@@ -12,7 +12,14 @@ from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()  # before anything below imports torch
 
-from dcac.cli.arguments import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
+from dcac.cli.arguments import (  # noqa: E402
+    add_checkpoint_argument,
+    add_device_argument,
+    add_on_corrupt_argument,
+    check_output_dir,
+    check_output_file,
+    resolve_device,
+)
 from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 
@@ -47,7 +54,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     root = args.root or config.data.root
     results = {}
     for name in args.target:
-        results[name] = evaluate_target(model, name, root, config, args, device)
+        results[name] = evaluate_target(
+            model,
+            name,
+            root,
+            config,
+            device,
+            option_args=args.option,
+            rerank=args.rerank,
+            splits=args.splits,
+            roc_fprs=tuple(args.fpr) if args.roc else None,
+            on_corrupt=args.on_corrupt,
+        )
     if args.report:
         write_eval_report(checkpoint, results)
     if args.out:
@@ -103,9 +121,7 @@ def _add_eval_command(sub) -> None:
     from dcac.cli.evaluate import add_eval_arguments
 
     p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
-    p.add_argument(
-        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
-    )
+    add_checkpoint_argument(p)
     p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")
@@ -114,7 +130,7 @@ def _add_eval_command(sub) -> None:
         "--flip-test", action="store_true", help="average each image's feature with its mirror's (eval.flip_test)"
     )
     p.add_argument("--metric", choices=("euclidean", "cosine"))
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_device_argument(p)
     p.add_argument("--out", help="write the metrics to this JSON file")
     add_on_corrupt_argument(p)
     add_eval_arguments(p)
@@ -164,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
 
-    from dcac.engine.official_import import add_import_command
+    from dcac.cli.official import add_import_command
 
     add_import_command(sub)
     return parser
@@ -173,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
     from dcac.data.errors import CorruptImageError
+    from dcac.inference.onnx_export import ExportMismatchError
     from dcac.storage.errors import CheckpointError
 
     return (
         ConfigError,
         CheckpointError,
         CorruptImageError,
+        ExportMismatchError,
         FileNotFoundError,
         ValueError,
         PermissionError,
@@ -199,7 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dcac {args.command}: error: {err}", file=sys.stderr)
         print("(set DCAC_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
