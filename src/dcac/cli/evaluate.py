@@ -127,10 +127,7 @@ def evaluate_target(
         result["verification"] = verification_metrics(
             evaluation.query_feats,
             evaluation.gallery_feats,
-            [r.pid for r in target.query],
-            [r.pid for r in target.gallery],
-            [r.camid for r in target.query],
-            [r.camid for r in target.gallery],
+            *target.labels(),
             metric=config.eval.metric,
             fprs=fprs,
         )

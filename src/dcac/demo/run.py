@@ -130,10 +130,7 @@ def chance_level(target, seed: int) -> dict:
         evaluate_features(
             q,
             g,
-            [r.pid for r in target.query],
-            [r.pid for r in target.gallery],
-            [r.camid for r in target.query],
-            [r.camid for r in target.gallery],
+            *target.labels(),
         )
     )
 

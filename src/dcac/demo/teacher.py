@@ -120,12 +120,6 @@ def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tens
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
-    return DiffusionTeacher(
-        DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size, single_token_attention=False)
-    )
-
-
-def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
     """The demo's teacher architecture (tiny preset) with its whole UNet trainable."""
     torch.manual_seed(settings.seed)
     return DiffusionTeacher(

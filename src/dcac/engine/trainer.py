@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dcac
+from dcac.compat import is_official
 from dcac.config import DCACConfig
 from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
@@ -148,7 +149,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
             flush=True,
         )
     # train.compat=official: fp16 loss scaling, as the official code; its state is part of the checkpoint.
-    scaler = torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None
+    scaler = torch.amp.GradScaler(device.type) if is_official(cfg) else None
     epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, scaler, is_main) if resume else (0, 0)
     wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
     run_dir = Path(cfg.train.output_dir)

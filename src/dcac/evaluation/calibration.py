@@ -31,10 +31,7 @@ def target_verification(
     return verification_metrics(
         query,
         gallery,
-        [r.pid for r in target.query],
-        [r.pid for r in target.gallery],
-        [r.camid for r in target.query],
-        [r.camid for r in target.gallery],
+        *target.labels(),
         metric=config.eval.metric,
         fprs=fprs,
     )

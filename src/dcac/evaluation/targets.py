@@ -77,10 +77,7 @@ def score_target(
     result = evaluate_features(
         query_feats,
         gallery_feats,
-        [r.pid for r in target.query],
-        [r.pid for r in target.gallery],
-        [r.camid for r in target.query],
-        [r.camid for r in target.gallery],
+        *target.labels(),
         metric=ev.metric,
         max_rank=ev.max_rank,
         rerank=(ev.k1, ev.k2, ev.lambda_value) if use_rerank else None,

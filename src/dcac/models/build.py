@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 
 import torch
 
+from dcac.compat import is_official
 from dcac.config import DCACConfig
 from dcac.models.reid_encoder import ReIDEncoderConfig
 from dcac.models.reid_model import ReIDModel
@@ -41,7 +42,7 @@ def build_dcac(config: DCACConfig, num_ids: int):
     from dcac.models.conditioning import IDConditioner
     from dcac.models.dcac import DCAC
 
-    official = config.train.compat == "official"
+    official = is_official(config)
     reid = build_reid_model(config, num_ids, load_weights=True)
     feat_dim = reid.bottleneck.num_features
     memory = PrototypeMemory(
@@ -71,7 +72,7 @@ def build_teacher(config: DCACConfig):
     from dcac.hub.download import DIFFUSERS_FILES, resolve_weights
     from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
-    official = config.train.compat == "official"
+    official = is_official(config)
     return DiffusionTeacher(
         DiffusionTeacherConfig(
             # A Hub id in diffusion.weights is resolved to its local snapshot in the Hub cache.
