@@ -49,6 +49,21 @@ def expand_inputs(inputs: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return items
 
 
+def check_single_image(image: object) -> None:
+    """``dcac.compare`` compares one image with one image: a folder or a list is refused, never silently cut
+    down to its first image."""
+    if isinstance(image, (str, Path)) and Path(image).is_dir():
+        raise ImageInputError(
+            f"dcac.compare compares two images, but {image} is a folder: for one image against many, "
+            "use model.extract(folder) and dcac.rank"
+        )
+    if not isinstance(image, (str, Path, Image.Image, np.ndarray)):
+        raise ImageInputError(
+            f"dcac.compare takes one image each (a path, a PIL image or an H×W×3 array), got a "
+            f"{type(image).__name__}: for several images use model.extract and dcac.rank"
+        )
+
+
 def load_rgb(image: ImageLike) -> Image.Image:
     """An RGB PIL image from a path, a PIL image or an ``H×W×3`` uint8 array, decoded as training decodes
     (``dcac.data.image_io.to_rgb``: EXIF orientation, any Pillow mode to 8-bit RGB, empty images refused)."""
