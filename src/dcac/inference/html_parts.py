@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from dcac.data.file_names import printable
 from dcac.inference.image_inputs import ImageInputError, load_rgb
 from dcac.inference.ranked_list import RankedQuery
 
@@ -94,18 +95,8 @@ def ranked_rows_html(queries: Sequence[RankedQuery], thumb_height: int = 128) ->
     return "\n".join(rows)
 
 
-def printable(text: str) -> str:
-    """``text`` as valid Unicode: bytes of a file name that are not UTF-8 (which Python holds as surrogate
-    escapes, see ``os.fsdecode``) are shown as ``\\xNN``, so a page naming such a file can be written as UTF-8."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no file name produced (e.g. read from JSON): shown escaped
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
-
-
 def html_page(title: str, body: str) -> str:
-    """The whole page, every file name in it made :func:`printable`."""
+    """The whole page, every file name in it made printable (``dcac.data.file_names``): valid UTF-8."""
     return printable(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
