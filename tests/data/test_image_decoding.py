@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +27,6 @@ def write_sideways(path: Path) -> Path:
     exif = Image.Exif()
     exif[0x0112] = 6
     _upright().transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
-    return path
-
-
-def write_bomb(path: Path, width: int = 20000, height: int = 20000) -> Path:
-    """A tiny PNG whose header claims ``width × height`` pixels (the CRC fixed, so only the size is odd)."""
-    Image.new("L", (1, 1)).save(path)
-    data = bytearray(path.read_bytes())
-    ihdr = data[12:29]  # chunk type + 13 data bytes
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    path.write_bytes(bytes(data))
     return path
 
 
@@ -90,8 +76,8 @@ def test_an_empty_image_is_refused(size: tuple[int, int]) -> None:
         to_rgb(Image.new("RGB", size), "in memory")
 
 
-def test_a_decompression_bomb_is_an_unreadable_image(tmp_path: Path) -> None:
-    bomb = str(write_bomb(tmp_path / "bomb.png"))
+def test_a_decompression_bomb_is_an_unreadable_image(tmp_path: Path, decompression_bomb) -> None:
+    bomb = str(decompression_bomb(tmp_path / "bomb.png"))
     with pytest.raises(CorruptImageError, match="bomb.png.*400000000 pixels"):
         read_rgb(bomb)
     good = _upright()
@@ -101,13 +87,13 @@ def test_a_decompression_bomb_is_an_unreadable_image(tmp_path: Path) -> None:
     assert [r.pid for r in kept] == [1] and skipped == 1
 
 
-def test_data_check_counts_a_bomb_as_an_unreadable_image(tmp_path: Path, capsys) -> None:
+def test_data_check_counts_a_bomb_as_an_unreadable_image(tmp_path: Path, capsys, decompression_bomb) -> None:
     root = tmp_path / "shop"
     for split, pid in (("train", 1), ("train", 2), ("query", 1), ("gallery", 1)):
         folder = root / split / f"p{pid}"
         folder.mkdir(parents=True, exist_ok=True)
         _upright().save(folder / "a.png")
-    write_bomb(root / "train" / "p2" / "bomb.png")
+    decompression_bomb(root / "train" / "p2" / "bomb.png")
     assert main(["data", "check", str(root)]) == 1
     out = capsys.readouterr().out
     assert "unreadable images: 1 (first: " in out and "bomb.png" in out

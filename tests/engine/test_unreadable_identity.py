@@ -18,13 +18,14 @@ def synth_root(tmp_path_factory):
     return root
 
 
-def test_an_identity_without_a_readable_image_is_dropped_and_counted(synth_root, tmp_path, capsys):
+def test_an_identity_without_a_readable_image_is_dropped_and_counted(synth_root, tmp_path, capsys, decompression_bomb):
     data = shutil.copytree(synth_root, tmp_path / "data")
     train_dir = data / "synth_a" / "bounding_box_train"
     pids = sorted({p.name.split("_")[0] for p in train_dir.glob("*.jpg")})
     lost = sorted(train_dir.glob(f"{pids[1]}_*.jpg"))
-    for image in lost:
+    for image in lost[1:]:
         image.write_bytes(b"not a jpeg")
+    decompression_bomb(lost[0])  # skipped and counted like any unreadable image
     out = tmp_path / "run"
     cfg = load_config(
         "demo",

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +24,6 @@ def _one_line_error(capsys, *fragments: str) -> None:
     errors = [line for line in err.splitlines() if line.startswith("dcac ")]
     assert len(errors) == 1, err
     assert all(fragment in errors[0] for fragment in fragments), errors[0]
-
-
-def _bomb(path: Path) -> Path:
-    """A 1-pixel PNG whose header claims 20000×20000 pixels."""
-    Image.new("L", (1, 1)).save(path)
-    data = bytearray(path.read_bytes())
-    data[16:24] = struct.pack(">II", 20000, 20000)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    path.write_bytes(bytes(data))
-    return path
 
 
 def test_extract_applies_exif_orientation_and_scales_16_bit(tiny_run, draw_person, tmp_path):
@@ -75,10 +63,12 @@ def test_compare_refuses_a_folder(tiny_run, image_tree):
         dcac.compare([image, image], image, model, threshold=1.0)
 
 
-def test_a_decompression_bomb_is_one_line_and_skipped_when_asked(tiny_run, image_tree, tmp_path, capsys):
+def test_a_decompression_bomb_is_one_line_and_skipped_when_asked(
+    tiny_run, image_tree, tmp_path, capsys, decompression_bomb
+):
     folder = tmp_path / "gallery"
     shutil.copytree(image_tree["gallery"], folder)
-    _bomb(folder / "0009_c1s1_000001_00.png")
+    decompression_bomb(folder / "0009_c1s1_000001_00.png")
     out = tmp_path / "g.safetensors"
     args = ["extract", str(folder), "--checkpoint", str(tiny_run), "--out", str(out), "--device", "cpu"]
     assert main(args) == 2
@@ -101,3 +91,18 @@ def test_search_writes_results_for_non_utf8_file_names(tiny_run, image_tree, tmp
     assert str(gallery / odd) in paths and Path(str(gallery / odd)).is_file()  # JSON keeps the exact name
     page = (out / "results.html").read_text(encoding="utf-8")  # valid UTF-8 throughout
     assert "0002_c1s1_caf\\xe9_00.jpg" in page
+
+
+def test_eval_refuses_a_decompression_bomb_in_one_line_and_skips_it_when_asked(
+    tiny_run, tmp_path, capsys, decompression_bomb
+):
+    from dcac.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "data", domains=["synth_c"])
+    bomb = sorted((tmp_path / "data" / "synth_c" / "bounding_box_test").glob("*.jpg"))[-1]
+    decompression_bomb(bomb)  # a PNG under a .jpg name: Pillow goes by the content
+    args = ["eval", "--checkpoint", str(tiny_run), "--target", "synth_c", "--root", str(tmp_path / "data")]
+    assert main([*args, "--device", "cpu"]) == 2
+    _one_line_error(capsys, bomb.name, "exceeds limit")
+    assert main([*args, "--device", "cpu", "--on-corrupt", "skip", "--out", str(tmp_path / "m.json")]) == 0
+    assert "skipped 1 unreadable images of synth_c" in capsys.readouterr().out
