@@ -97,3 +97,14 @@ def test_data_check_counts_a_bomb_as_an_unreadable_image(tmp_path: Path, capsys,
     assert main(["data", "check", str(root)]) == 1
     out = capsys.readouterr().out
     assert "unreadable images: 1 (first: " in out and "bomb.png" in out
+
+
+def test_an_opened_image_that_does_not_decode_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.jpg"
+    noise = np.random.default_rng(0).integers(0, 256, (128, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with Image.open(path) as image:  # opening reads only the header
+        with pytest.raises(CorruptImageError, match="cannot read image opened-by-the-user"):
+            to_rgb(image, "opened-by-the-user")

@@ -26,28 +26,35 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
 
 
+# PIL signals unreadable data with OSError (incl. UnidentifiedImageError and truncation), ValueError, SyntaxError,
+# EOFError or struct.error depending on the format plugin; a header claiming more than twice
+# Image.MAX_IMAGE_PIXELS pixels is refused before decoding, as DecompressionBombError (not an OSError).
+_DECODING_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
 def read_rgb(path: str) -> Image.Image:
     """Fully decode the image at ``path`` with :func:`to_rgb`; raise :class:`CorruptImageError` naming it on failure."""
     try:
-        with Image.open(path) as image:
-            return to_rgb(image, path)
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as error:
-        if isinstance(error, CorruptImageError):
-            raise
-        # PIL signals unreadable data with OSError (incl. UnidentifiedImageError and truncation), ValueError,
-        # SyntaxError, EOFError or struct.error depending on the format plugin; a header claiming more pixels
-        # than Image.MAX_IMAGE_PIXELS (twice over) is refused before decoding, as DecompressionBombError.
+        image = Image.open(path)
+    except _DECODING_ERRORS as error:
         raise CorruptImageError(f"cannot read image {path}: {error}") from error
+    with image:
+        return to_rgb(image, path)
 
 
 def to_rgb(image: Image.Image, name: str) -> Image.Image:
     """The one conversion every reader applies: EXIF orientation, then 8-bit RGB (see :mod:`dcac.data.pixel_modes`).
 
-    Raises :class:`CorruptImageError` naming ``name`` for an empty image or pixels without a defined 8-bit form.
+    Raises :class:`CorruptImageError` naming ``name`` for data that does not decode, an empty image, or pixels
+    without a defined 8-bit form.
     """
     if image.width == 0 or image.height == 0:
         raise CorruptImageError(f"cannot use {name}: empty image ({image.width}×{image.height} pixels)")
-    return rgb_from_mode(ImageOps.exif_transpose(image), name)
+    try:
+        upright = ImageOps.exif_transpose(image)  # decodes the pixels
+    except _DECODING_ERRORS as error:
+        raise CorruptImageError(f"cannot read image {name}: {error}") from error
+    return rgb_from_mode(upright, name)
 
 
 def _decoding_error(path: str) -> CorruptImageError | None:
