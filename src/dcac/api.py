@@ -32,11 +32,15 @@ def load(run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> R
 def compare(image_a, image_b, model: ReIDPredictor | str | Path, *, threshold: float | None = None):
     """Whether two images show the same person: distance, threshold and the call (a ``Comparison``).
 
-    ``model`` is a loaded predictor or a run folder. The threshold is the one ``dcac calibrate`` stored in
+    ``image_a`` and ``image_b`` are one image each (a path, a PIL image or an ``H×W×3`` uint8 array); a folder
+    is refused. ``model`` is a loaded predictor or a run folder. The threshold is the one ``dcac calibrate`` stored in
     the run folder (``verification.json``), unless given.
     """
     from dcac.evaluation.calibration import compare_images
+    from dcac.inference.image_inputs import check_single_image
 
+    check_single_image(image_a)
+    check_single_image(image_b)
     predictor = model if isinstance(model, ReIDPredictor) else load(model)
     return compare_images(predictor, image_a, image_b, threshold=threshold)
 

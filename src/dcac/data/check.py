@@ -49,6 +49,7 @@ class CheckReport:
             + (f" (e.g. {', '.join(self.duplicate_groups[0][:3])})" if self.duplicate_groups else "")
             + f"; {self.query_gallery_duplicates} shared by query and gallery"
         )
+        lines.append(f"  repeated list rows: {self.dataset.repeated_rows} (dropped by the loader)")
         lines.append(
             "would be dropped: unreadable images (with data.on_corrupt=skip, else training stops at the "
             f"first): {len(self.unreadable)}; queries without a gallery match from another camera "
@@ -104,6 +105,8 @@ def check_dataset(dataset: ReIDDataset, *, num_workers: int = 1) -> CheckReport:
     report = CheckReport(dataset, single, unreadable, groups, shared, _queries_without_match(dataset))
     if unreadable:
         report.problems.append(f"{len(unreadable)} unreadable images")
+    if dataset.repeated_rows:
+        report.problems.append(f"{dataset.repeated_rows} list rows repeat a file already listed: fix the list")
     if dataset.query and report.queries_without_match == len(dataset.query):
         report.problems.append("no query has a gallery match from another camera: the evaluation has nothing to score")
     if shared:

@@ -21,3 +21,7 @@ class ImageNameError(ValueError):
 
 class CorruptImageError(OSError):
     """An image file exists in the dataset but cannot be read or decoded."""
+
+
+class DuplicateListingError(ValueError):
+    """A dataset list names one file as two different identities (or cameras): the list contradicts itself."""

@@ -6,14 +6,16 @@ or, when the user asks for it, be skipped and counted.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dcac.data.errors import CorruptImageError
+from dcac.data.pixel_modes import rgb_from_mode
 from dcac.data.records import ImageRecord
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -24,15 +26,35 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
 
 
+# PIL signals unreadable data with OSError (incl. UnidentifiedImageError and truncation), ValueError, SyntaxError,
+# EOFError or struct.error depending on the format plugin; a header claiming more than twice
+# Image.MAX_IMAGE_PIXELS pixels is refused before decoding, as DecompressionBombError (not an OSError).
+_DECODING_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
 def read_rgb(path: str) -> Image.Image:
-    """Fully decode the image at ``path`` as RGB; raise :class:`CorruptImageError` naming it on failure."""
+    """Fully decode the image at ``path`` with :func:`to_rgb`; raise :class:`CorruptImageError` naming it on failure."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as error:
-        # PIL signals unreadable data with OSError (incl. UnidentifiedImageError and truncation),
-        # ValueError or SyntaxError depending on the format plugin.
+        image = Image.open(path)
+    except _DECODING_ERRORS as error:
         raise CorruptImageError(f"cannot read image {path}: {error}") from error
+    with image:
+        return to_rgb(image, path)
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """The one conversion every reader applies: EXIF orientation, then 8-bit RGB (see :mod:`dcac.data.pixel_modes`).
+
+    Raises :class:`CorruptImageError` naming ``name`` for data that does not decode, an empty image, or pixels
+    without a defined 8-bit form.
+    """
+    if image.width == 0 or image.height == 0:
+        raise CorruptImageError(f"cannot use {name}: empty image ({image.width}×{image.height} pixels)")
+    try:
+        upright = ImageOps.exif_transpose(image)  # decodes the pixels
+    except _DECODING_ERRORS as error:
+        raise CorruptImageError(f"cannot read image {name}: {error}") from error
+    return rgb_from_mode(upright, name)
 
 
 def _decoding_error(path: str) -> CorruptImageError | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dcac.data.errors import EmptySplitError
+from dcac.data.repeated_rows import drop_repeated_rows
 
 JUNK_PID = -1
 
@@ -69,6 +70,7 @@ class ReIDDataset:
     notes: list[str] = field(default_factory=list)
     eval_only: bool = False
     distractor_pids: frozenset[int] = frozenset()
+    repeated_rows: int = 0  # rows of the dataset's lists that repeated a file already listed (dropped)
 
     def __post_init__(self) -> None:
         if self.train_only and self.eval_only:
@@ -118,11 +120,13 @@ class ReIDDataset:
         eval_only: bool = False,
         distractor_pids: Iterable[int] = (),
     ) -> ReIDDataset:
-        """Drop junk everywhere (counted in the notes), relabel train pids from the sorted ids, and validate."""
+        """Drop repeated rows and junk everywhere (counted in the notes), relabel train pids from the sorted ids,
+        and validate; a file listed with two identities raises ``DuplicateListingError``."""
         splits = {"train": list(train), "query": list(query), "gallery": list(gallery)}
+        splits, repeated, repeat_notes = drop_repeated_rows(splits, f"dataset {name!r} at {root}")
         kept = {split: drop_junk(records) for split, records in splits.items()}
         junk = sum(len(splits[s]) - len(kept[s]) for s in splits)
-        all_notes = list(notes) + ([f"dropped {junk} junk images (pid -1)"] if junk else [])
+        all_notes = list(notes) + repeat_notes + ([f"dropped {junk} junk images (pid -1)"] if junk else [])
         return cls(
             name=name,
             root=str(root),
@@ -133,6 +137,7 @@ class ReIDDataset:
             notes=all_notes,
             eval_only=eval_only,
             distractor_pids=frozenset(distractor_pids),
+            repeated_rows=repeated,
         )
 
     @property

@@ -31,12 +31,12 @@ from dcac.compat import is_official
 from dcac.config import DCACConfig
 from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
-from dcac.data.image_io import verify_images
 from dcac.data.protocols import build_protocol
 from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import ResizeTransform, TrainTransform, build_diffusion_transform, build_train_transform
+from dcac.data.unreadable import drop_unreadable_training_images
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
@@ -200,11 +200,11 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
         dataset_options=cfg.data.options,
         verbose=is_main,
     )
-    records = protocol.train.records
+    records, num_ids = protocol.train.records, protocol.train.num_ids
     if cfg.data.on_corrupt == "skip":
-        records, skipped = verify_images(records, on_corrupt="skip")
-        if skipped and is_main:
-            print(f"skipped {skipped} unreadable training images")
+        records, num_ids, dropped = drop_unreadable_training_images(records)
+        if dropped and is_main:
+            print(dropped)
     # Checked now, so that a target which cannot be evaluated fails before training, not after it.
     targets = {}
     for name, target in protocol.targets.items():
@@ -223,9 +223,7 @@ def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingDat
     per_step_vae = cfg.conditioning.has_teacher and not cfg.diffusion.cache_latents
     diffusion_transform = build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
     train_set = ReIDImageDataset(records, transform, diffusion_transform=diffusion_transform)
-    return TrainingData(
-        records, protocol.train.num_ids, protocol.train.num_cams, sampler, train_set, targets, device_augment
-    )
+    return TrainingData(records, num_ids, protocol.train.num_cams, sampler, train_set, targets, device_augment)
 
 
 def training_augmentation(cfg: DCACConfig) -> tuple[TrainTransform | ResizeTransform, BatchTrainAugment | None]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from dcac.data.file_names import printable
 from dcac.inference.image_inputs import ImageInputError, load_rgb
 from dcac.inference.ranked_list import RankedQuery
 
@@ -95,7 +96,8 @@ def ranked_rows_html(queries: Sequence[RankedQuery], thumb_height: int = 128) ->
 
 
 def html_page(title: str, body: str) -> str:
-    return (
+    """The whole page, every file name in it made printable (``dcac.data.file_names``): valid UTF-8."""
+    return printable(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from dcac.data.image_io import IMAGE_SUFFIXES, is_image_file
+from dcac.data.errors import CorruptImageError
+from dcac.data.image_io import IMAGE_SUFFIXES, is_image_file, read_rgb, to_rgb
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
@@ -48,23 +49,40 @@ def expand_inputs(inputs: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return items
 
 
+def check_single_image(image: object) -> None:
+    """``dcac.compare`` compares one image with one image: a folder or a list is refused, never silently cut
+    down to its first image."""
+    if isinstance(image, (str, Path)) and Path(image).is_dir():
+        raise ImageInputError(
+            f"dcac.compare compares two images, but {image} is a folder: for one image against many, "
+            "use model.extract(folder) and dcac.rank"
+        )
+    if not isinstance(image, (str, Path, Image.Image, np.ndarray)):
+        raise ImageInputError(
+            f"dcac.compare takes one image each (a path, a PIL image or an H×W×3 array), got a "
+            f"{type(image).__name__}: for several images use model.extract and dcac.rank"
+        )
+
+
 def load_rgb(image: ImageLike) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image or an ``H×W×3`` uint8 array."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ImageInputError(f"an image array must be H×W×3 uint8 (RGB), got shape {image.shape} {image.dtype}")
-        return Image.fromarray(image, mode="RGB")
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as err:
-            raise ImageInputError(f"cannot read image {path}: {err}") from err
+    """An RGB PIL image from a path, a PIL image or an ``H×W×3`` uint8 array, decoded as training decodes
+    (``dcac.data.image_io.to_rgb``: EXIF orientation, any Pillow mode to 8-bit RGB, empty images refused)."""
+    try:
+        if isinstance(image, (str, Path)):
+            if not Path(image).is_file():
+                raise FileNotFoundError(f"image file not found: {image}")
+            return read_rgb(str(image))
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageInputError(
+                    f"an image array must be H×W×3 uint8 (RGB), got shape {image.shape} {image.dtype}"
+                )
+            return to_rgb(Image.fromarray(image, mode="RGB"), f"an image array of shape {image.shape}")
+        if isinstance(image, Image.Image):
+            name = getattr(image, "filename", "") or f"an in-memory {image.width}×{image.height} {image.mode} image"
+            return to_rgb(image, name)
+    except CorruptImageError as err:
+        raise ImageInputError(str(err)) from err
     raise ImageInputError(
         f"cannot use {type(image).__name__} as an image: expected a path, a PIL image or an H×W×3 uint8 array"
     )

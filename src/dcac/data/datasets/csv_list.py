@@ -19,11 +19,13 @@ from pathlib import Path
 
 from dcac.data.datasets.custom_rules import SPLITS, BadInput, RawRecord
 from dcac.data.errors import DatasetLayoutError, ImageNameError
+from dcac.data.file_names import has_undecodable_bytes, printable
 
 LAYOUT = """<list>.csv, one image a row (header optional):
     path,pid,camid[,split]     path relative to the list file; pid integer; camid integer or empty;
                                split train|query|gallery (default train)"""
 LIST_SUFFIXES = (".csv", ".txt")
+MAX_ID = 2**63 - 1
 
 
 def _parse_row(row: list[str], base: Path, where: str) -> RawRecord:
@@ -34,12 +36,16 @@ def _parse_row(row: list[str], base: Path, where: str) -> RawRecord:
         raise ImageNameError(f"{where}: pid {pid!r} is not an integer")
     if camid and not camid.isdigit():
         raise ImageNameError(f"{where}: camid {camid!r} is not a non-negative integer (or empty for no camera)")
+    for field, value in (("pid", pid), ("camid", camid)):
+        if value and abs(int(value)) > MAX_ID:  # ids become int64 tensors
+            raise ImageNameError(f"{where}: {field} {value} is out of range (at most {MAX_ID})")
     split = rest[0] if rest and rest[0] else "train"
     if split not in SPLITS:
         raise ImageNameError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
     image = Path(path) if Path(path).is_absolute() else base / path
     if not image.is_file():
-        raise DatasetLayoutError(f"{where}: image {image} does not exist")
+        hint = "; the list holds bytes that are not UTF-8: save it as UTF-8" if has_undecodable_bytes(path) else ""
+        raise DatasetLayoutError(f"{where}: image {printable(str(image))} does not exist{hint}")
     return RawRecord(str(image), str(int(pid)), camid or None, split)
 
 
@@ -50,7 +56,9 @@ def _is_header(row: list[str]) -> bool:
 def read_csv_list(list_path: Path, bad: BadInput) -> list[RawRecord]:
     """Raw records of every row; a bad row raises naming the file and line (or is skipped and counted)."""
     records = []
-    with list_path.open(newline="") as handle:
+    # Bytes that are not UTF-8 pass through as they are (surrogate escapes), as a file name's bytes do: a
+    # latin-1 list then finds latin-1 file names, and a missing file is named with its line.
+    with list_path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         for row in reader:
             line_number = reader.line_num
