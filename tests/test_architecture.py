@@ -62,14 +62,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _runtime_nodes(tree: ast.Module) -> list[ast.AST]:
+    """The nodes of a module that run on import: those under ``if TYPE_CHECKING:`` only exist for type checkers."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(inner) for child in node.body for inner in ast.walk(child))
+    return [node for node in ast.walk(tree) if id(node) not in skipped]
+
+
 def module_graph() -> dict[str, set[str]]:
-    """Each module of ``dcac`` and the ``dcac`` modules it imports (``from a import b`` counts ``a.b`` when ``b``
-    is a module, else ``a``)."""
+    """Each module of ``dcac`` and the ``dcac`` modules it imports when it runs (``from a import b`` counts ``a.b``
+    when ``b`` is a module, else ``a``)."""
     files = {_module_name(path): path for path in SRC.rglob("*.py")}
     graph = {}
     for name, path in files.items():
         found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 found.update(
                     f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module for a in node.names
