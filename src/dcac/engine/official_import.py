@@ -63,13 +63,18 @@ def import_official_checkpoint(
     *,
     data_root: str | Path | None = None,
     with_teacher: bool = True,
+    official_eval: bool = True,
 ) -> dict:
     """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
 
     ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model).
+    ``official_eval`` (default) records ``train.compat=official`` in the run's config: the checkpoint was
+    trained by the official code, so it is evaluated as that code evaluated it (bilinear test resize for a
+    single source, :func:`dcac.compat.eval_interpolation`); ``False`` keeps the config's own setting.
     """
     # Imported here so that building the command-line parser stays light.
     import dcac
+    from dcac.compat import eval_interpolation
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
         OFFICIAL_TEACHER,
@@ -95,12 +100,16 @@ def import_official_checkpoint(
     reid_state = official_reid_state(state, model, checkpoint)
     model.load_state_dict(reid_state, strict=True)
     config.train.output_dir = str(out)
+    if official_eval:
+        config.train.compat = "official"
+        config.validate()
     run_info = {
         "num_ids": num_ids,
         "sources": list(config.data.sources),
         "targets": list(config.data.targets),
         "dcac_version": dcac.__version__,
         "imported_from": str(checkpoint),
+        "eval_interpolation": eval_interpolation(config),
     }
     teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
     if teacher_keys and with_teacher:
@@ -118,9 +127,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     preset = args.config or preset_for_checkpoint(args.checkpoint)
     config = load_config(preset, args.overrides)
     info = import_official_checkpoint(
-        args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher
+        args.checkpoint,
+        args.out,
+        config,
+        data_root=args.root,
+        with_teacher=not args.no_teacher,
+        official_eval=not args.no_compat,
     )
-    print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
+    print(
+        f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}; "
+        f"test images resized {info['eval_interpolation']}"
+        + ("" if args.no_compat else " as the official code did (train.compat=official; --no-compat: dcac's default)")
+    )
     if "teacher_init" in info:
         print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
     return 0
@@ -133,6 +151,12 @@ def add_import_command(subparsers) -> None:
     p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
     p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
+    p.add_argument(
+        "--no-compat",
+        action="store_true",
+        help="evaluate with dcac's default test resize (bicubic) instead of the official code's "
+        "(train.compat=official: bilinear for a single source)",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
     p.set_defaults(func=_cmd_import)
 
