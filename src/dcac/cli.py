@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
 
+    from dcac.inference.track_command import add_track_command
+
+    add_track_command(sub)
+
     from dcac.engine.official_import import add_import_command
 
     add_import_command(sub)

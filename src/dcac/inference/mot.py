@@ -3,7 +3,7 @@
 One box per line, comma-separated: ``frame, id, left, top, width, height, conf, ...`` (1-based frame numbers,
 pixel boxes; MOT17/MOT20 ``gt.txt``, ``det.txt`` with id ``-1``, and trackers' result files all share these
 first seven columns).  Frames are image files in one folder named by frame number (MOTChallenge:
-``img1/000001.jpg``, pattern ``{frame:06d}.jpg``).
+``img1/000001.jpg``, pattern ``{frame:06d}.jpg``), or a video file whose first frame is frame 1.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from dcac.inference.image_inputs import load_rgb
+from dcac.inference.video_frames import is_video_file, video_frames
 
 DEFAULT_FRAME_PATTERN = "{frame:06d}.jpg"
 
@@ -87,13 +88,18 @@ def no_box_inside(mot_file: str | Path, boxes: Sequence[MOTBox], frames_dir: str
 def iter_crops(
     boxes: Sequence[MOTBox], frames_dir: str | Path, *, frame_pattern: str = DEFAULT_FRAME_PATTERN
 ) -> Iterator[tuple[int, Image.Image]]:
-    """``(index into boxes, RGB crop)`` for every box that overlaps its frame, reading each frame once."""
+    """``(index into boxes, RGB crop)`` for every box that overlaps its frame, reading each frame once.
+
+    ``frames_dir`` is a folder of frame images named by ``frame_pattern``, or a video file."""
     frames_dir = Path(frames_dir)
     by_frame: dict[int, list[int]] = {}
     for index, box in enumerate(boxes):
         by_frame.setdefault(box.frame, []).append(index)
-    for frame in sorted(by_frame):
-        image = load_rgb(frames_dir / frame_pattern.format(frame=frame))
+    if is_video_file(frames_dir):
+        frames = video_frames(frames_dir, by_frame)
+    else:
+        frames = ((frame, load_rgb(frames_dir / frame_pattern.format(frame=frame))) for frame in sorted(by_frame))
+    for frame, image in frames:
         for index in by_frame[frame]:
             pixels = boxes[index].pixel_box(image.width, image.height)
             if pixels is not None:
