@@ -122,7 +122,7 @@ def _add_eval_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dcac.data.cli_commands import add_check_command, add_dataset_arguments
+    from dcac.data.cli_commands import add_check_command, add_dataset_arguments, add_split_command
     from dcac.eval_commands import add_calibrate_command
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(q)
     q.set_defaults(func=_cmd_stats)
     add_check_command(data_sub)
+    add_split_command(data_sub)
     add_calibrate_command(sub)
 
     p = sub.add_parser("presets", help="list the shipped config presets")
