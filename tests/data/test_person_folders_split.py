@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,9 @@ def test_the_list_paths_are_relative_to_the_list(tmp_path):
     assert main(["data", "split", str(photos), "--out", str(tmp_path / "sub" / "photos.csv")]) == 0
     rows = (tmp_path / "sub" / "photos.csv").read_text().splitlines()
     assert rows[0] == "path,pid,camid,split" and rows[1].startswith("../photos/")
+
+
+def test_the_module_imports_first():
+    """``dcac data split`` imports it before the dataset package, which imports it back."""
+    done = subprocess.run([sys.executable, "-c", "import dcac.data.person_folders_split"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()

@@ -20,7 +20,6 @@ from dcac.data.datasets import csv_list, identity_folders
 from dcac.data.datasets.custom_rules import BadInput, RawRecord, build_custom_dataset
 from dcac.data.datasets.market_layout import MARKET_LAYOUT, SPLIT_FOLDERS, images_in, parse_market_name
 from dcac.data.errors import DatasetLayoutError, EmptySplitError, ImageNameError
-from dcac.data.person_folders_split import looks_like_person_folders
 from dcac.data.records import ReIDDataset
 
 LAYOUTS = ("auto", "market", "folders", "csv")
@@ -49,6 +48,8 @@ def detect_layout(path: Path) -> str:
         return "market"
     if identity_folders.is_identity_folders_dir(path):
         return "folders"
+    from dcac.data.person_folders_split import looks_like_person_folders  # it imports this package
+
     if looks_like_person_folders(path):
         raise DatasetLayoutError(
             f"{path}: one folder per person but no query/gallery split; `dcac data split {path} --out "
