@@ -10,7 +10,6 @@ why and what holds it in place; every entry must still match an import, so the l
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,12 +18,6 @@ FOLDERS = ("src", "tests", "benchmarks")
 INTERNAL_MODULES = ("diffusers.loaders.single_file_utils", "diffusers.models.modeling_utils")
 
 ALLOWED = {
-    ("src/dcac/models/sd_weights.py", "diffusers.loaders.single_file_utils"): (
-        "diffusers' LDM -> diffusers key conversion as a state dict. Its public from_single_file builds a model "
-        "and drops keys the model lacks, but dcac.models.official_teacher converts the released teacher's LoRA "
-        "and q/k/v bias tensors with it. Held in place by the upper bound on diffusers in pyproject.toml, which "
-        "CI installs (the newest release below it) and tests with tests/models/test_sd_weights.py."
-    ),
     ("tests/engine/test_host_syncs.py", "torch.utils._python_dispatch"): (
         "TorchDispatchMode, the only way to see every aten operator a step runs; PyTorch has no public alias "
         "(torch.overrides has only TorchFunctionMode, which sees no aten operators). A test, not the package."
@@ -72,11 +65,6 @@ def test_no_private_imports_of_other_packages():
 def test_every_allowed_private_import_still_exists():
     found = {(file, module) for file, module, _ in private_imports()}
     assert set(ALLOWED) <= found, f"ALLOWED entries that match no import any more: {set(ALLOWED) - found}"
-
-
-def test_the_private_diffusers_import_has_an_upper_bound():
-    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert re.search(r'"diffusers>=[\d.]+,<[\d.]+"', pyproject), "diffusers needs an upper bound (see ALLOWED)"
 
 
 def test_the_check_finds_private_imports(tmp_path, monkeypatch):
