@@ -14,6 +14,7 @@ import dcac.api as api
 from dcac import track
 from dcac.cli import main
 from dcac.inference.feature_store import load_features
+from dcac.inference.track_results import _nearest_other_tracks
 
 SAME_PERSON = {"cam1/track_1.jpg": "cam2/track_8.jpg", "cam1/track_2.jpg": "cam2/track_9.jpg"}
 
@@ -104,3 +105,13 @@ def test_bad_inputs_are_one_line_errors(cameras, tiny_run, tmp_path, capsys):
     outside.write_text("1,1,1000,1000,20,40,1\n")
     assert main(argv + ["--camera", str(outside), str(cameras[0] / "img1")]) == 2
     assert "outside.txt line 1: none of its 1 box(es) overlaps its frame" in capsys.readouterr().err
+
+
+def test_each_track_is_ranked_against_the_other_cameras_only():
+    features = torch.nn.functional.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    distances, indices = _nearest_other_tracks(features, ["a", "a", "a", "a", "b", "c"], topk=5)
+    assert distances.shape == (6, 5)  # a track of camera a has 2 candidates, of b or c 5: padded with inf
+    assert sorted(indices[0, :2].tolist()) == [4, 5] and torch.isinf(distances[:4, 2:]).all()
+    assert torch.isfinite(distances[4:]).all() and set(indices[4].tolist()) == {0, 1, 2, 3, 5}
+    _, alone = _nearest_other_tracks(features[:3], ["a", "a", "a"], topk=5)
+    assert [sorted(row) for row in alone.tolist()] == [[1, 2], [0, 2], [0, 1]]  # one camera: its other tracks

@@ -13,6 +13,7 @@ other camera (with a single camera: against its other tracks, to re-link a broke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,8 @@ def _nearest_other_tracks(features: torch.Tensor, cameras: list[str], topk: int)
     camera_ids = torch.tensor([sorted(set(cameras)).index(c) for c in cameras])
     same = camera_ids[:, None] == camera_ids[None, :] if len(set(cameras)) > 1 else torch.eye(len(cameras)).bool()
     dist[same] = float("inf")
-    k = min(topk, int(torch.isfinite(dist[0]).sum()))
-    return torch.topk(dist, k, dim=1, largest=False, sorted=True)
+    k = min(topk, int(torch.isfinite(dist).sum(dim=1).max()))
+    return torch.topk(dist, k, dim=1, largest=False, sorted=True)  # a camera with fewer candidates: inf at the end
 
 
 def write_track_results(predictor, cameras: list[Camera], out: str | Path, **options) -> tuple[int, Path]:
@@ -132,7 +133,10 @@ def write_track_results(predictor, cameras: list[Camera], out: str | Path, **opt
     distances, indices = _nearest_other_tracks(features, owners, options.get("topk", 5))
     paths = [str(out / THUMBNAILS / n) for n in names]
     queries = [
-        RankedQuery(paths[q], tuple(RankedEntry(r, paths[g], d) for r, (g, d) in enumerate(zip(row, drow), 1)))
+        RankedQuery(
+            paths[q],
+            tuple(RankedEntry(r, paths[g], d) for r, (g, d) in enumerate(zip(row, drow), 1) if math.isfinite(d)),
+        )
         for q, (row, drow) in enumerate(zip(indices.tolist(), distances.tolist()))
     ]
     _, html_path = write_search_results(
