@@ -78,6 +78,10 @@ def test_data_check_suggests_split_and_bad_folders_are_one_line(tmp_path, capsys
     assert main(["data", "check", str(photos)]) == 2
     err = capsys.readouterr().err.splitlines()[0]
     assert "one folder per person" in err and f"dcac data split {photos} --out photos.csv" in err
+    datasets = tmp_path / "datasets"
+    _photos(datasets / "shop", {"bounding_box_test": {None: 1}})  # images right in a split folder
+    assert main(["data", "check", str(datasets)]) == 2
+    assert "one folder per person" not in capsys.readouterr().err  # a folder of datasets is not one
     lonely = _photos(tmp_path / "lonely", {"a": {"cam1": 2}, "b": {"cam2": 1}})
     assert main(["data", "split", str(lonely), "--out", str(tmp_path / "x.csv")]) == 2
     assert "no person has two images from two cameras" in capsys.readouterr().err

@@ -23,6 +23,9 @@ from pathlib import Path
 from dcac.data.datasets.market_layout import images_in
 from dcac.data.errors import DatasetLayoutError
 
+# Split folders of the market and folders layouts: a folder holding them is a dataset, not a person.
+DATASET_SPLIT_FOLDERS = ("bounding_box_train", "bounding_box_test", "query", "gallery", "train")
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -88,11 +91,16 @@ def scan_person_folders(folder: str | Path) -> list[Photo]:
 
 
 def looks_like_person_folders(folder: Path) -> bool:
-    """Sub-folders holding images (directly or one level down) and no images of its own: one folder per person."""
+    """Sub-folders holding images (directly or one level down) and no images of its own: one folder per person.
+
+    A folder of datasets (``data/market1501/query/…``) is not one: split folder names one level down say so."""
     if not folder.is_dir() or images_in(folder):
         return False
     subfolders = _subfolders(folder)
-    return bool(subfolders) and any(images_in(s) or any(images_in(c) for c in _subfolders(s)) for s in subfolders)
+    inner = [c for s in subfolders for c in _subfolders(s)]
+    if any(c.name in DATASET_SPLIT_FOLDERS for c in inner):
+        return False
+    return any(images_in(s) for s in subfolders) or any(images_in(c) for c in inner)
 
 
 def _every_query_matched(query_cameras: set[str], gallery: dict[str, list[Photo]]) -> bool:
