@@ -89,6 +89,10 @@ def test_a_video_gives_the_frame_folders_features(cameras, tiny_run, tmp_path):
     longer.write_text("9,1,10,10,20,40,1\n")
     with pytest.raises(ValueError, match=r"cam1.mkv has 4 frames, but its MOT file names frame 9"):
         track.tracklet_features(model, longer, video)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(ValueError, match=r"cannot read the video .*broken.mp4"):
+        track.tracklet_features(model, mot, broken)
 
 
 def test_bad_inputs_are_one_line_errors(cameras, tiny_run, tmp_path, capsys):
