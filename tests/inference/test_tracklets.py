@@ -96,3 +96,22 @@ def test_bad_mot_lines_and_missing_frames_are_named(tmp_path, tiny_run):
     only_dets.write_text("1,-1,10,10,20,40,0.9\n")
     with pytest.raises(ValueError, match="no boxes with a track id"):
         track.tracklet_features(api.load(tiny_run), only_dets, tmp_path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_non_finite_coordinates_name_the_file_and_line(tmp_path, value):
+    mot = tmp_path / "res.txt"
+    mot.write_text(f"1,1,10,10,20,40,1\n1,2,{value},10,20,40,1\n")
+    with pytest.raises(MOTFileError, match=r"res.txt line 2: .*finite"):
+        track.read_mot(mot)
+    mot.write_text(f"{value},1,10,10,20,40,1\n")
+    with pytest.raises(MOTFileError, match=r"res.txt line 1: .*finite"):
+        track.read_mot(mot)
+
+
+def test_every_box_outside_its_frame_names_the_file_and_line(cameras, tiny_run, tmp_path):
+    cam1, _ = cameras
+    outside = tmp_path / "outside.txt"
+    outside.write_text(f"1,1,{FRAME_W + 10},0,20,40,1\n2,1,-50,-50,20,40,1\n")
+    with pytest.raises(MOTFileError, match=r"outside.txt line 1: none of its 2 box\(es\) overlaps its frame"):
+        track.tracklet_features(api.load(tiny_run), outside, cam1 / "img1")

@@ -1,4 +1,4 @@
-"""The dataset parts of the command line: ``dcac data check`` (and the options ``data stats`` shares)."""
+"""The dataset parts of the command line: ``dcac data check`` and ``split`` (and the options ``data stats`` shares)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,25 @@ def add_check_command(data_sub) -> None:
     add_dataset_arguments(q)
     q.add_argument("--workers", type=int, default=4, help="threads decoding the images")
     q.set_defaults(func=_cmd_check)
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from dcac.cli.arguments import check_output_file
+    from dcac.data.person_folders_split import split_person_folders, write_split_list
+
+    check_output_file(args.out)
+    split = split_person_folders(args.folder, seed=args.seed)
+    out = write_split_list(split, args.out)
+    print(split.format(out, args.seed))
+    print(f"use it: dcac data check {out}; dcac eval --target {out} --checkpoint RUN")
+    return 0
+
+
+def add_split_command(data_sub) -> None:
+    q = data_sub.add_parser(
+        "split", help="a folder of one sub-folder per person (optionally per camera) -> a query/gallery CSV list"
+    )
+    q.add_argument("folder", help="FOLDER/<person>/<image> or FOLDER/<person>/<camera>/<image>")
+    q.add_argument("--out", required=True, help="the CSV list to write (paths relative to it)")
+    q.add_argument("--seed", type=int, default=0, help="which images become queries (default 0)")
+    q.set_defaults(func=_cmd_split)

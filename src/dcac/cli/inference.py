@@ -73,11 +73,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _gallery_features(args: argparse.Namespace, predictor, after_bn: bool) -> tuple[torch.Tensor, list[str]]:
     """The gallery's features and paths: read from an ``extract`` file (checked to match the model) or extracted."""
     from dcac.inference.feature_store import check_same_weights, load_features
-    from dcac.inference.image_inputs import expand_inputs
+    from dcac.inference.layout_identities import is_list_file, search_inputs
 
     gallery_arg = Path(args.gallery)
-    if not gallery_arg.is_file():
-        gallery_files = _readable(expand_inputs(gallery_arg), args.on_corrupt)
+    if not gallery_arg.is_file() or is_list_file(gallery_arg):
+        gallery_files = _readable(search_inputs([gallery_arg], "gallery"), args.on_corrupt)
         return predictor.extract(gallery_files, batch_size=args.batch_size, after_bn=after_bn), [
             str(p) for p in gallery_files
         ]
@@ -128,7 +128,7 @@ def _rerank_params(args: argparse.Namespace, predictor):
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from dcac.inference.image_inputs import expand_inputs
+    from dcac.inference.layout_identities import is_list_file, layout_identities, search_inputs
     from dcac.inference.ranked_list import ranked_queries_from_paths
     from dcac.inference.ranking import rank
     from dcac.inference.search_page import write_search_results
@@ -139,7 +139,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     indexed = _is_index(Path(args.gallery))
     if not indexed:
         gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
-    query_files = _readable(expand_inputs([Path(q) for q in args.queries]), args.on_corrupt)
+    query_files = _readable(search_inputs(args.queries, "query"), args.on_corrupt)
     query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
     rerank = _rerank_params(args, predictor)
     if indexed:
@@ -150,7 +150,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
                 f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features"
             )
         indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
-    queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
+    lists = [arg for arg in [*args.queries, args.gallery] if is_list_file(arg)]
+    identities = layout_identities([*query_files, *gallery_paths], lists)
+    queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances, identities)
     json_path, html_path = write_search_results(
         args.out,
         queries,
@@ -277,11 +279,12 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search", help="rank a gallery for query images -> results.json + self-contained results.html"
     )
-    p.add_argument("queries", nargs="+", help="query image files or folders")
+    p.add_argument("queries", nargs="+", help="query image files or folders, or a CSV list (its query rows)")
     p.add_argument(
         "--gallery",
         required=True,
-        help="gallery image folder, a features file from 'dcac extract' or an index from 'dcac index'",
+        help="gallery image folder, a CSV list (its gallery rows), a features file from 'dcac extract' or an "
+        "index from 'dcac index'",
     )
     _add_model_arguments(p)
     p.add_argument("--topk", type=int, default=10)

@@ -138,7 +138,7 @@ def _add_eval_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dcac.cli.data import add_check_command, add_dataset_arguments
+    from dcac.cli.data import add_check_command, add_dataset_arguments, add_split_command
     from dcac.cli.evaluate import add_calibrate_command
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(q)
     q.set_defaults(func=_cmd_stats)
     add_check_command(data_sub)
+    add_split_command(data_sub)
     add_calibrate_command(sub)
 
     p = sub.add_parser("presets", help="list the shipped config presets")
@@ -179,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dcac.cli.inference import add_commands
 
     add_commands(sub)
+
+    from dcac.cli.track import add_track_command
+
+    add_track_command(sub)
 
     from dcac.cli.official import add_import_command
 

@@ -14,9 +14,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     preset = args.config or preset_for_checkpoint(args.checkpoint)
     config = load_config(preset, args.overrides)
     info = import_official_checkpoint(
-        args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher
+        args.checkpoint,
+        args.out,
+        config,
+        data_root=args.root,
+        with_teacher=not args.no_teacher,
+        official_eval=not args.no_compat,
     )
-    print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
+    print(
+        f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}; "
+        f"test images resized {info['eval_interpolation']}"
+        + ("" if args.no_compat else " as the official code did (train.compat=official; --no-compat: dcac's default)")
+    )
     if "teacher_init" in info:
         print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
     return 0
@@ -29,5 +38,11 @@ def add_import_command(subparsers) -> None:
     p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
     p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
+    p.add_argument(
+        "--no-compat",
+        action="store_true",
+        help="evaluate with dcac's default test resize (bicubic) instead of the official code's "
+        "(train.compat=official: bilinear for a single source)",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
     p.set_defaults(func=_cmd_import)

@@ -61,13 +61,14 @@ def import_official_checkpoint(
     *,
     data_root: str | Path | None = None,
     with_teacher: bool = True,
+    official_eval: bool = True,
 ) -> dict:
     """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
 
-    ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model).
+    ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model);
+    ``official_eval``: see :func:`_imported_run_info`.
     """
     # Imported here so that building the command-line parser stays light.
-    import dcac
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
         OFFICIAL_TEACHER,
@@ -93,13 +94,7 @@ def import_official_checkpoint(
     reid_state = official_reid_state(state, model, checkpoint)
     model.load_state_dict(reid_state, strict=True)
     config.train.output_dir = str(out)
-    run_info = {
-        "num_ids": num_ids,
-        "sources": list(config.data.sources),
-        "targets": list(config.data.targets),
-        "dcac_version": dcac.__version__,
-        "imported_from": str(checkpoint),
-    }
+    run_info = _imported_run_info(checkpoint, config, num_ids, official_eval)
     teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
     if teacher_keys and with_teacher:
         from dcac.models.official_teacher import official_teacher_state
@@ -110,6 +105,27 @@ def import_official_checkpoint(
     save_tensors_atomic(model.state_dict(), out / REID_WEIGHTS)
     write_run_metadata(out, config, run_info)
     return run_info
+
+
+def _imported_run_info(checkpoint: str | Path, config: DCACConfig, num_ids: int, official_eval: bool) -> dict:
+    """The imported run's ``run_info``. ``official_eval`` (default) records ``train.compat=official`` in its
+    config: the checkpoint was trained by the official code, so it is evaluated as that code evaluated it
+    (bilinear test resize for a single source, :func:`dcac.compat.eval_interpolation`); ``False`` keeps the
+    config's own setting."""
+    import dcac
+    from dcac.compat import eval_interpolation
+
+    if official_eval:
+        config.train.compat = "official"
+        config.checked_and_resolved()
+    return {
+        "num_ids": num_ids,
+        "sources": list(config.data.sources),
+        "targets": list(config.data.targets),
+        "dcac_version": dcac.__version__,
+        "imported_from": str(checkpoint),
+        "eval_interpolation": eval_interpolation(config),
+    }
 
 
 def initialise_from_run(model, run_dir: str | Path) -> None:

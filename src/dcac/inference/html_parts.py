@@ -31,6 +31,7 @@ table.metrics th:first-child, table.metrics td:first-child { text-align: left; }
 .cell { text-align: center; font-size: 11px; }
 .cell img, .cell .missing { display: block; border: 4px solid; box-sizing: content-box; }
 .cell .missing { width: 64px; font-size: 10px; overflow-wrap: anywhere; padding: 2px; }
+.cell .name { max-width: 9em; overflow-wrap: anywhere; color: #444; }
 .separator { width: 12px; }
 .note { color: #666; font-size: 90%; }
 """
@@ -52,6 +53,13 @@ def thumbnail_data_uri(path: str | Path, height: int = 128) -> str | None:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
+def _short_name(path: str) -> str:
+    """The file name under its folder's name (``0042/cam1/a.jpg`` → ``cam1/a.jpg``): enough to find it, short
+    enough for a thumbnail's width; the full path is the cell's tooltip."""
+    parts = Path(path).parts
+    return "/".join(parts[-2:])
+
+
 def _image_cell(path: str, caption: str, border: str, css_class: str, height: int, title: str) -> str:
     uri = thumbnail_data_uri(path, height)
     if uri is None:
@@ -60,7 +68,8 @@ def _image_cell(path: str, caption: str, border: str, css_class: str, height: in
         picture = (
             f'<img src="{uri}" height="{height}" style="border-color:{border}" alt="{html.escape(Path(path).name)}">'
         )
-    return f'<div class="cell {css_class}" title="{html.escape(title)}">{picture}{caption}</div>'
+    name = f'<div class="name">{html.escape(_short_name(path))}</div>'
+    return f'<div class="cell {css_class}" title="{html.escape(title)}">{picture}{name}{caption}</div>'
 
 
 def _id_text(pid: int | None, camid: int | None) -> str:

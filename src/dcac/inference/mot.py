@@ -3,12 +3,13 @@
 One box per line, comma-separated: ``frame, id, left, top, width, height, conf, ...`` (1-based frame numbers,
 pixel boxes; MOT17/MOT20 ``gt.txt``, ``det.txt`` with id ``-1``, and trackers' result files all share these
 first seven columns).  Frames are image files in one folder named by frame number (MOTChallenge:
-``img1/000001.jpg``, pattern ``{frame:06d}.jpg``).
+``img1/000001.jpg``, pattern ``{frame:06d}.jpg``), or a video file whose first frame is frame 1.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from dcac.inference.image_inputs import load_rgb
+from dcac.inference.video_frames import is_video_file, video_frames
 
 DEFAULT_FRAME_PATTERN = "{frame:06d}.jpg"
 
@@ -33,6 +35,7 @@ class MOTBox:
     width: float
     height: float
     conf: float
+    line: int = 0  # line number in its MOT file (0: not read from a file), for error messages
 
     def pixel_box(self, image_width: int, image_height: int) -> tuple[int, int, int, int] | None:
         """``(x1, y1, x2, y2)`` clipped to the image, or ``None`` when nothing of the box is inside it."""
@@ -52,28 +55,51 @@ def read_mot(path: str | Path, *, min_conf: float | None = None) -> list[MOTBox]
         for line_no, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip():
                 continue
-            try:
-                frame, track_id = int(float(row[0])), int(float(row[1]))
-                left, top, width, height, conf = (float(v) for v in row[2:7])
-            except (ValueError, IndexError) as err:
-                raise MOTFileError(
-                    f"{path} line {line_no}: expected 'frame, id, left, top, width, height, conf, ...', got {row!r}"
-                ) from err
-            if min_conf is None or conf >= min_conf:
-                boxes.append(MOTBox(frame, track_id, left, top, width, height, conf))
+            box = _parse_row(row, f"{path} line {line_no}", line_no)
+            if min_conf is None or box.conf >= min_conf:
+                boxes.append(box)
     return boxes
+
+
+def _parse_row(row: list[str], where: str, line_no: int) -> MOTBox:
+    try:
+        values = [float(v) for v in row[:7]]
+    except ValueError as err:
+        raise MOTFileError(f"{where}: expected 'frame, id, left, top, width, height, conf, ...', got {row!r}") from err
+    if len(values) < 7:
+        raise MOTFileError(f"{where}: expected at least 7 comma-separated columns, got {len(row)}: {row!r}")
+    # float() accepts 'nan' and 'inf': a box made of them has no pixels, and int() of them fails obscurely later.
+    if not all(math.isfinite(v) for v in values):
+        raise MOTFileError(f"{where}: every one of the first 7 columns must be a finite number, got {row[:7]!r}")
+    frame, track_id, left, top, width, height, conf = values
+    return MOTBox(int(frame), int(track_id), left, top, width, height, conf, line_no)
+
+
+def no_box_inside(mot_file: str | Path, boxes: Sequence[MOTBox], frames_dir: str | Path) -> MOTFileError:
+    """The error for boxes none of which overlaps its frame: it names the file and the first box's line."""
+    first = boxes[0]
+    return MOTFileError(
+        f"{mot_file} line {first.line}: none of its {len(boxes)} box(es) overlaps its frame in {frames_dir} "
+        f"(this one: left {first.left:g}, top {first.top:g}, width {first.width:g}, height {first.height:g} "
+        f"in frame {first.frame}); are the frames those of this file, in pixels?"
+    )
 
 
 def iter_crops(
     boxes: Sequence[MOTBox], frames_dir: str | Path, *, frame_pattern: str = DEFAULT_FRAME_PATTERN
 ) -> Iterator[tuple[int, Image.Image]]:
-    """``(index into boxes, RGB crop)`` for every box that overlaps its frame, reading each frame once."""
+    """``(index into boxes, RGB crop)`` for every box that overlaps its frame, reading each frame once.
+
+    ``frames_dir`` is a folder of frame images named by ``frame_pattern``, or a video file."""
     frames_dir = Path(frames_dir)
     by_frame: dict[int, list[int]] = {}
     for index, box in enumerate(boxes):
         by_frame.setdefault(box.frame, []).append(index)
-    for frame in sorted(by_frame):
-        image = load_rgb(frames_dir / frame_pattern.format(frame=frame))
+    if is_video_file(frames_dir):
+        frames = video_frames(frames_dir, by_frame)
+    else:
+        frames = ((frame, load_rgb(frames_dir / frame_pattern.format(frame=frame))) for frame in sorted(by_frame))
+    for frame, image in frames:
         for index in by_frame[frame]:
             pixels = boxes[index].pixel_box(image.width, image.height)
             if pixels is not None:

@@ -2,7 +2,8 @@
 
 A match is *true* when both the query's and the gallery image's identities are known and equal, *false*
 when both are known and differ, and unknown otherwise (``None``).  Identities come from the caller
-(dataset records) or, for plain files, from Market-style names (``dcac.data.datasets.market_layout.match_market_name``).
+(dataset records, or the layout the files lie in: ``dcac.inference.layout_identities``) or, for plain files,
+from Market-style names (``dcac.data.datasets.market_layout.match_market_name``).
 
 ``camid`` here is the camera number as file names write it (1-based: ``0067_c2…`` is camera 2), what a
 person reading a page expects; dataset records count cameras from 0, so records are shifted by one.
@@ -10,7 +11,7 @@ person reading a page expects; dataset records count cameras from 0, so records 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,17 +80,24 @@ def ranked_queries_from_paths(
     gallery_paths: Sequence[str | Path],
     indices: torch.Tensor,
     distances: torch.Tensor,
+    identities: Mapping[str, tuple[int, int | None]] | None = None,
 ) -> list[RankedQuery]:
-    """Pair ``rank``'s output with file names; identities parsed from Market-style names where possible."""
+    """Pair ``rank``'s output with file names; identities from ``identities`` (resolved path → pid, camid, as
+    ``dcac.inference.layout_identities`` gives them), else parsed from Market-style names where possible."""
     if indices.shape[0] != len(query_paths):
         raise ValueError(f"{indices.shape[0]} ranked rows for {len(query_paths)} queries")
+    known = identities or {}
+
+    def ids(path: str | Path) -> tuple[int | None, int | None]:
+        return known.get(str(Path(path).resolve())) or _ids_from_name(path)
+
     queries = []
     for q, (row_idx, row_dist) in enumerate(zip(indices.tolist(), distances.tolist())):
         entries = tuple(
-            RankedEntry(rank, str(gallery_paths[g]), float(d), *_ids_from_name(gallery_paths[g]))
+            RankedEntry(rank, str(gallery_paths[g]), float(d), *ids(gallery_paths[g]))
             for rank, (g, d) in enumerate(zip(row_idx, row_dist), start=1)
         )
-        queries.append(RankedQuery(str(query_paths[q]), entries, *_ids_from_name(query_paths[q])))
+        queries.append(RankedQuery(str(query_paths[q]), entries, *ids(query_paths[q])))
     return queries
 
 

@@ -65,7 +65,8 @@ def write_search_results(
         f'<p class="note">checkpoint {html.escape(checkpoint)} · feature {"f_bn" if after_bn else "f"} · '
         f"distance: {html.escape(_distance_text(rerank))} · "
         f"borders: green = same identity, red = different identity, grey = identity unknown "
-        f"({known} of {len(queries)} queries have Market-style names)</p>\n"
+        f"({known} of {len(queries)} queries have a known identity: a Market-style name, a CSV list's row "
+        "or a folder-per-identity dataset)</p>\n"
         + (
             f'<p class="note">showing the first {len(shown)} of {len(queries)} queries; all of them are in '
             f"{RESULTS_JSON}</p>\n"

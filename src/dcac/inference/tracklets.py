@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dcac.evaluation.rerank_params import RerankSpec
-from dcac.inference.mot import DEFAULT_FRAME_PATTERN, MOTBox, iter_crops, read_mot
+from dcac.inference.mot import DEFAULT_FRAME_PATTERN, MOTBox, iter_crops, no_box_inside, read_mot
 from dcac.inference.predictor import ReIDPredictor
 from dcac.inference.ranking import rank
 
@@ -63,6 +63,8 @@ def tracklet_features(
         )
     chosen = sorted(i for ids in by_track.values() for i in _spread(ids, max_crops_per_track))
     crops = dict(iter_crops([boxes[i] for i in chosen], frames_dir, frame_pattern=frame_pattern))
+    if not crops:
+        raise no_box_inside(mot_file, [boxes[i] for i in chosen], frames_dir)
     kept = [chosen[k] for k in sorted(crops)]
     feats = predictor.extract([crops[k] for k in sorted(crops)], batch_size=batch_size)
     row_of = {box_index: row for row, box_index in enumerate(kept)}

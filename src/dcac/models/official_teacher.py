@@ -80,7 +80,10 @@ def official_teacher_state(
     try:
         unet_state, vae_state = convert_original_state_dict(ldm, unet_config, vae_config, source=str(path))
     except (KeyError, StableDiffusionWeightsError) as err:
-        raise OfficialCheckpointError(f"{path}: the teacher (denoiser.*) is not an LDM UNet + VAE: {err}") from err
+        neither = f"; keys that fit neither: {show_keys(unexpected)}" if unexpected else ""
+        raise OfficialCheckpointError(
+            f"{path}: the teacher (denoiser.*) is not an LDM UNet + VAE: {err}{neither}"
+        ) from err
     out: dict[str, torch.Tensor] = {}
     base: dict[str, torch.Tensor] = {}
     for key, tensor in unet_state.items():

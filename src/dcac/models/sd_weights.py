@@ -5,9 +5,9 @@ Two on-disk formats are accepted:
 * a diffusers folder with `unet/` and `vae/` subfolders (each holding `config.json` and the
   weights), loaded with `from_pretrained(..., local_files_only=True)`;
 * the original single-file checkpoint (`v1-5-pruned.ckpt` or a `.safetensors` file in the same
-  key layout: `model.diffusion_model.*` for the UNet, `first_stage_model.*` for the VAE). Its
-  keys are converted with diffusers' own LDM->diffusers conversion functions, driven by a local
-  diffusers config (SD v1.5's by default), so no hub access is needed.
+  key layout: `model.diffusion_model.*` for the UNet, `first_stage_model.*` for the VAE). It is
+  loaded with diffusers' public `from_single_file`, driven by a local diffusers config (SD v1.5's by
+  default), so no hub access is needed (`dcac.models.single_file`).
 
 The text encoder stored in a single file is ignored: DCAC never uses it.
 """
@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 from safetensors.torch import load_file as load_safetensors
 
 from dcac.models.sd_configs import sd15_unet_config, sd15_vae_config
+from dcac.models.single_file import SingleFileMismatchError, convert_single_file
 from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
 #: Key prefix of the UNet in an original (LDM) Stable Diffusion checkpoint.
@@ -109,8 +109,16 @@ def convert_original_state_dict(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Convert an original-layout SD state dict into diffusers (unet, vae) state dicts.
 
-    `source` names the file in error messages.
+    Tensors inside the UNet's attention blocks that the architecture lacks (LoRA matrices, q/k/v biases of a
+    fine-tuned UNet) are kept under their diffusers names. `source` names the file in error messages.
     """
+    unet, extras, vae = _convert(state_dict, unet_config, vae_config, source)
+    return {**unet.state_dict(), **extras}, vae.state_dict()
+
+
+def _convert(
+    state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any], vae_config: Mapping[str, Any], source: str
+) -> tuple[UNet2DConditionModel, dict[str, torch.Tensor], AutoencoderKL]:
     if not any(key.startswith(ORIGINAL_UNET_PREFIX) for key in state_dict):
         raise StableDiffusionWeightsError(
             f"{source}: no UNet keys (expected keys starting with {ORIGINAL_UNET_PREFIX!r}); "
@@ -120,10 +128,17 @@ def convert_original_state_dict(
         raise StableDiffusionWeightsError(
             f"{source}: no VAE keys (expected keys starting with one of {ORIGINAL_VAE_PREFIXES})"
         )
-    state_dict = dict(state_dict)
-    unet_state = convert_ldm_unet_checkpoint(state_dict, dict(unet_config))
-    vae_state = convert_ldm_vae_checkpoint(state_dict, dict(vae_config))
-    return unet_state, vae_state
+    try:
+        return convert_single_file(
+            state_dict,
+            unet_config,
+            vae_config,
+            unet_prefix=ORIGINAL_UNET_PREFIX,
+            vae_prefixes=ORIGINAL_VAE_PREFIXES,
+            source=source,
+        )
+    except SingleFileMismatchError as err:
+        raise StableDiffusionWeightsError(str(err)) from None
 
 
 def _load_diffusers_folder(path: Path, dtype: torch.dtype) -> tuple[UNet2DConditionModel, AutoencoderKL]:
@@ -138,40 +153,11 @@ def _load_diffusers_folder(path: Path, dtype: torch.dtype) -> tuple[UNet2DCondit
 def _load_single_file(
     path: Path, unet_config: dict[str, Any], vae_config: dict[str, Any], dtype: torch.dtype
 ) -> tuple[UNet2DConditionModel, AutoencoderKL]:
-    unet_state, vae_state = convert_original_state_dict(
-        read_checkpoint_state_dict(path), unet_config, vae_config, source=str(path)
-    )
-    unet = build_unet(unet_config)
-    vae = build_vae(vae_config)
-    _load_exactly(unet, unet_state, f"{path} (UNet)")
-    _load_exactly(vae, vae_state, f"{path} (VAE)")
+    unet, extras, vae = _convert(read_checkpoint_state_dict(path), unet_config, vae_config, str(path))
+    if extras:
+        raise StableDiffusionWeightsError(
+            f"{path} (UNet): {len(extras)} tensors the architecture has no place for (e.g. {sorted(extras)[:5]})"
+        )
     if dtype != torch.float32:
         unet, vae = unet.to(dtype), vae.to(dtype)
     return unet, vae
-
-
-def _load_exactly(model: torch.nn.Module, state: dict[str, torch.Tensor | None], source: str) -> None:
-    """load_state_dict(strict) with an error that names the file and the offending keys."""
-    # The diffusers converters write None for keys they expected but did not find.
-    absent = sorted(key for key, value in state.items() if value is None)
-    state = {key: value for key, value in state.items() if value is not None}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state)) + absent
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{key}: file {tuple(state[key].shape)} vs config {tuple(expected[key].shape)}"
-        for key in sorted(set(state) & set(expected))
-        if state[key].shape != expected[key].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[:5]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:5]})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[:3]})")
-    if problems:
-        raise StableDiffusionWeightsError(
-            f"{source}: weights do not match the architecture config: " + "; ".join(problems)
-        )
-    model.load_state_dict(state, strict=True)

@@ -48,6 +48,13 @@ def detect_layout(path: Path) -> str:
         return "market"
     if identity_folders.is_identity_folders_dir(path):
         return "folders"
+    from dcac.data.person_folders_split import looks_like_person_folders  # it imports this package
+
+    if looks_like_person_folders(path):
+        raise DatasetLayoutError(
+            f"{path}: one folder per person but no query/gallery split; `dcac data split {path} --out "
+            f"{path.name}.csv` writes a query/gallery list of it (then use the .csv)"
+        )
     raise DatasetLayoutError(
         f"{path}: no known layout (looked for bounding_box_train/, query/, "
         f"bounding_box_test/, train/, gallery/); layouts:\n{LAYOUT_HELP}"
