@@ -13,7 +13,7 @@ from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 use_passive_wait()  # before anything below imports torch
 
 from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
-from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
+from dcac.config import load_config, preset_names  # noqa: E402
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -170,33 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
-    from dcac.data.errors import CorruptImageError
-    from dcac.storage.errors import CheckpointError
-
-    return (
-        ConfigError,
-        CheckpointError,
-        CorruptImageError,
-        FileNotFoundError,
-        ValueError,
-        PermissionError,
-        IsADirectoryError,
-        NotADirectoryError,
-        FileExistsError,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as err:
-        if os.environ.get("DCAC_DEBUG"):
+    except Exception as err:
+        from dcac.errors_cli import error_line, is_user_error
+
+        if os.environ.get("DCAC_DEBUG") or not is_user_error(err):
             raise
-        print(f"dcac {args.command}: error: {err}", file=sys.stderr)
+        print(f"dcac {args.command}: error: {error_line(err)}", file=sys.stderr)
         print("(set DCAC_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
 

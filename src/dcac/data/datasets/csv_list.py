@@ -15,6 +15,7 @@ Every listed file is checked at load time (one ``stat`` a row).
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from dcac.data.datasets.custom_rules import SPLITS, BadInput, RawRecord
@@ -24,6 +25,7 @@ LAYOUT = """<list>.csv, one image a row (header optional):
     path,pid,camid[,split]     path relative to the list file; pid integer; camid integer or empty;
                                split train|query|gallery (default train)"""
 LIST_SUFFIXES = (".csv", ".txt")
+_MAX_ID = 2**63 - 1
 
 
 def _parse_row(row: list[str], base: Path, where: str) -> RawRecord:
@@ -34,6 +36,9 @@ def _parse_row(row: list[str], base: Path, where: str) -> RawRecord:
         raise ImageNameError(f"{where}: pid {pid!r} is not an integer")
     if camid and not camid.isdigit():
         raise ImageNameError(f"{where}: camid {camid!r} is not a non-negative integer (or empty for no camera)")
+    for name, value in (("pid", pid), ("camid", camid)):
+        if value and abs(int(value)) > _MAX_ID:  # ids become int64 tensors: a larger one cannot be evaluated
+            raise ImageNameError(f"{where}: {name} {value} is too large (at most {_MAX_ID})")
     split = rest[0] if rest and rest[0] else "train"
     if split not in SPLITS:
         raise ImageNameError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -50,7 +55,15 @@ def _is_header(row: list[str]) -> bool:
 def read_csv_list(list_path: Path, bad: BadInput) -> list[RawRecord]:
     """Raw records of every row; a bad row raises naming the file and line (or is skipped and counted)."""
     records = []
-    with list_path.open(newline="") as handle:
+    data = list_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # -sig: a spreadsheet's byte-order mark is no part of the header
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ImageNameError(
+            f"{list_path}, line {line}: not UTF-8 text ({err.reason} at byte {err.start}); save the list as UTF-8"
+        ) from None
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         for row in reader:
             line_number = reader.line_num

@@ -1,0 +1,68 @@
+"""Which exceptions ``dcac`` reports in one line instead of a traceback, and what that line says.
+
+One line for what a user's input, disk or network causes: dcac's own errors (each names its file or key),
+``ValueError`` (bad values, undecodable text), ``OSError`` (a missing, unreadable or unwritable file, a full
+disk, a refused connection, Hugging Face Hub errors), and the errors of the libraries that report a damaged
+file or an unreachable server with classes of their own (safetensors, Pillow's decompression bomb, protobuf
+(ONNX), YAML, httpx, urllib3). Anything else, a bug, keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import sys
+
+# errnos that only a program's own mistake produces (a closed descriptor, a bad address): bugs, not input
+_BUG_ERRNOS = (errno.EBADF, errno.EFAULT)
+
+# (module, class) of the libraries' own error classes; only modules already imported are looked at, since
+# an exception cannot come from a library that was never imported (and the CLI stays quick to start)
+_LIBRARY_ERRORS = (
+    ("safetensors", "SafetensorError"),
+    ("PIL.Image", "DecompressionBombError"),
+    ("google.protobuf.message", "DecodeError"),
+    ("yaml", "YAMLError"),
+    ("httpx", "HTTPError"),
+    ("httpx2", "HTTPError"),
+    ("urllib3.exceptions", "HTTPError"),
+    ("huggingface_hub.errors", "EntryNotFoundError"),
+)
+
+
+def _dcac_errors() -> tuple[type[BaseException], ...]:
+    """dcac's error classes that are not ``ValueError``/``OSError`` (those are covered as such)."""
+    from dcac.storage.errors import CheckpointError
+
+    found: list[type[BaseException]] = [CheckpointError]
+    if "dcac.inference.onnx_export" in sys.modules:
+        found.append(sys.modules["dcac.inference.onnx_export"].ExportMismatchError)
+    return tuple(found)
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    found = []
+    for module_name, class_name in _LIBRARY_ERRORS:
+        if module_name in sys.modules:
+            error_class = getattr(importlib.import_module(module_name), class_name, None)
+            if isinstance(error_class, type):
+                found.append(error_class)
+    return tuple(found)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` comes from the user's input, disk or network (one line), not from a bug (traceback)."""
+    if isinstance(err, OSError):
+        return err.errno not in _BUG_ERRNOS
+    return isinstance(err, (ValueError, *_dcac_errors(), *_library_errors()))
+
+
+def error_line(err: BaseException) -> str:
+    """The one line that reports ``err``; a library's error is prefixed with its class name."""
+    from dcac.storage.disk_space import DiskFullError
+
+    message = str(err).strip()
+    if type(err).__module__.split(".")[0] in ("dcac", "builtins") or isinstance(err, DiskFullError):
+        return " ".join(line.strip() for line in message.splitlines()) or type(err).__name__
+    first_line = message.splitlines()[0] if message else ""
+    return f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
