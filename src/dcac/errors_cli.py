@@ -18,15 +18,14 @@ _BUG_ERRNOS = (errno.EBADF, errno.EFAULT)
 
 # (module, class) of the libraries' own error classes; only modules already imported are looked at, since
 # an exception cannot come from a library that was never imported (and the CLI stays quick to start)
+_HTTP_CLIENT_ERRORS = (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("urllib3.exceptions", "HTTPError"))
 _LIBRARY_ERRORS = (
     ("safetensors", "SafetensorError"),
     ("PIL.Image", "DecompressionBombError"),
     ("google.protobuf.message", "DecodeError"),
     ("yaml", "YAMLError"),
-    ("httpx", "HTTPError"),
-    ("httpx2", "HTTPError"),
-    ("urllib3.exceptions", "HTTPError"),
     ("huggingface_hub.errors", "EntryNotFoundError"),
+    *_HTTP_CLIENT_ERRORS,
 )
 
 
@@ -40,9 +39,9 @@ def _dcac_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _library_errors() -> tuple[type[BaseException], ...]:
+def _imported_classes(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
     found = []
-    for module_name, class_name in _LIBRARY_ERRORS:
+    for module_name, class_name in names:
         if module_name in sys.modules:
             error_class = getattr(importlib.import_module(module_name), class_name, None)
             if isinstance(error_class, type):
@@ -50,11 +49,17 @@ def _library_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable or refusing server raises: ``OSError`` (``requests``' errors are ones) and the
+    HTTP clients' own base classes (httpx, urllib3), of the clients already imported."""
+    return (OSError, *_imported_classes(_HTTP_CLIENT_ERRORS))
+
+
 def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` comes from the user's input, disk or network (one line), not from a bug (traceback)."""
     if isinstance(err, OSError):
         return err.errno not in _BUG_ERRNOS
-    return isinstance(err, (ValueError, *_dcac_errors(), *_library_errors()))
+    return isinstance(err, (ValueError, *_dcac_errors(), *_imported_classes(_LIBRARY_ERRORS)))
 
 
 def error_line(err: BaseException) -> str:

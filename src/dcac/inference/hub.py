@@ -27,11 +27,13 @@ class HubPushError(ValueError):
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
+    from dcac.errors_cli import network_errors
+
     try:
         from huggingface_hub.errors import HfHubHTTPError
     except ImportError:
-        return (OSError,)
-    return (OSError, HfHubHTTPError)
+        return network_errors()
+    return (*network_errors(), HfHubHTTPError)
 
 
 PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json", VERIFICATION_FILE)
