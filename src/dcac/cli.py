@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as err:
-        from dcac.errors_cli import error_line, is_user_error
+        from dcac.user_errors import error_line, is_user_error
 
         if os.environ.get("DCAC_DEBUG") or not is_user_error(err):
             raise

@@ -27,7 +27,7 @@ class HubPushError(ValueError):
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
-    from dcac.errors_cli import network_errors
+    from dcac.user_errors import network_errors
 
     try:
         from huggingface_hub.errors import HfHubHTTPError
