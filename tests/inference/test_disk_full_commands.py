@@ -109,3 +109,14 @@ def test_training_checkpoint_on_a_full_disk(small_disk):
     model_state, _, trainer_state = load_training_checkpoint(small_disk / "checkpoint")
     assert trainer_state == {"epoch": 1} and torch.equal(model_state["w"], weights["w"])
     assert sorted(p.name for p in small_disk.iterdir()) == ["checkpoint", "filler"]
+
+
+def test_the_training_log_on_a_full_disk_names_it(small_disk):
+    from dcac.engine.run_logger import RunLogger
+
+    logger = RunLogger(small_disk, tensorboard=False)
+    logger.log({"loss": 1.0})
+    _fill(small_disk)
+    with pytest.raises(OSError) as caught:
+        logger.log({"loss": 0.5, "note": "x" * 10_000})
+    assert str(small_disk / "log.jsonl") in str(caught.value) and "no space left" in str(caught.value)

@@ -63,7 +63,7 @@ def disk_full_error(path: str | Path, needed: int | None, what: str = "") -> Dis
     need = f"about {human_bytes(needed)}" if needed is not None else "more than is free"
     have = f"{human_bytes(free)} free there" if free is not None else "free space unknown"
     subject = f"{what} {path}" if what else str(path)
-    message = f"no space left on the device to write {subject}: it needs {need} ({have}); nothing was replaced"
+    message = f"no space left on the device to write {subject}: it needs {need} ({have})"
     return DiskFullError(errno.ENOSPC, message, str(path))
 
 
