@@ -115,3 +115,17 @@ def test_an_id_too_large_for_64_bits_names_the_line(tmp_path, capsys, field):
     assert main(["data", "check", str(list_file)]) == 2
     line = _error_line(capsys)
     assert f"{list_file}, line 4" in line and field in line and huge in line, line
+
+
+def test_a_damaged_clip_safetensors_file_names_it(tmp_path):
+    from dcac.models.clip_weights import CLIPWeightsError, load_clip_vision_weights
+    from dcac.models.reid_encoder import CLIPReIDEncoder, ReIDEncoderConfig
+
+    damaged = tmp_path / "ViT-B-16.safetensors"
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    encoder = CLIPReIDEncoder(
+        ReIDEncoderConfig(image_size=(32, 16), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    )
+    with pytest.raises(CLIPWeightsError) as caught:
+        load_clip_vision_weights(encoder, damaged)
+    assert str(damaged) in str(caught.value) and "\n" not in str(caught.value)
