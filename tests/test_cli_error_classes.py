@@ -63,6 +63,7 @@ def test_disk_input_and_network_errors_are_one_line():
         OSError(errno.EROFS, os.strerror(errno.EROFS), "/mnt/ro/x.json"),
         OSError(errno.EIO, os.strerror(errno.EIO), "/data/a.jpg"),
         ValueError("bad value"),
+        ImportError("the gallery index needs faiss: pip install 'dcac[ann]' (faiss-cpu)"),
         *_library_errors(),
         *_network_errors(),
     ]
@@ -83,6 +84,7 @@ def test_disk_input_and_network_errors_are_one_line():
         RuntimeError("shape mismatch"),
         AssertionError(),
         OSError(errno.EBADF, os.strerror(errno.EBADF)),
+        ModuleNotFoundError("No module named 'dcac.missing'"),
     ],
 )
 def test_bugs_keep_their_traceback(bug):

@@ -1,6 +1,7 @@
 """Which exceptions ``dcac`` reports in one line instead of a traceback, and what that line says.
 
-One line for what a user's input, disk or network causes: dcac's own errors (each names its file or key),
+One line for what a user's input, disk, network or installation causes: dcac's own errors (each names its
+file or key), a missing optional dependency (an ``ImportError`` saying what to ``pip install``),
 ``ValueError`` (bad values, undecodable text), ``OSError`` (a missing, unreadable or unwritable file, a full
 disk, a refused connection, Hugging Face Hub errors), and the errors of the libraries that report a damaged
 file or an unreachable server with classes of their own (safetensors, Pillow's decompression bomb, protobuf
@@ -59,6 +60,9 @@ def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` comes from the user's input, disk or network (one line), not from a bug (traceback)."""
     if isinstance(err, OSError):
         return err.errno not in _BUG_ERRNOS
+    if isinstance(err, ImportError):
+        # dcac's own message for a missing optional extra says what to install; any other is a broken install
+        return "pip install" in str(err)
     return isinstance(err, (ValueError, *_dcac_errors(), *_imported_classes(_LIBRARY_ERRORS)))
 
 
