@@ -15,6 +15,16 @@ from dcac.cli.arguments import (
 DEFAULT_CALIBRATION_FPR = 1e-3
 
 
+def false_positive_rate(text: str) -> float:
+    """argparse type of ``--fpr`` (``eval --roc``, ``calibrate``): a number with 0 < FPR < 1."""
+    from dcac.evaluation.roc import check_fpr
+
+    try:
+        return check_fpr(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a false-positive rate with 0 < FPR < 1, got {text}") from None
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_option_argument(parser)
     parser.add_argument(
@@ -27,7 +37,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fpr",
-        type=float,
+        type=false_positive_rate,
         action="append",
         default=[],
         help="with --roc: also the threshold for this FPR (repeatable)",
@@ -170,7 +180,7 @@ def add_calibrate_command(sub) -> None:
     p.add_argument("--target", required=True, help="dataset name or path (query + gallery with known identities)")
     p.add_argument(
         "--fpr",
-        type=float,
+        type=false_positive_rate,
         default=DEFAULT_CALIBRATION_FPR,
         help=f"false-positive rate the threshold may reach (default {DEFAULT_CALIBRATION_FPR:g})",
     )

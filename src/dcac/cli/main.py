@@ -20,7 +20,7 @@ from dcac.cli.arguments import (  # noqa: E402
     check_output_file,
     resolve_device,
 )
-from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
+from dcac.config import load_config, preset_names  # noqa: E402
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -191,34 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
-    from dcac.data.errors import CorruptImageError
-    from dcac.inference.onnx_export import ExportMismatchError
-    from dcac.storage.errors import CheckpointError
-
-    return (
-        ConfigError,
-        CheckpointError,
-        CorruptImageError,
-        ExportMismatchError,
-        FileNotFoundError,
-        ValueError,
-        PermissionError,
-        IsADirectoryError,
-        NotADirectoryError,
-        FileExistsError,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as err:
-        if os.environ.get("DCAC_DEBUG"):
+    except Exception as err:
+        from dcac.user_errors import error_line, is_user_error
+
+        if os.environ.get("DCAC_DEBUG") or not is_user_error(err):
             raise
-        print(f"dcac {args.command}: error: {err}", file=sys.stderr)
+        print(f"dcac {args.command}: error: {error_line(err)}", file=sys.stderr)
         print("(set DCAC_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.disk_space import reported_when_full
 from dcac.storage.run_folder import LOG
 
 
@@ -29,8 +30,9 @@ class RunLogger:
             return
         record = {"time": round(time.time(), 3), **{k: _plain(v) for k, v in record.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        with reported_when_full(self.path, len(line)), open(self.path, "ab") as fh:
+            fh.write(line)
         if self._tb is not None and step is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("time", "epoch", "step"):

@@ -41,7 +41,7 @@ import torch
 
 from .distance import check_metric, distance_operands, feature_pair
 
-__all__ = ["DEFAULT_FPRS", "verification_metrics"]
+__all__ = ["DEFAULT_FPRS", "check_fpr", "verification_metrics"]
 
 DEFAULT_FPRS = (1e-4, 1e-3, 1e-2)
 FINE_BINS_PER_BIN = 1024
@@ -302,6 +302,13 @@ def _histograms(
     return {"edges": edges, "genuine": coarse(fine.count(genuine)), "impostor": coarse(fine_counts)}
 
 
+def check_fpr(value: float, what: str = "fprs") -> float:
+    """``value`` if it is a false-positive rate a threshold can be chosen for: 0 < FPR < 1 (so not NaN/inf)."""
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{what}: expected a false-positive rate with 0 < FPR < 1, got {value}")
+    return value
+
+
 def verification_metrics(
     q_feats: Any,
     g_feats: Any,
@@ -322,6 +329,8 @@ def verification_metrics(
     held at once in pass 2 (more passes when a bin is denser).
     """
     check_metric(metric)
+    for fpr in fprs:
+        check_fpr(fpr)
     q, g = feature_pair(q_feats, g_feats, normalize=False, device=None)
     q, g = q.float(), g.float()
     a, b = distance_operands(q, g, metric)

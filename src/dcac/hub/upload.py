@@ -30,11 +30,13 @@ class HubPushError(ValueError):
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
+    from dcac.user_errors import network_errors
+
     try:
         from huggingface_hub.errors import HfHubHTTPError
     except ImportError:
-        return (OSError,)
-    return (OSError, HfHubHTTPError)
+        return network_errors()
+    return (*network_errors(), HfHubHTTPError)
 
 
 CARD = "README.md"

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from dcac.inference.index_file import checked_metadata, read_faiss_index
 from dcac.storage.checkpoint import save_tensors_atomic
 
 INDEX_FORMAT = "dcac-gallery-index/1"
@@ -119,16 +120,10 @@ class GalleryIndex:
         if not path.is_file():
             raise FileNotFoundError(f"gallery index not found: {path}")
         metadata, blob = _read(path)
-        index = cls(
-            int(metadata["dim"]),
-            metadata["kind"],
-            weights_sha256=metadata.get("weights_sha256", ""),
-            **json.loads(metadata["params"]),
-        )
-        index.index = _faiss().deserialize_index(blob)
-        index.names = json.loads(metadata["names"])
-        if len(index.names) != index.index.ntotal:
-            raise ValueError(f"{path}: {index.index.ntotal} indexed vectors but {len(index.names)} names")
+        checked = checked_metadata(path, metadata, KINDS)
+        index = cls(checked["dim"], checked["kind"], weights_sha256=checked["weights_sha256"], **checked["params"])
+        index.index = read_faiss_index(path, blob, _faiss(), checked)
+        index.names = checked["names"]
         return index
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
 from dcac.inference.predictor import ReIDPredictor
 from dcac.models.reid_model import ReIDModel
+from dcac.storage.disk_space import fsync_file, reported_when_full
 
 ONNX_OPSET = 18
 OUTPUT_NAME = "features"
@@ -168,10 +169,14 @@ def export_onnx(
     height, width = predictor.image_size
     # Written next to the output and renamed at the end, so a failed export never leaves a half file.
     fp32_tmp, final_tmp = out_path.with_name(f".{out_path.name}.fp32.tmp"), out_path.with_name(f".{out_path.name}.tmp")
+    # The fp32 graph and the final file are both on disk before the rename, each about the weights' size.
+    needed = 2 * sum(t.numel() * t.element_size() for t in module.state_dict().values())
     try:
-        _export_fp32(module, input_spec, height, width, fp32_tmp)
-        convert_precision(fp32_tmp, final_tmp, precision)
-        _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
+        with reported_when_full(out_path, needed, (fp32_tmp, final_tmp)):
+            _export_fp32(module, input_spec, height, width, fp32_tmp)
+            convert_precision(fp32_tmp, final_tmp, precision)
+            _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
+            fsync_file(final_tmp)
         if verify:
             max_error, min_cosine = compare_with_pytorch(
                 final_tmp, module, input_spec.example(3, height, width, seed=1)

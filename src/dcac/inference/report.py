@@ -18,6 +18,7 @@ from dcac.inference.html_parts import data_uri, html_page, ranked_rows_html
 from dcac.inference.ranked_list import RankedQuery, sample_ranked_queries
 from dcac.inference.training_log import TrainingLog, read_training_log
 from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.disk_space import reported_when_full
 from dcac.storage.run_folder import LOG, REPORT_HTML, RUN_INFO
 
 PLOTS_DIR = "plots"
@@ -93,7 +94,8 @@ def _verification_section(target: str, verification: Mapping[str, Any]) -> str:
 def _png_section(run_dir: Path, file_name: str, png: bytes, alt: str) -> str:
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
-    (plots_dir / file_name).write_bytes(png)
+    with reported_when_full(plots_dir / file_name, len(png)):
+        (plots_dir / file_name).write_bytes(png)
     return f'<img src="{data_uri(png, "image/png")}" alt="{html.escape(alt)}">'
 
 

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoConfig
 
@@ -155,7 +156,10 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"CLIP weights file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as error:
+            raise CLIPWeightsError(f"{path}: not a readable safetensors file ({error})") from None
     if is_torchscript_archive(path):
         # OpenAI distributes CLIP as TorchScript archives, which torch.load(weights_only=True) cannot
         # read and torch.jit.load would run code from; their tensors are read without running anything.

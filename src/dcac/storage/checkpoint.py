@@ -10,7 +10,9 @@ The run folder's layout is in ``dcac.storage.run_folder``; its ``checkpoint/`` h
       trainer_state.json     epochs done, global step (and the loss scale with train.compat=official); the
                              LR of an epoch follows from its number, so there is no scheduler state
 
-Every file is written to a temporary name and moved into place with ``os.replace``; the checkpoint folder is
+Every file is written to a temporary name, flushed to disk (``fsync``) and moved into place with
+``os.replace``; on a full disk the temporary is removed and a ``DiskFullError`` names the file and the space
+it needs (``dcac.storage.disk_space``). The checkpoint folder is
 swapped as a whole (new folder complete first, the old one removed last), so a crash at any moment leaves
 either the previous or the new checkpoint intact.
 A temporary left behind by a writer killed mid-write is removed by the next write of the same file, and every
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from dcac.storage.disk_space import DiskFullError, disk_full_error, fsync_file, reported_when_full
 from dcac.storage.errors import CheckpointError
 from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
@@ -68,13 +71,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, size: int | None = None) -> None:
+    """``write(tmp)`` a temporary next to ``path``, flush it to disk, rename it over ``path``.
+
+    ``size``: the bytes the file will take, for the message when the disk is full (``DiskFullError``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        with reported_when_full(path, size, [tmp]):
+            write(tmp)
+            fsync_file(tmp)
         # mkstemp creates the file 0600; the output gets the mode any new file would (0666 minus the umask).
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
@@ -83,12 +92,25 @@ def _atomic_write(path: Path, write) -> None:
             os.remove(tmp)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+def _tensor_bytes(tensors) -> int:
+    """The bytes of the tensors in a (nested) state: what a file holding them takes, give or take its header."""
+    if isinstance(tensors, torch.Tensor):
+        return tensors.numel() * tensors.element_size()
+    if isinstance(tensors, dict):
+        return sum(_tensor_bytes(v) for v in tensors.values())
+    if isinstance(tensors, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in tensors)
+    return 0
 
-    _atomic_write(Path(path), write)
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    data = text.encode("utf-8")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    _atomic_write(Path(path), write, len(data))
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -100,7 +122,8 @@ def save_tensors_atomic(
 ) -> None:
     # safetensors refuses shared or non-contiguous storage; a detached contiguous CPU copy is what we want anyway.
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata))
+    header = sum(len(k) + len(v) for k, v in (metadata or {}).items())
+    _atomic_write(Path(path), lambda tmp: save_file(plain, tmp, metadata=metadata), _tensor_bytes(plain) + header)
 
 
 def restore_deliverable(path: str | Path, expected: dict[str, torch.Tensor]) -> bool:
@@ -145,15 +168,28 @@ def save_training_checkpoint(
     previous = run_dir / f".{CHECKPOINT_DIR}.old"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    save_tensors_atomic(model_state, staging / "model.safetensors")
-    _atomic_write(staging / "optimizer.pt", lambda tmp: torch.save(optimizer_state, tmp))
-    write_json_atomic(staging / "trainer_state.json", trainer_state)
+    try:
+        save_tensors_atomic(model_state, staging / "model.safetensors")
+        _atomic_write(staging / "optimizer.pt", lambda tmp: _torch_save(optimizer_state, tmp))
+        write_json_atomic(staging / "trainer_state.json", trainer_state)
+    except DiskFullError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        # The previous checkpoint stays until the new one is complete: the disk must hold both for a moment.
+        needed = _tensor_bytes(model_state) + _tensor_bytes(optimizer_state)
+        raise disk_full_error(final, needed, "the new training checkpoint") from err
     if final.exists():
         shutil.rmtree(previous, ignore_errors=True)
         os.replace(final, previous)
     os.replace(staging, final)
     shutil.rmtree(previous, ignore_errors=True)
     return final
+
+
+def _torch_save(state: dict[str, Any], tmp: str) -> None:
+    # Into a Python file object, so a full disk surfaces as the OSError of its write (torch's own writer
+    # reports only "unexpected pos").
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def find_training_checkpoint(run_dir: str | Path) -> Path | None:

@@ -56,9 +56,9 @@ def _is_header(row: list[str]) -> bool:
 def read_csv_list(list_path: Path, bad: BadInput) -> list[RawRecord]:
     """Raw records of every row; a bad row raises naming the file and line (or is skipped and counted)."""
     records = []
-    # Bytes that are not UTF-8 pass through as they are (surrogate escapes), as a file name's bytes do: a
+    # utf-8-sig: a spreadsheet's byte-order mark is no part of the header. Bytes that are not UTF-8 pass through as they are (surrogate escapes), as a file name's bytes do: a
     # latin-1 list then finds latin-1 file names, and a missing file is named with its line.
-    with list_path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    with list_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         for row in reader:
             line_number = reader.line_num
