@@ -1,9 +1,12 @@
 """ONNX export of the deployable part: Re-ID encoder + BNNeck → L2-normalised features, dynamic batch.
 
-By default the graph takes ``pixel_values`` (``batch × 3 × H × W``, preprocessed as ``build_test_transform``
-does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``) and returns ``features`` (``batch × D``).
-With ``InputSpec(format="raw")`` it takes uint8 crops of any size and does the resize and normalisation
-itself; ``format="imagenet"`` takes ImageNet-normalised crops as trackers feed them (``onnx_inputs``).
+By default (``InputSpec()``, ``format="imagenet"``) the graph takes crops as trackers feed them: float
+``batch × 3 × H × W``, any H×W, ``(rgb/255 − ImageNet mean) / ImageNet std``; it resizes them to the run's
+size and applies the run's normalisation itself, and returns ``features`` (``batch × D``). Opt-in:
+``format="raw"`` (uint8 crops of any size) and ``format="pixel_values"`` (crops already preprocessed as
+``build_test_transform`` does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``); see ``onnx_inputs``.
+Every export also writes BoxMOT's ``<file>.metadata.json`` sidecar, which refuses the opt-in graphs to a
+tracker (``tracker_export``).
 ``precision`` ``fp16``/``int8`` writes a converted variant (``convert_precision``).
 
 The file records its input contract, size, normalisation, interpolation, feature choice and dimension in
@@ -26,6 +29,7 @@ from torch import nn
 
 from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
 from dcac.inference.predictor import ReIDPredictor
+from dcac.inference.tracker_export import write_sidecar
 from dcac.models.reid_model import ReIDModel
 
 ONNX_OPSET = 18
@@ -158,8 +162,9 @@ def export_onnx(
     input_spec: InputSpec = InputSpec(),
     precision: str = "fp32",
 ) -> Path:
-    """Write the feature extractor of ``predictor`` as ONNX; with ``verify``, compare onnxruntime to PyTorch
-    (fp32: every feature within ``atol``; fp16/int8: cosine at least ``MIN_COSINE``)."""
+    """Write the feature extractor of ``predictor`` as ONNX, and BoxMOT's sidecar next to it (``tracker_export``);
+    with ``verify``, compare onnxruntime to PyTorch (fp32: every feature within ``atol``; fp16/int8: cosine at
+    least ``MIN_COSINE``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     out_path = Path(out_path)
@@ -171,7 +176,8 @@ def export_onnx(
     try:
         _export_fp32(module, input_spec, height, width, fp32_tmp)
         convert_precision(fp32_tmp, final_tmp, precision)
-        _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
+        metadata = _metadata(predictor, input_spec, after_bn, precision)
+        _add_metadata(final_tmp, metadata)
         if verify:
             max_error, min_cosine = compare_with_pytorch(
                 final_tmp, module, input_spec.example(3, height, width, seed=1)
@@ -185,6 +191,7 @@ def export_onnx(
                     f"{out_path}: {precision} features have cosine {min_cosine:.4f} to PyTorch's (< {MIN_COSINE[precision]})"
                 )
         os.replace(final_tmp, out_path)
+        write_sidecar(out_path, input_spec, metadata)
     finally:
         for leftover in (fp32_tmp, final_tmp):
             leftover.unlink(missing_ok=True)
