@@ -20,6 +20,7 @@ import copy
 import json
 import logging
 import os
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,9 +227,22 @@ def convert_precision(fp32_path: str | Path, out_path: str | Path, precision: st
         # The quantizer logs a warning for every non-float tensor (a uint8 input): nothing is wrong.
         root.setLevel(logging.ERROR)
         try:
-            quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+            with tempfile.TemporaryDirectory() as tmp:
+                quantize_dynamic(_without_value_info(fp32_path, Path(tmp)), str(out_path), weight_type=QuantType.QInt8)
         finally:
             root.setLevel(previous)
     elif fp32_path != out_path:
         out_path.write_bytes(fp32_path.read_bytes())
     return out_path
+
+
+def _without_value_info(path: Path, folder: Path) -> str:
+    """A copy of the model without the exporter's intermediate shape annotations: the quantizer of
+    onnxruntime 1.24 (the version BoxMOT pins) rejects some of them in its shape inference, and infers all."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    copy_path = folder / path.name
+    onnx.save(model, str(copy_path))
+    return str(copy_path)
