@@ -156,3 +156,29 @@ def test_resize_pad_gives_dcacs_features_of_the_letterboxed_crop(exported, tiny_
     assert _cosines(got, dcac.load(tiny_run, device="cpu").extract(padded)).min() >= 0.999
     plain = _cosines(got, _dcac_features(tiny_run, frame, detections))
     assert plain[1] >= 0.999 and plain[0] < 0.999  # the run's shape needs no padding; the square crop does
+
+
+def test_the_benchmark_measures_each_case(exported, tiny_run, image_tree, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "boxmot_features.py"
+    out = tmp_path / "b.json"
+    args = [
+        sys.executable,
+        str(script),
+        "--run",
+        str(tiny_run),
+        "--images",
+        str(image_tree["gallery"]),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["case"]: row for row in json.loads(out.read_text())["cases"]}
+    assert rows["default"]["cos_min"] >= 0.999 and rows["default, no sidecar"]["boxmot_input_hw"] == [256, 128]
+    # What the refusing sidecar prevents (small on this random model; 0.31 on the demo's trained run).
+    assert rows["pixel_values, no sidecar"]["cos_min"] < 0.999
+    assert rows["default, resize_pad (wide crops)"]["cos_min"] < rows["default (wide crops)"]["cos_min"]
