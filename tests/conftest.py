@@ -1,6 +1,34 @@
-"""Test-wide settings: OpenMP threads wait passively (set before anything imports torch), tiny thread count."""
+"""Test-wide settings: OpenMP threads wait passively (set before anything imports torch), tiny thread count;
+the ``boxmot`` fixture."""
+
+import importlib
+import os
+
+import pytest
 
 from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()
 limit_threads_for_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def boxmot():
+    """BoxMOT as ``tools/install_boxmot.sh`` installs it: skipped without it, except in CI (``CI`` set), where
+    ``.ci/run`` installs it and a missing or half-installed BoxMOT is a failure."""
+    try:
+        module = importlib.import_module("boxmot")
+        from boxmot.reid.backends.dependencies import reid_backend_requirements
+        from boxmot.utils.checks import requirement_satisfied
+    except ImportError as err:
+        if os.environ.get("CI"):
+            raise AssertionError(f"CI installs BoxMOT with tools/install_boxmot.sh, but: {err}") from err
+        pytest.skip(f"BoxMOT is not installed ({err}); tools/install_boxmot.sh installs it")
+    needed = reid_backend_requirements("onnx", device="cpu")
+    # Without it BoxMOT pip-installs onnxruntime itself on the first ONNX load: never let a test do that.
+    if not any(requirement_satisfied(requirement) for requirement in needed):
+        message = f"BoxMOT's ONNX backend needs {needed[0]}; tools/install_boxmot.sh installs it"
+        if os.environ.get("CI"):
+            raise AssertionError(message)
+        pytest.skip(message)
+    return module

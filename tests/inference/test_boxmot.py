@@ -8,8 +8,6 @@ half-installed BoxMOT fails these tests; elsewhere they are skipped without it.
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
 from pathlib import Path
 
@@ -25,28 +23,8 @@ from dcac.inference.tracker_export import sidecar_path
 RUN_SIZE = (64, 32)  # the tiny run's height × width
 
 
-def _boxmot_or_skip():
-    try:
-        boxmot = importlib.import_module("boxmot")
-        from boxmot.reid.backends.dependencies import reid_backend_requirements
-        from boxmot.utils.checks import requirement_satisfied
-    except ImportError as err:
-        if os.environ.get("CI"):
-            raise AssertionError(f"CI installs BoxMOT with tools/install_boxmot.sh, but: {err}") from err
-        pytest.skip(f"BoxMOT is not installed ({err}); tools/install_boxmot.sh installs it")
-    needed = reid_backend_requirements("onnx", device="cpu")
-    # Without it BoxMOT pip-installs onnxruntime itself on the first ONNX load: never let a test do that.
-    if not any(requirement_satisfied(requirement) for requirement in needed):
-        message = f"BoxMOT's ONNX backend needs {needed[0]}; tools/install_boxmot.sh installs it"
-        if os.environ.get("CI"):
-            raise AssertionError(message)
-        pytest.skip(message)
-    return boxmot
-
-
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory) -> Path:
-    _boxmot_or_skip()
+def exported(boxmot, tiny_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("boxmot") / "dcac_reid.onnx"
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out)]) == 0
     return out
@@ -182,3 +160,15 @@ def test_the_benchmark_measures_each_case(exported, tiny_run, image_tree, tmp_pa
     # What the refusing sidecar prevents (small on this random model; 0.31 on the demo's trained run).
     assert rows["pixel_values, no sidecar"]["cos_min"] < 0.999
     assert rows["default, resize_pad (wide crops)"]["cos_min"] < rows["default (wide crops)"]["cos_min"]
+
+
+def test_the_readme_installs_boxmot_as_ci_does():
+    """The README's install block is not run by the README test (it installs packages); CI runs the script."""
+    root = Path(__file__).resolve().parents[2]
+    script = [
+        line for line in (root / "tools" / "install_boxmot.sh").read_text().splitlines() if line.startswith("pip ")
+    ]
+    readme = (root / "README.md").read_text()
+    block = readme[readme.index("```bash\npip install --no-deps boxmot") + len("```bash\n") :].split("```")[0]
+    assert block.splitlines() == script and len(script) == 2
+    assert "bash tools/install_boxmot.sh" in (root / ".ci" / "run").read_text()
