@@ -1,6 +1,8 @@
 """Test-wide settings: OpenMP threads wait passively (set before anything imports torch), tiny thread count.
-Shared fixture: ``decompression_bomb``, a writer of tiny PNGs whose header claims a huge size."""
+Shared fixtures: ``decompression_bomb``, a writer of tiny PNGs whose header claims a huge size; ``boxmot``."""
 
+import importlib
+import os
 import struct
 import zlib
 
@@ -28,3 +30,25 @@ def _write_decompression_bomb(path, width: int = 20000, height: int = 20000):
 def decompression_bomb():
     """``decompression_bomb(path)``: a tiny PNG claiming 20000×20000 pixels, which Pillow refuses to open."""
     return _write_decompression_bomb
+
+
+@pytest.fixture(scope="session")
+def boxmot():
+    """BoxMOT as ``tools/install_boxmot.sh`` installs it: skipped without it, except in CI (``CI`` set), where
+    ``.ci/run`` installs it and a missing or half-installed BoxMOT is a failure."""
+    try:
+        module = importlib.import_module("boxmot")
+        from boxmot.reid.backends.dependencies import reid_backend_requirements
+        from boxmot.utils.checks import requirement_satisfied
+    except ImportError as err:
+        if os.environ.get("CI"):
+            raise AssertionError(f"CI installs BoxMOT with tools/install_boxmot.sh, but: {err}") from err
+        pytest.skip(f"BoxMOT is not installed ({err}); tools/install_boxmot.sh installs it")
+    needed = reid_backend_requirements("onnx", device="cpu")
+    # Without it BoxMOT pip-installs onnxruntime itself on the first ONNX load: never let a test do that.
+    if not any(requirement_satisfied(requirement) for requirement in needed):
+        message = f"BoxMOT's ONNX backend needs {needed[0]}; tools/install_boxmot.sh installs it"
+        if os.environ.get("CI"):
+            raise AssertionError(message)
+        pytest.skip(message)
+    return module

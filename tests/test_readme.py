@@ -29,6 +29,8 @@ NOT_RUN = {
     "torchrun --standalone": "needs several GPUs and the real datasets",
     "torchrun --nnodes M": "needs several machines",
     "ruff check src tests benchmarks": "runs on the repository itself, which .ci/run does after the tests",
+    "pip install --no-deps boxmot==25.0.0": "installs packages: tools/install_boxmot.sh, which .ci/run runs "
+    "before the tests (tests/inference/test_boxmot.py checks that both say the same)",
 }
 _BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
@@ -63,11 +65,13 @@ def demo_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_readme_block_runs_as_written(index, demo_folder):
+def test_readme_block_runs_as_written(index, demo_folder, request):
     language, code = readme_blocks()[index]
     reason = _skip_reason(code)
     if reason is not None:
         pytest.skip(f"README block {index}: {reason}")
+    if "from boxmot" in code:
+        request.getfixturevalue("boxmot")  # skipped where BoxMOT is not installed, except in CI (tests/conftest.py)
     folder, env = demo_folder
     command = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [sys.executable, "-c", code]
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)

@@ -87,6 +87,7 @@ def test_calibrate_then_compare(run_dir: Path, shop: Path, capsys) -> None:
     )
     record = json.loads((run_dir / "verification.json").read_text())
     assert record["fpr_target"] == 0.25 and record["fpr"] <= 0.25 and record["target"] == "shop"
+    assert f"appearance_thresh={record['threshold'] / 2:.4g} (BoT-SORT)" in capsys.readouterr().out
     a, b = shop / "query" / "person1" / "0.png", shop / "gallery" / "person1" / "1.png"
     answer = dcac.compare(a, b, run_dir)
     model = dcac.load(run_dir)

@@ -1,9 +1,11 @@
-"""ONNX export: onnxruntime features equal the PyTorch features, for any batch size."""
+"""ONNX export: onnxruntime features equal the PyTorch features, for any batch size; the default graph is the
+tracker-facing one, with BoxMOT's sidecar next to it."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -11,12 +13,15 @@ import torch
 import dcac.api as api
 from dcac.cli import main
 from dcac.inference.image_inputs import find_images
-from dcac.inference.onnx_export import export_onnx, onnx_features
+from dcac.inference.onnx_export import export_onnx, onnx_features, read_metadata
+from dcac.inference.onnx_inputs import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from dcac.inference.tracker_export import sidecar_path
 
 
 def test_cli_export_matches_pytorch_with_a_dynamic_batch(tiny_run, image_tree, tmp_path):
     out = tmp_path / "model.onnx"
-    assert main(["export", "--checkpoint", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    args = ["export", "--checkpoint", str(tiny_run), "--format", "onnx", "--input", "pixel_values", "--out", str(out)]
+    assert main(args) == 0
     predictor = api.load(tiny_run)
     files = find_images(image_tree["gallery"])
     for batch in (1, 5, 8):
@@ -31,7 +36,7 @@ def test_cli_export_matches_pytorch_with_a_dynamic_batch(tiny_run, image_tree, t
 
 def test_before_bn_export_and_default_location(tiny_run, tmp_path):
     predictor = api.load(tiny_run)
-    path = export_onnx(predictor, tmp_path / "f.onnx", after_bn=False)
+    path = export_onnx(predictor, tmp_path / "f.onnx", after_bn=False, input_spec=InputSpec("pixel_values"))
     pixels = torch.randn(3, 3, 64, 32)
     torch.testing.assert_close(
         onnx_features(path, pixels), predictor.extract(pixels, after_bn=False), atol=1e-4, rtol=0
@@ -60,8 +65,33 @@ def test_full_size_vit_b16_export(tmp_path):
     save_tensors_atomic(model.state_dict(), tmp_path / "reid_model.safetensors")
     write_run_metadata(tmp_path, config, {"num_ids": 751, "num_cams": 6, "sources": ["market1501"]})
     predictor = api.load(tmp_path)
-    path = export_onnx(predictor, tmp_path / "vit_b16.onnx")
+    path = export_onnx(predictor, tmp_path / "vit_b16.onnx", input_spec=InputSpec("pixel_values"))
     pixels = torch.randn(2, 3, 256, 128)
     got = onnx_features(path, pixels)
     assert got.shape == (2, 512)
     torch.testing.assert_close(got, predictor.extract(pixels), atol=1e-4, rtol=0)
+
+
+def test_default_export_is_the_tracker_graph_with_boxmots_sidecar(tiny_run, draw_person, tmp_path, capsys):
+    out = tmp_path / "reid.onnx"
+    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out)]) == 0
+    assert f"tracker metadata (BoxMOT) -> {sidecar_path(out)}" in capsys.readouterr().out
+    assert json.loads(read_metadata(out)["dcac_input"])["format"] == "imagenet"
+    sidecar = json.loads(sidecar_path(out).read_text())
+    assert sidecar["model_kwargs"] == {"img_size": [64, 32]} and sidecar["model_kwargs_schema_version"] == 1
+    assert sidecar["input_normalization"]["mean"] == list(IMAGENET_MEAN) and sidecar["preprocess"] == "resize"
+    assert sidecar["dcac_feature_dim"] == 32 and sidecar["source"] == str(tiny_run)
+    # Fed as the sidecar says (resize to img_size, /255, ImageNet mean/std): dcac's features.
+    images = [draw_person(seed, (64, 32)) for seed in range(3)]
+    pixels = torch.stack([torch.from_numpy(np.asarray(image).copy()) for image in images]).permute(0, 3, 1, 2) / 255
+    imagenet = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(onnx_features(out, imagenet), api.load(tiny_run).extract(images), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("input_format", ["pixel_values", "raw"])
+def test_opt_in_exports_write_a_sidecar_that_refuses_trackers(input_format, tiny_run, tmp_path, capsys):
+    out = tmp_path / f"{input_format}.onnx"
+    assert main(["export", "--checkpoint", str(tiny_run), "--input", input_format, "--out", str(out)]) == 0
+    assert "is not for trackers" in capsys.readouterr().out
+    (why,) = json.loads(sidecar_path(out).read_text())["model_kwargs"]
+    assert f"takes {input_format!r} input, not the ImageNet-normalised crops" in why

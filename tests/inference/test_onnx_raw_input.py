@@ -65,9 +65,9 @@ def test_imagenet_input_matches_a_tracker_feeding_imagenet_normalised_crops(tiny
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     got = onnx_features(out, (pixels - mean) / std)
     torch.testing.assert_close(got, predictor.extract(images), atol=1e-4, rtol=0)
-    # Without the adapter (the plain export) the same crops give other features: what a tracker got before.
+    # Without the adapter (the opt-in pixel_values graph) the same crops give other features.
     plain = tmp_path / "plain.onnx"
-    assert main(["export", "--checkpoint", str(tiny_run), "--out", str(plain)]) == 0
+    assert main(["export", "--checkpoint", str(tiny_run), "--input", "pixel_values", "--out", str(plain)]) == 0
     assert F.cosine_similarity(onnx_features(plain, (pixels - mean) / std), got, dim=1).min() < 0.999
 
 

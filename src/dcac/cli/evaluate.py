@@ -150,6 +150,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from dcac.data.options import options_for
     from dcac.evaluation.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
+    from dcac.inference.tracker_export import boxmot_threshold_line
     from dcac.models.loading import load_reid_model
     from dcac.storage.run_folder import resolve_run
 
@@ -166,11 +167,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, args.fpr)))
     metrics = target_verification(model, target, config, fprs=fprs, device=device, progress=True)
     print(format_verification(target.name, metrics))
-    path = write_calibration(resolve_run(checkpoint)[0], calibration_record(metrics, args.fpr, target, config))
+    record = calibration_record(metrics, args.fpr, target, config)
+    path = write_calibration(resolve_run(checkpoint)[0], record)
     print(
         f"threshold {metrics['tpr_at_fpr'][f'{args.fpr:g}']['threshold']:.6g} (FPR <= {args.fpr:g} on "
         f"{target.name}) written to {path}"
     )
+    print(boxmot_threshold_line(record))
     return 0
 
 

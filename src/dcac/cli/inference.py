@@ -182,6 +182,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from dcac.hub.download import parse_hub_id
     from dcac.inference.onnx_export import export_onnx
     from dcac.inference.onnx_inputs import InputSpec
+    from dcac.inference.tracker_export import sidecar_path
     from dcac.storage.run_folder import resolve_run
 
     spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
@@ -203,6 +204,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     print(f"ONNX model -> {out}" + ("" if args.no_verify else " (onnxruntime output checked against PyTorch)"))
+    refused = "" if spec.format == "imagenet" else f" (it tells BoxMOT this {spec.format} graph is not for trackers)"
+    print(f"tracker metadata (BoxMOT) -> {sidecar_path(out)}{refused}")
     return 0
 
 
@@ -329,10 +332,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs PyTorch check")
     p.add_argument(
         "--input",
-        choices=("pixel_values", "raw", "imagenet"),
-        default="pixel_values",
-        help="pixel_values: preprocessed N×3×H×W (default); raw: uint8 crops of any size, resized and "
-        "normalised in the graph; imagenet: ImageNet-normalised float crops (BoxMOT-style trackers)",
+        choices=("imagenet", "raw", "pixel_values"),
+        default="imagenet",
+        help="imagenet (default): ImageNet-normalised float crops of any size, as trackers (BoxMOT) feed them; "
+        "raw: uint8 crops of any size; pixel_values: N×3×H×W already preprocessed as dcac does (mean = std = 0.5)",
     )
     p.add_argument("--layout", choices=("nhwc", "nchw"), help="raw input layout (default nhwc)")
     p.add_argument(

@@ -1,9 +1,12 @@
 """ONNX export of the deployable part: Re-ID encoder + BNNeck → L2-normalised features, dynamic batch.
 
-By default the graph takes ``pixel_values`` (``batch × 3 × H × W``, preprocessed as ``build_test_transform``
-does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``) and returns ``features`` (``batch × D``).
-With ``InputSpec(format="raw")`` it takes uint8 crops of any size and does the resize and normalisation
-itself; ``format="imagenet"`` takes ImageNet-normalised crops as trackers feed them (``onnx_inputs``).
+By default (``InputSpec()``, ``format="imagenet"``) the graph takes crops as trackers feed them: float
+``batch × 3 × H × W``, any H×W, ``(rgb/255 − ImageNet mean) / ImageNet std``; it resizes them to the run's
+size and applies the run's normalisation itself, and returns ``features`` (``batch × D``). Opt-in:
+``format="raw"`` (uint8 crops of any size) and ``format="pixel_values"`` (crops already preprocessed as
+``build_test_transform`` does: bicubic resize to the run's H×W, ``(x/255 − 0.5) / 0.5``); see ``onnx_inputs``.
+Every export also writes BoxMOT's ``<file>.metadata.json`` sidecar, which refuses the opt-in graphs to a
+tracker (``tracker_export``).
 ``precision`` ``fp16``/``int8`` writes a converted variant (``convert_precision``).
 
 The file records its input contract, size, normalisation, interpolation, feature choice and dimension in
@@ -17,6 +20,7 @@ import copy
 import json
 import logging
 import os
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +30,7 @@ from torch import nn
 
 from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
 from dcac.inference.predictor import ReIDPredictor
+from dcac.inference.tracker_export import write_sidecar
 from dcac.models.reid_model import ReIDModel
 from dcac.storage.disk_space import fsync_file, reported_when_full
 
@@ -159,8 +164,9 @@ def export_onnx(
     input_spec: InputSpec = InputSpec(),
     precision: str = "fp32",
 ) -> Path:
-    """Write the feature extractor of ``predictor`` as ONNX; with ``verify``, compare onnxruntime to PyTorch
-    (fp32: every feature within ``atol``; fp16/int8: cosine at least ``MIN_COSINE``)."""
+    """Write the feature extractor of ``predictor`` as ONNX, and BoxMOT's sidecar next to it (``tracker_export``);
+    with ``verify``, compare onnxruntime to PyTorch (fp32: every feature within ``atol``; fp16/int8: cosine at
+    least ``MIN_COSINE``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     out_path = Path(out_path)
@@ -175,7 +181,8 @@ def export_onnx(
         with reported_when_full(out_path, needed, (fp32_tmp, final_tmp)):
             _export_fp32(module, input_spec, height, width, fp32_tmp)
             convert_precision(fp32_tmp, final_tmp, precision)
-            _add_metadata(final_tmp, _metadata(predictor, input_spec, after_bn, precision))
+            metadata = _metadata(predictor, input_spec, after_bn, precision)
+            _add_metadata(final_tmp, metadata)
             fsync_file(final_tmp)
         if verify:
             max_error, min_cosine = compare_with_pytorch(
@@ -190,6 +197,7 @@ def export_onnx(
                     f"{out_path}: {precision} features have cosine {min_cosine:.4f} to PyTorch's (< {MIN_COSINE[precision]})"
                 )
         os.replace(final_tmp, out_path)
+        write_sidecar(out_path, input_spec, metadata)
     finally:
         for leftover in (fp32_tmp, final_tmp):
             leftover.unlink(missing_ok=True)
@@ -224,9 +232,22 @@ def convert_precision(fp32_path: str | Path, out_path: str | Path, precision: st
         # The quantizer logs a warning for every non-float tensor (a uint8 input): nothing is wrong.
         root.setLevel(logging.ERROR)
         try:
-            quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8)
+            with tempfile.TemporaryDirectory() as tmp:
+                quantize_dynamic(_without_value_info(fp32_path, Path(tmp)), str(out_path), weight_type=QuantType.QInt8)
         finally:
             root.setLevel(previous)
     elif fp32_path != out_path:
         out_path.write_bytes(fp32_path.read_bytes())
     return out_path
+
+
+def _without_value_info(path: Path, folder: Path) -> str:
+    """A copy of the model without the exporter's intermediate shape annotations: the quantizer of
+    onnxruntime 1.24 (the version BoxMOT pins) rejects some of them in its shape inference, and infers all."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    copy_path = folder / path.name
+    onnx.save(model, str(copy_path))
+    return str(copy_path)

@@ -4,9 +4,10 @@
   run's mean/std — dcac's own preprocessing, done by the caller.
 - ``raw``: the crops themselves, ``uint8``, ``N×H×W×3`` (``nhwc``) or ``N×3×H×W`` (``nchw``), any H×W,
   RGB or BGR; the graph converts, resizes and normalises, so a runtime needs to know nothing about dcac.
-- ``imagenet``: ``N×3×H×W`` float RGB normalised with ImageNet's mean/std, any H×W — what trackers built on
-  torchreid-style backends feed (BoxMOT resizes crops to 256×128 bilinear and normalises this way); the
-  graph undoes that normalisation, resizes to the run's size and applies dcac's.
+- ``imagenet`` (the default): ``N×3×H×W`` float RGB normalised with ImageNet's mean/std, any H×W — what
+  trackers built on torchreid-style backends feed (BoxMOT resizes crops bilinear to the size its sidecar
+  names and normalises this way); the graph undoes that normalisation, resizes to the run's size and applies
+  dcac's.
 
 Resizing in the graph is bicubic with antialiasing (``F.interpolate(..., antialias=True)``, ONNX ``Resize``
 with ``cubic_coeff_a=-0.5``), the filter PIL's ``BICUBIC`` uses in ``build_test_transform``; the graph keeps
@@ -35,7 +36,8 @@ RESIZE_DESCRIPTION = "bicubic, antialiased (PIL BICUBIC filter, a=-0.5), align_c
 class InputSpec:
     """The input contract of an exported graph; ``metadata()`` is what the ONNX file records."""
 
-    format: str = "pixel_values"
+    # The tracker-facing graph is the default: fed the way trackers feed crops, it gives dcac's features.
+    format: str = "imagenet"
     layout: str = "nchw"
     channel_order: str = "rgb"
 
