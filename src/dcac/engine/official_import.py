@@ -63,12 +63,37 @@ def import_official_checkpoint(
     *,
     data_root: str | Path | None = None,
     with_teacher: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
 
     ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model).
+    A folder that holds a run is refused unless ``overwrite``, which replaces that run whole once the checkpoint
+    has been read and checked (a failing import leaves it as it was).
     """
-    # Imported here so that building the command-line parser stays light.
+    from dcac.storage.run_lock import RunFolderTakenError, clear_run_folder, holds_run, lock_run_folder
+
+    out = Path(out)
+    with lock_run_folder(out, "dcac import"):
+        if holds_run(out) and not overwrite:
+            raise RunFolderTakenError(
+                f"--out {out} holds another run: pass --overwrite to replace it whole, or choose another folder"
+            )
+        reid, teacher, run_info = _read_official(checkpoint, config, data_root, with_teacher=with_teacher)
+        if overwrite:
+            clear_run_folder(out)
+        _write_imported_run(out, config, reid, teacher, run_info)
+    return run_info
+
+
+def _read_official(checkpoint, config: DCACConfig, data_root, *, with_teacher: bool):
+    """The checked Re-ID (and teacher) tensors of a released checkpoint under dcac's names, and the run info.
+
+    Every shape is checked against the configured model built on the meta device (nothing allocated) before
+    the real model is built; non-finite weights are refused.
+    """
+    import torch
+
     import dcac
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
@@ -78,10 +103,8 @@ def import_official_checkpoint(
         official_reid_state,
         read_torch_state_dict,
     )
-    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
-    from dcac.storage.run_folder import write_run_metadata
+    from dcac.storage.tensor_checks import require_finite
 
-    out = Path(out)
     state = read_torch_state_dict(checkpoint)
     num_ids = official_num_ids(state, checkpoint)
     expected = expected_num_ids(config, data_root)
@@ -91,10 +114,10 @@ def import_official_checkpoint(
             "the checkpoint was trained on other sources than data.sources "
             f"({', '.join(config.data.sources)})"
         )
-    model = build_reid_model(config, num_ids)
-    reid_state = official_reid_state(state, model, checkpoint)
-    model.load_state_dict(reid_state, strict=True)
-    config.train.output_dir = str(out)
+    with torch.device("meta"):
+        shapes_only = build_reid_model(config, num_ids)
+    reid = official_reid_state(state, shapes_only, checkpoint)
+    require_finite({k: v for k, v in state.items() if not k.startswith(OFFICIAL_TEACHER)}, checkpoint)
     run_info = {
         "num_ids": num_ids,
         "sources": list(config.data.sources),
@@ -103,22 +126,40 @@ def import_official_checkpoint(
         "imported_from": str(checkpoint),
     }
     teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
+    teacher = None
     if teacher_keys and with_teacher:
         from dcac.models.official_teacher import official_teacher_state
 
         teacher = official_teacher_state({k: state[k] for k in teacher_keys}, config, num_ids, checkpoint)
-        save_tensors_atomic(teacher, out / TEACHER_INIT)
+        require_finite(teacher, checkpoint)
         run_info["teacher_init"] = TEACHER_INIT
+    return reid, teacher, run_info
+
+
+def _write_imported_run(out: Path, config: DCACConfig, reid: dict, teacher: dict | None, run_info: dict) -> None:
+    from dcac.models.build import build_reid_model
+    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
+    from dcac.storage.run_folder import write_run_metadata
+
+    model = build_reid_model(config, run_info["num_ids"])
+    model.load_state_dict(reid, strict=True)
+    config.train.output_dir = str(out)
+    if teacher is not None:
+        save_tensors_atomic(teacher, out / TEACHER_INIT)
     save_tensors_atomic(model.state_dict(), out / REID_WEIGHTS)
     write_run_metadata(out, config, run_info)
-    return run_info
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     preset = args.config or preset_for_checkpoint(args.checkpoint)
     config = load_config(preset, args.overrides)
     info = import_official_checkpoint(
-        args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher
+        args.checkpoint,
+        args.out,
+        config,
+        data_root=args.root,
+        with_teacher=not args.no_teacher,
+        overwrite=args.overwrite,
     )
     print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
     if "teacher_init" in info:
@@ -131,6 +172,7 @@ def add_import_command(subparsers) -> None:
     p.add_argument("checkpoint", help="the official .pth (torch.save(model.state_dict()) of the DCAC module)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out whole")
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
     p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
     p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
@@ -145,9 +187,11 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     """
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
     from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.storage.tensor_checks import require_finite
 
     run_dir = Path(run_dir)
     reid = load_tensors(run_dir / REID_WEIGHTS)
+    require_finite(reid, run_dir / REID_WEIGHTS)
     classifier = reid.get("classifier.weight")
     if (
         classifier is not None
@@ -167,6 +211,7 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     teacher_file = run_dir / TEACHER_INIT
     if model.teacher is not None and teacher_file.is_file():
         tensors = load_tensors(teacher_file)
+        require_finite(tensors, teacher_file)
         if DCAC_PROMPTS not in model.state_dict():  # the instance ablation conditions without prompts
             tensors.pop(DCAC_PROMPTS)
         skipped = load_teacher_init(model, tensors)
