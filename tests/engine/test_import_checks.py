@@ -145,3 +145,15 @@ def test_a_failing_overwrite_keeps_the_run(tmp_path, capsys):
     bad.write_bytes(b"")
     assert _import(bad, run, "--overwrite") == 2
     assert sorted(p.name for p in run.iterdir()) == names
+
+
+def test_overwrite_never_empties_the_working_folder(tmp_path, monkeypatch, capsys):
+    run = _trained_looking_run(tmp_path)
+    (run / "notes.txt").write_text("mine")
+    other = tmp_path / "source_b.pth"
+    torch.save(official_reid_layout(num_ids=SOURCE_IDS, seed=1), other)
+    monkeypatch.chdir(run)
+    capsys.readouterr()
+    assert main(["import", str(other), "--out", ".", "--config", "demo", "--overwrite"]) == 2
+    assert "is also the working or home folder" in _one_error_line(capsys)
+    assert (run / "notes.txt").read_text() == "mine" and (run / "checkpoint").is_dir()

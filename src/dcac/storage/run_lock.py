@@ -23,8 +23,14 @@ from dcac.storage.errors import CheckpointError
 
 LOCK_FILE = ".dcac.lock"
 
-# The files whose presence makes a folder hold a run: a model, or the metadata written before the first one.
-RUN_MARKERS = ("config.yaml", "run_info.json", "reid_model.safetensors", "checkpoint", ".checkpoint.old")
+# The files whose presence makes a folder hold a run: a model, a checkpoint, or the run info written before them
+# (names specific to dcac: a folder that merely has a config.yaml is not taken for a run and emptied).
+RUN_MARKERS = (
+    "run_info.json",
+    "reid_model.safetensors",
+    "checkpoint/trainer_state.json",
+    ".checkpoint.old/trainer_state.json",
+)
 
 # File systems without flock (some FUSE and old NFS mounts): the run goes on unlocked, with a warning.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -113,8 +119,19 @@ def holds_run(run_dir: str | Path) -> bool:
 
 
 def clear_run_folder(run_dir: str | Path) -> None:
-    """Delete everything in a run folder but its lock: the run is replaced whole, never mixed with the next one."""
-    for entry in Path(run_dir).iterdir():
+    """Delete everything in a run folder but its lock: the run is replaced whole, never mixed with the next one.
+
+    The working directory, a folder above it and the home folder are refused: a run there shares the folder
+    with files that are not the run's.
+    """
+    run_dir = Path(run_dir)
+    resolved, cwd = run_dir.resolve(), Path.cwd().resolve()
+    if resolved in (cwd, *cwd.parents, Path.home().resolve()):
+        raise RunFolderTakenError(
+            f"{run_dir} holds a run but is also the working or home folder (or above it): replacing the run would "
+            "delete everything in it; move the run into a folder of its own"
+        )
+    for entry in run_dir.iterdir():
         if entry.name == LOCK_FILE:
             continue
         if entry.is_dir() and not entry.is_symlink():
