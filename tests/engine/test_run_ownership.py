@@ -142,3 +142,20 @@ def test_two_real_trains_into_one_folder(synth_root, tmp_path, capsys):
     finally:
         first.kill()
         first.wait()
+
+
+def test_every_rank_of_a_distributed_train_stops_at_a_busy_folder(synth_root, tmp_path, holder):
+    """Rank 0 finds the folder busy; rank 1 must stop too, not wait for rank 0 at the first collective."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    overrides = [f"data.root={synth_root}", f"train.output_dir={tmp_path / 'run'}", "train.progress=false"]
+    cmd = [*launcher, "--standalone", "--nproc_per_node=2", "-m", "dcac.cli", "train", "--config", "demo", *overrides]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert done.stderr.count(f"is in use by PID {holder.pid} on host {socket.gethostname()}") == 2, done.stderr[-3000:]

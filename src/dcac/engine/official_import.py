@@ -92,6 +92,7 @@ def _read_official(checkpoint, config: DCACConfig, data_root, *, with_teacher: b
     Every shape is checked against the configured model built on the meta device (nothing allocated) before
     the real model is built; non-finite weights are refused.
     """
+    # Imported here so that building the command-line parser stays light.
     import torch
 
     import dcac

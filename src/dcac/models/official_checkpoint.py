@@ -83,7 +83,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if name in plain:
             # Which of the two copies is the model cannot be told; picking one would be a silent guess.
             raise OfficialCheckpointError(
-                f"{path}: holds both '{name}' and '{_DATA_PARALLEL}{name}': which is the model?"
+                f"{path}: holds both '{name}' and '{_DATA_PARALLEL}{name}', two copies of one weight: keep one"
             )
         _check_stored_size(tensor, key, path)
         plain[name] = tensor
