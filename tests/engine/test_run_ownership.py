@@ -18,8 +18,9 @@ import torch
 from test_official_import import SOURCE_IDS, official_reid_layout
 
 from dcac.cli import main
-from dcac.data.synthetic import write_synthetic
-from dcac.storage.run_lock import LOCK_FILE, RunFolderBusyError, lock_run_folder
+from dcac.demo.synthetic import write_synthetic
+from dcac.storage.run_folder import RUN_LOCK
+from dcac.storage.run_lock import RunFolderBusyError, lock_run_folder
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 HOLD = (
@@ -84,7 +85,7 @@ def test_a_second_train_into_a_busy_folder_stops_naming_the_holder(synth_root, t
     assert _train(synth_root, tmp_path / "run") == 2
     line = _one_error_line(capsys)
     assert f"is in use by PID {holder.pid} on host {socket.gethostname()} (dcac train" in line
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE]  # nothing written
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [RUN_LOCK]  # nothing written
     ckpt = tmp_path / "source_x.pth"
     torch.save(official_reid_layout(num_ids=SOURCE_IDS), ckpt)
     assert main(["import", str(ckpt), "--out", str(tmp_path / "run"), "--config", "demo"]) == 2
@@ -92,7 +93,7 @@ def test_a_second_train_into_a_busy_folder_stops_naming_the_holder(synth_root, t
 
 
 def test_a_dead_holders_lock_is_taken_over(tmp_path, holder):
-    lock_file = tmp_path / "run" / LOCK_FILE
+    lock_file = tmp_path / "run" / RUN_LOCK
     with pytest.raises(RunFolderBusyError, match=f"PID {holder.pid}"):
         lock_run_folder(tmp_path / "run", "test")
     os.kill(holder.pid, signal.SIGKILL)
@@ -117,7 +118,7 @@ def test_train_refuses_an_imported_model_and_no_resume_replaces_a_run_whole(synt
     assert _train(synth_root, run, "--no-resume") == 0
     assert not (run / "verification.json").exists()
     assert "imported_from" not in json.loads((run / "run_info.json").read_text())
-    assert (run / "checkpoint" / "trainer_state.json").is_file() and not (run / LOCK_FILE).exists()
+    assert (run / "checkpoint" / "trainer_state.json").is_file() and not (run / RUN_LOCK).exists()
 
 
 def test_two_real_trains_into_one_folder(synth_root, tmp_path, capsys):
@@ -133,7 +134,7 @@ def test_two_real_trains_into_one_folder(synth_root, tmp_path, capsys):
     )
     try:
         deadline = time.monotonic() + 120
-        while not (run / LOCK_FILE).is_file() or not (run / LOCK_FILE).read_text():
+        while not (run / RUN_LOCK).is_file() or not (run / RUN_LOCK).read_text():
             assert first.poll() is None and time.monotonic() < deadline, "the first training did not start"
             time.sleep(0.2)
         assert _train(synth_root, run) == 2

@@ -15,7 +15,7 @@ from PIL import Image
 import dcac
 from dcac.cli import main
 from dcac.config import load_config
-from dcac.engine.calibration_checks import CalibrationError
+from dcac.evaluation.calibration_checks import CalibrationError
 from dcac.models.build import build_reid_model
 from dcac.storage.checkpoint import save_tensors_atomic
 from dcac.storage.run_folder import write_run_metadata

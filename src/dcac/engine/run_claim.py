@@ -14,14 +14,15 @@ from accelerate.utils import broadcast_object_list
 
 from dcac.config import DCACConfig
 from dcac.engine.resume import check_resumable
-from dcac.storage.checkpoint import REID_WEIGHTS, find_training_checkpoint
+from dcac.storage.checkpoint import find_training_checkpoint
 from dcac.storage.errors import CheckpointError
-from dcac.storage.run_lock import LOCK_FILE, RunFolderTakenError, RunLock, clear_run_folder, holds_run, lock_run_folder
+from dcac.storage.run_folder import REID_WEIGHTS, RUN_LOCK
+from dcac.storage.run_lock import RunFolderTakenError, RunLock, clear_run_folder, holds_run, lock_run_folder
 
 
 def claim_training_folder(cfg: DCACConfig, accelerator: Accelerator, *, resume: bool) -> RunLock:
     """The main process locks ``train.output_dir`` and makes it this run's; every rank raises if that fails."""
-    lock, error = RunLock(Path(cfg.train.output_dir) / LOCK_FILE, None), None  # other ranks hold nothing
+    lock, error = RunLock(Path(cfg.train.output_dir) / RUN_LOCK, None), None  # other ranks hold nothing
     if accelerator.is_main_process:
         try:
             lock = _claim(Path(cfg.train.output_dir), cfg, resume=resume)

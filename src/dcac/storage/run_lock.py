@@ -19,17 +19,17 @@ import sys
 import time
 from pathlib import Path
 
+from dcac.storage.checkpoint import CHECKPOINT_DIR
 from dcac.storage.errors import CheckpointError
-
-LOCK_FILE = ".dcac.lock"
+from dcac.storage.run_folder import REID_WEIGHTS, RUN_INFO, RUN_LOCK
 
 # The files whose presence makes a folder hold a run: a model, a checkpoint, or the run info written before them
 # (names specific to dcac: a folder that merely has a config.yaml is not taken for a run and emptied).
 RUN_MARKERS = (
-    "run_info.json",
-    "reid_model.safetensors",
-    "checkpoint/trainer_state.json",
-    ".checkpoint.old/trainer_state.json",
+    RUN_INFO,
+    REID_WEIGHTS,
+    f"{CHECKPOINT_DIR}/trainer_state.json",
+    f".{CHECKPOINT_DIR}.old/trainer_state.json",
 )
 
 # File systems without flock (some FUSE and old NFS mounts): the run goes on unlocked, with a warning.
@@ -82,7 +82,7 @@ def lock_run_folder(run_dir: str | Path, command: str) -> RunLock:
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_FILE
+    path = run_dir / RUN_LOCK
     while True:
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -132,7 +132,7 @@ def clear_run_folder(run_dir: str | Path) -> None:
             "delete everything in it; move the run into a folder of its own"
         )
     for entry in run_dir.iterdir():
-        if entry.name == LOCK_FILE:
+        if entry.name == RUN_LOCK:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

@@ -16,14 +16,13 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.calibration_checks import CalibrationError, check_calibrated_weights, checked_calibration
-from dcac.engine.evaluator import extract_target_features
+from dcac.evaluation.calibration_checks import CalibrationError, check_calibrated_weights, checked_calibration
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
-from dcac.hub_cache import parse_hub_id
+from dcac.evaluation.targets import extract_target_features
+from dcac.hub.download import parse_hub_id
 from dcac.storage.checkpoint import write_json_atomic
-
-VERIFICATION_FILE = "verification.json"
+from dcac.storage.run_folder import VERIFICATION
 
 
 def target_verification(
@@ -34,10 +33,7 @@ def target_verification(
     return verification_metrics(
         query,
         gallery,
-        [r.pid for r in target.query],
-        [r.pid for r in target.gallery],
-        [r.camid for r in target.query],
-        [r.camid for r in target.gallery],
+        *target.labels(),
         metric=config.eval.metric,
         fprs=fprs,
     )
@@ -67,14 +63,14 @@ def calibration_record(
 
 
 def write_calibration(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    path = Path(run_dir) / VERIFICATION_FILE
+    path = Path(run_dir) / VERIFICATION
     write_json_atomic(path, record)
     return path
 
 
 def read_calibration(run_dir: str | Path) -> dict[str, Any]:
     """The stored calibration of a run, checked (``checked_calibration``); errors name the file."""
-    path = Path(run_dir) / VERIFICATION_FILE
+    path = Path(run_dir) / VERIFICATION
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: run 'dcac calibrate --checkpoint {run_dir} --target ...' "
@@ -135,8 +131,8 @@ def _stored_calibration(predictor) -> dict[str, Any]:
         if parse_hub_id(predictor.source) is None:
             raise
         raise FileNotFoundError(
-            f"{predictor.source} has no {VERIFICATION_FILE}: calibrate a local copy of the run "
+            f"{predictor.source} has no {VERIFICATION}: calibrate a local copy of the run "
             "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
         ) from None
-    check_calibrated_weights(record, run_dir / VERIFICATION_FILE, predictor.weights_file, predictor.weights_sha256)
+    check_calibrated_weights(record, run_dir / VERIFICATION, predictor.weights_file, predictor.weights_sha256)
     return record
