@@ -150,12 +150,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from dcac.data.options import options_for
     from dcac.evaluation.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
+    from dcac.inference.feature_store import file_sha256
     from dcac.inference.tracker_export import boxmot_threshold_line
     from dcac.models.loading import load_reid_model
     from dcac.storage.run_folder import resolve_run
 
     device = resolve_device(args.device)
     checkpoint = local_checkpoint(args.checkpoint, writes_into_run="dcac calibrate")
+    # Hashed before loading: weights replaced in between leave the old hash, which dcac.compare then refuses.
+    weights_sha256 = file_sha256(resolve_run(checkpoint)[1])
     model, config, _ = load_reid_model(checkpoint, device=device)
     config.eval.flip_test = config.eval.flip_test or args.flip_test
     target = get_dataset(
@@ -167,7 +170,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, args.fpr)))
     metrics = target_verification(model, target, config, fprs=fprs, device=device, progress=True)
     print(format_verification(target.name, metrics))
-    record = calibration_record(metrics, args.fpr, target, config)
+    record = calibration_record(metrics, args.fpr, target, config, weights_sha256)
     path = write_calibration(resolve_run(checkpoint)[0], record)
     print(
         f"threshold {metrics['tpr_at_fpr'][f'{args.fpr:g}']['threshold']:.6g} (FPR <= {args.fpr:g} on "

@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train DCAC (or the baseline) on a preset or YAML config")
     p.add_argument("--config", required=True, help=f"a preset ({', '.join(preset_names())}) or a YAML file")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.root=/data optim.epochs=10")
-    p.add_argument("--no-resume", action="store_true", help="start over even if the output folder has a checkpoint")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start over: the run already in the output folder is replaced whole"
+    )
     p.set_defaults(func=_cmd_train)
 
     _add_eval_command(sub)

@@ -20,6 +20,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         data_root=args.root,
         with_teacher=not args.no_teacher,
         official_eval=not args.no_compat,
+        overwrite=args.overwrite,
     )
     print(
         f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}; "
@@ -36,6 +37,7 @@ def add_import_command(subparsers) -> None:
     p.add_argument("checkpoint", help="the official .pth (torch.save(model.state_dict()) of the DCAC module)")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out whole")
     p.add_argument("--root", help="data root: check the identity count against the sources' training set")
     p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
     p.add_argument(

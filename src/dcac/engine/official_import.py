@@ -62,13 +62,41 @@ def import_official_checkpoint(
     data_root: str | Path | None = None,
     with_teacher: bool = True,
     official_eval: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write the run folder ``out`` for a released checkpoint; returns its ``run_info``.
 
     ``with_teacher=False`` ignores ``denoiser.*`` (evaluation and deployment need only the Re-ID model);
     ``official_eval``: see :func:`_imported_run_info`.
+    A folder that holds a run is refused unless ``overwrite``, which replaces that run whole once the checkpoint
+    has been read and checked (a failing import leaves it as it was).
+    """
+    from dcac.storage.run_lock import RunFolderTakenError, clear_run_folder, holds_run, lock_run_folder
+
+    out = Path(out)
+    with lock_run_folder(out, "dcac import"):
+        if holds_run(out) and not overwrite:
+            raise RunFolderTakenError(
+                f"--out {out} holds another run: pass --overwrite to replace it whole, or choose another folder"
+            )
+        reid, teacher, run_info = _read_official(
+            checkpoint, config, data_root, with_teacher=with_teacher, official_eval=official_eval
+        )
+        if overwrite:
+            clear_run_folder(out)
+        _write_imported_run(out, config, reid, teacher, run_info)
+    return run_info
+
+
+def _read_official(checkpoint, config: DCACConfig, data_root, *, with_teacher: bool, official_eval: bool):
+    """The checked Re-ID (and teacher) tensors of a released checkpoint under dcac's names, and the run info.
+
+    Every shape is checked against the configured model built on the meta device (nothing allocated) before
+    the real model is built; non-finite weights are refused.
     """
     # Imported here so that building the command-line parser stays light.
+    import torch
+
     from dcac.models.build import build_reid_model
     from dcac.models.official_checkpoint import (
         OFFICIAL_TEACHER,
@@ -77,10 +105,8 @@ def import_official_checkpoint(
         official_reid_state,
         read_torch_state_dict,
     )
-    from dcac.storage.checkpoint import save_tensors_atomic
-    from dcac.storage.run_folder import REID_WEIGHTS, write_run_metadata
+    from dcac.storage.tensor_checks import require_finite
 
-    out = Path(out)
     state = read_torch_state_dict(checkpoint)
     num_ids = official_num_ids(state, checkpoint)
     expected = expected_num_ids(config, data_root)
@@ -90,21 +116,34 @@ def import_official_checkpoint(
             "the checkpoint was trained on other sources than data.sources "
             f"({', '.join(config.data.sources)})"
         )
-    model = build_reid_model(config, num_ids)
-    reid_state = official_reid_state(state, model, checkpoint)
-    model.load_state_dict(reid_state, strict=True)
-    config.train.output_dir = str(out)
+    with torch.device("meta"):
+        shapes_only = build_reid_model(config, num_ids)
+    reid = official_reid_state(state, shapes_only, checkpoint)
+    require_finite({k: v for k, v in state.items() if not k.startswith(OFFICIAL_TEACHER)}, checkpoint)
     run_info = _imported_run_info(checkpoint, config, num_ids, official_eval)
     teacher_keys = [k for k in state if k.startswith(OFFICIAL_TEACHER)]
+    teacher = None
     if teacher_keys and with_teacher:
         from dcac.models.official_teacher import official_teacher_state
 
         teacher = official_teacher_state({k: state[k] for k in teacher_keys}, config, num_ids, checkpoint)
-        save_tensors_atomic(teacher, out / TEACHER_INIT)
+        require_finite(teacher, checkpoint)
         run_info["teacher_init"] = TEACHER_INIT
+    return reid, teacher, run_info
+
+
+def _write_imported_run(out: Path, config: DCACConfig, reid: dict, teacher: dict | None, run_info: dict) -> None:
+    from dcac.models.build import build_reid_model
+    from dcac.storage.checkpoint import save_tensors_atomic
+    from dcac.storage.run_folder import REID_WEIGHTS, write_run_metadata
+
+    model = build_reid_model(config, run_info["num_ids"])
+    model.load_state_dict(reid, strict=True)
+    config.train.output_dir = str(out)
+    if teacher is not None:
+        save_tensors_atomic(teacher, out / TEACHER_INIT)
     save_tensors_atomic(model.state_dict(), out / REID_WEIGHTS)
     write_run_metadata(out, config, run_info)
-    return run_info
 
 
 def _imported_run_info(checkpoint: str | Path, config: DCACConfig, num_ids: int, official_eval: bool) -> dict:
@@ -137,9 +176,11 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
     from dcac.storage.checkpoint import load_tensors
     from dcac.storage.run_folder import REID_WEIGHTS
+    from dcac.storage.tensor_checks import require_finite
 
     run_dir = Path(run_dir)
     reid = load_tensors(run_dir / REID_WEIGHTS)
+    require_finite(reid, run_dir / REID_WEIGHTS)
     classifier = reid.get("classifier.weight")
     if (
         classifier is not None
@@ -159,6 +200,7 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     teacher_file = run_dir / TEACHER_INIT
     if model.teacher is not None and teacher_file.is_file():
         tensors = load_tensors(teacher_file)
+        require_finite(tensors, teacher_file)
         if DCAC_PROMPTS not in model.state_dict():  # the instance ablation conditions without prompts
             tensors.pop(DCAC_PROMPTS)
         skipped = load_teacher_init(model, tensors)

@@ -61,7 +61,7 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
         diff = sorted(f"{s}.{k}" for s in saved for k in saved[s] if saved[s][k] != current[s][k])
         raise ValueError(
             f"{run_dir} holds a run with a different config ({', '.join(diff)}); "
-            "choose another train.output_dir or pass --no-resume to start over"
+            "choose another train.output_dir or pass --no-resume to replace that run whole"
         )
 
 

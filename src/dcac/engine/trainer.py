@@ -40,6 +40,7 @@ from dcac.data.unreadable import drop_unreadable_training_images
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
+from dcac.engine.run_claim import claim_training_folder
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
 from dcac.engine.train_step import step_values, train_step
 from dcac.engine.training_setup import (
@@ -54,6 +55,7 @@ from dcac.evaluation.targets import TargetEvaluation, evaluate_on_target, format
 from dcac.models.dcac import DCAC
 from dcac.storage.checkpoint import save_tensors_atomic, save_training_checkpoint, write_json_atomic
 from dcac.storage.run_folder import LOG, METRICS, REID_WEIGHTS, write_run_metadata
+from dcac.storage.run_lock import RunLock
 
 #: ``(run_dir, metrics per target, (target, TargetEvaluation) per target, config)``, called after an evaluation.
 EvaluationCallback = Callable[
@@ -100,6 +102,7 @@ class TrainingRun:
     global_step: int = 0
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_evaluation: EvaluationCallback | None = None
+    lock: RunLock | None = None  # the run folder's, held while training
 
     @property
     def run_dir(self) -> Path:
@@ -124,20 +127,37 @@ def train(
     """
     run = start_run(config, resume=resume)
     run.on_evaluation = on_evaluation
-    for epoch in range(run.epoch, config.optim.epochs):
-        train_one_epoch(run, epoch)
-        end_of_epoch(run, stop_after_epoch)
-        if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
-            break
-    else:
-        evaluate_if_missing(run)
-    run.logger.close()
+    try:
+        for epoch in range(run.epoch, config.optim.epochs):
+            train_one_epoch(run, epoch)
+            end_of_epoch(run, stop_after_epoch)
+            if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
+                break
+        else:
+            evaluate_if_missing(run)
+    finally:
+        run.logger.close()
+        run.lock.release()
     return TrainResult(run_dir=run.run_dir, epochs_done=run.epoch, metrics=run.metrics, is_main_process=run.is_main)
 
 
 def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
-    """Data, model and optimiser (restored from the run folder's checkpoint when there is one), run folder."""
+    """Data, model and optimiser (restored from the run folder's checkpoint when there is one), run folder.
+
+    The run folder's lock is held from here on (``run.lock``); ``resume=False`` replaces the run in it whole.
+    """
     accelerator = make_accelerator(cfg.train)
+    lock = claim_training_folder(cfg, accelerator, resume=resume)
+    try:
+        run = _start_owned_run(cfg, accelerator, resume=resume)
+    except BaseException:
+        lock.release()
+        raise
+    run.lock = lock
+    return run
+
+
+def _start_owned_run(cfg: DCACConfig, accelerator: Accelerator, *, resume: bool) -> TrainingRun:
     device, is_main = accelerator.device, accelerator.is_main_process
     seed_everything(cfg.train.seed)
     data = load_training_data(cfg, accelerator)

@@ -9,18 +9,20 @@ rate on that target is at most the chosen FPR, with the feature, metric and targ
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
+from dcac.evaluation.calibration_checks import CalibrationError, check_calibrated_weights, checked_calibration
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
 from dcac.evaluation.targets import extract_target_features
 from dcac.hub.download import parse_hub_id
 from dcac.storage.checkpoint import write_json_atomic
-from dcac.storage.run_folder import VERIFICATION, resolve_run
+from dcac.storage.run_folder import VERIFICATION
 
 
 def target_verification(
@@ -37,7 +39,10 @@ def target_verification(
     )
 
 
-def calibration_record(metrics: dict[str, Any], fpr: float, target: ReIDDataset, config: DCACConfig) -> dict[str, Any]:
+def calibration_record(
+    metrics: dict[str, Any], fpr: float, target: ReIDDataset, config: DCACConfig, weights_sha256: str
+) -> dict[str, Any]:
+    """What ``verification.json`` holds; ``weights_sha256`` (of the weights calibrated) ties it to them."""
     point = metrics["tpr_at_fpr"][f"{fpr:g}"]
     return {
         "threshold": point["threshold"],
@@ -51,6 +56,7 @@ def calibration_record(metrics: dict[str, Any], fpr: float, target: ReIDDataset,
         "metric": config.eval.metric,
         "after_bn": config.eval.after_bn,
         "flip_test": config.eval.flip_test,
+        "weights_sha256": weights_sha256,
         "num_genuine_pairs": metrics["num_genuine_pairs"],
         "num_impostor_pairs": metrics["num_impostor_pairs"],
     }
@@ -63,7 +69,7 @@ def write_calibration(run_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_calibration(run_dir: str | Path) -> dict[str, Any]:
-    """The stored calibration of a run; an error naming the file and the command that writes it."""
+    """The stored calibration of a run, checked (``checked_calibration``); errors name the file."""
     path = Path(run_dir) / VERIFICATION
     if not path.is_file():
         raise FileNotFoundError(
@@ -71,11 +77,12 @@ def read_calibration(run_dir: str | Path) -> dict[str, Any]:
             "first, or pass threshold= explicitly"
         )
     try:
-        record = json.loads(path.read_text())
-        float(record["threshold"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a calibration file ({err}); expected a 'threshold' number") from None
-    return record
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CalibrationError(
+            f"{path}: not a calibration file ({err}); expected the JSON 'dcac calibrate' writes"
+        ) from None
+    return checked_calibration(record, path)
 
 
 @dataclass(frozen=True)
@@ -95,26 +102,37 @@ class Comparison:
 def compare_images(predictor, image_a, image_b, *, threshold: float | None = None) -> Comparison:
     """Distance between two images under the run's feature and metric, and the call at the threshold.
 
-    Without ``threshold`` the run's stored calibration is used (with the feature it was calibrated on).
+    Without ``threshold`` the run's stored calibration is used (with the feature it was calibrated on), and only
+    when it was calibrated on the very weights the predictor holds.
     """
     config = predictor.config
     after_bn, metric, flip = config.eval.after_bn, config.eval.metric, config.eval.flip_test
     if threshold is None:
-        # The folder the weights came from: a local run, or a Hub run's snapshot in the cache.
-        run_dir = (
-            predictor.weights_file.parent if predictor.weights_file is not None else resolve_run(predictor.source)[0]
-        )
-        try:
-            record = read_calibration(run_dir)
-        except FileNotFoundError:
-            if parse_hub_id(predictor.source) is None:
-                raise
-            raise FileNotFoundError(
-                f"{predictor.source} has no {VERIFICATION}: calibrate a local copy of the run "
-                "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
-            ) from None
-        threshold, after_bn, metric = float(record["threshold"]), bool(record["after_bn"]), str(record["metric"])
-        flip = bool(record.get("flip_test", False))  # files written before the flip test existed: without it
+        record = _stored_calibration(predictor)
+        threshold, after_bn, metric = record["threshold"], record["after_bn"], record["metric"]
+        flip = record.get("flip_test", False)  # files written before the flip test existed: without it
+    elif not math.isfinite(threshold):
+        raise CalibrationError(f"threshold={threshold}: expected a finite number")
     feats = predictor.extract([image_a, image_b], after_bn=after_bn, flip=flip, progress=False)
     distance = float(compute_distance(feats[:1], feats[1:], metric)[0, 0])
     return Comparison(distance, float(threshold), distance < threshold, metric)
+
+
+def _stored_calibration(predictor) -> dict[str, Any]:
+    """The calibration of the folder the predictor's weights came from (a local run, or a Hub run's snapshot)."""
+    if predictor.weights_file is None:
+        raise CalibrationError(
+            "this model was built in memory, so no stored calibration can be shown to belong to it: pass threshold="
+        )
+    run_dir = predictor.weights_file.parent
+    try:
+        record = read_calibration(run_dir)
+    except FileNotFoundError:
+        if parse_hub_id(predictor.source) is None:
+            raise
+        raise FileNotFoundError(
+            f"{predictor.source} has no {VERIFICATION}: calibrate a local copy of the run "
+            "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
+        ) from None
+    check_calibrated_weights(record, run_dir / VERIFICATION, predictor.weights_file, predictor.weights_sha256)
+    return record

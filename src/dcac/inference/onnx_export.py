@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -33,6 +34,7 @@ from dcac.inference.predictor import ReIDPredictor
 from dcac.inference.tracker_export import write_sidecar
 from dcac.models.reid_model import ReIDModel
 from dcac.storage.disk_space import fsync_file, reported_when_full
+from dcac.storage.tensor_checks import require_finite
 
 ONNX_OPSET = 18
 OUTPUT_NAME = "features"
@@ -172,6 +174,8 @@ def export_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     module = build_export_module(predictor, after_bn, input_spec)
+    # NaN/inf weights would pass a comparison of NaN with NaN (and break int8 quantization): refused by name.
+    require_finite(module.state_dict(), predictor.source or "the model to export")
     height, width = predictor.image_size
     # Written next to the output and renamed at the end, so a failed export never leaves a half file.
     fp32_tmp, final_tmp = out_path.with_name(f".{out_path.name}.fp32.tmp"), out_path.with_name(f".{out_path.name}.tmp")
@@ -188,6 +192,10 @@ def export_onnx(
             max_error, min_cosine = compare_with_pytorch(
                 final_tmp, module, input_spec.example(3, height, width, seed=1)
             )
+            if not (math.isfinite(max_error) and math.isfinite(min_cosine)):
+                raise ExportMismatchError(
+                    f"{out_path}: the features hold NaN/inf values (an overflow in the model?): nothing was written"
+                )
             if precision == "fp32" and max_error > atol:
                 raise ExportMismatchError(
                     f"{out_path}: onnxruntime features differ from PyTorch by {max_error:.3g} (> {atol})"

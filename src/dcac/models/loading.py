@@ -10,6 +10,7 @@ from dcac.config import load_run_config
 from dcac.models.build import build_reid_model
 from dcac.storage.checkpoint import CheckpointError, load_tensors
 from dcac.storage.run_folder import RUN_CONFIG, read_run_info, resolve_run
+from dcac.storage.tensor_checks import require_finite
 
 
 def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):
@@ -22,6 +23,7 @@ def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):
     run_info = read_run_info(run_dir)
     model = build_reid_model(config, num_ids=int(run_info["num_ids"]))
     state = load_tensors(weights)
+    require_finite(state, weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(

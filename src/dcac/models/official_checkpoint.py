@@ -50,22 +50,59 @@ class OfficialCheckpointError(CheckpointError):
 
 
 def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The flat name → tensor dict a ``.pth`` holds, read with ``weights_only=True``, ``module.`` stripped."""
+    """The flat name → tensor dict a ``.pth`` holds, read with ``weights_only=True``, ``module.`` stripped.
+
+    Refused, naming the file: an empty or damaged file, a key present both with and without ``module.``, and a
+    tensor whose shape claims more values than the file stores for it (nothing is allocated for such a shape).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise OfficialCheckpointError(f"{path}: the file is empty (0 bytes), not a torch checkpoint")
     try:
         # Memory-mapped when the file allows it: a released checkpoint with its teacher is ~4 GB.
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError) as err:
+    except pickle.UnpicklingError:
         raise OfficialCheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True): {str(err).splitlines()[0]}"
-        ) from err
+            f"{path}: cannot be read with torch.load(weights_only=True): damaged, or it pickles objects other "
+            "than tensors"
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+        raise OfficialCheckpointError(
+            f"{path}: cannot be read with torch.load(weights_only=True) (damaged or not a torch file): "
+            f"{_first_line(err)}"
+        ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise OfficialCheckpointError(f"{path}: expected a state dict mapping names to tensors")
-    return {k.removeprefix(_DATA_PARALLEL): v for k, v in state.items()}
+    plain: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        name = key.removeprefix(_DATA_PARALLEL)
+        if name in plain:
+            # Which of the two copies is the model cannot be told; picking one would be a silent guess.
+            raise OfficialCheckpointError(
+                f"{path}: holds both '{name}' and '{_DATA_PARALLEL}{name}', two copies of one weight: keep one"
+            )
+        _check_stored_size(tensor, key, path)
+        plain[name] = tensor
+    return plain
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check_stored_size(tensor: torch.Tensor, key: str, path: Path) -> None:
+    """A shape that needs more bytes than the file stores for it (a zero stride) is refused before any copy."""
+    needed, stored = tensor.numel() * tensor.element_size(), tensor.untyped_storage().nbytes()
+    if needed > stored:
+        raise OfficialCheckpointError(
+            f"{path}: '{key}' claims shape {tuple(tensor.shape)} ({needed} bytes), but the file stores {stored} "
+            "bytes for it: a damaged or crafted checkpoint"
+        )
 
 
 def official_num_ids(state: dict[str, torch.Tensor], path: str | Path) -> int:

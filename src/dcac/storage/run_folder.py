@@ -12,6 +12,7 @@ A run folder looks like::
       report.html               the training report (losses, metrics, ranked lists), after an evaluation
       verification.json         the calibrated same/different threshold (``dcac calibrate``)
       teacher_init.safetensors  the teacher's initial state, in a run imported from the official code
+      .dcac.lock                held while a command writes the run (``dcac.storage.run_lock``)
 
 ``dcac.models.loading.load_reid_model`` rebuilds the trained Re-ID model from it.
 """
@@ -33,6 +34,7 @@ METRICS = "metrics.json"
 REPORT_HTML = "report.html"
 VERIFICATION = "verification.json"
 TEACHER_INIT = "teacher_init.safetensors"
+RUN_LOCK = ".dcac.lock"
 #: What a run published on the Hub holds (besides its model card): everything needed to load and judge it.
 PUBLISHED_FILES = (RUN_CONFIG, RUN_INFO, REID_WEIGHTS, METRICS, VERIFICATION)
 
