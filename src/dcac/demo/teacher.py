@@ -3,8 +3,8 @@
 DCAC's premise is a diffusion model that already knows images before it meets the Re-ID data. The demo
 cannot ship Stable Diffusion, so it pre-trains the tiny UNet once on a synthetic "world": many
 domains of people drawn with the shared identity rules but in other styles than the demo's unseen target
-(:func:`dcac.data.synthetic.world_styles` leaves the target's look out), with a "caption" per image
-(its person's colours, pattern, build and bag; :func:`dcac.data.synthetic.identity_caption`).
+(:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per image
+(its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
 
 As for Stable Diffusion v1.5, in miniature:
 
@@ -34,8 +34,8 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from dcac.data.synthetic import render_world, world_styles
 from dcac.data.transforms import build_diffusion_transform
+from dcac.demo.synthetic import render_world, world_styles
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 from dcac.storage.checkpoint import write_json_atomic
 
@@ -117,12 +117,6 @@ def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tens
     )
     view = build_diffusion_transform(settings.image_size)
     return torch.stack([view(p) for p in pictures]), torch.from_numpy(captions)
-
-
-def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
-    return DiffusionTeacher(
-        DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size, single_token_attention=False)
-    )
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
