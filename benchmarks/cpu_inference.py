@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,13 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"fastest": best, "ort_int8_over_fp32_images_per_s": int8_over_fp32}
 
 
+def _onnxruntime_version() -> str | None:
+    try:
+        return metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="the demo preset's tiny model, small GEMM (smoke test)")
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "gemm_size": args.gemm_size,
         "sgemm_peak_flop_per_s": {str(t): p for t, p in peaks.items()},
         "bf16_mm_peak_flop_per_s": {str(t): p for t, p in bf16_peaks.items()},
-        "environment": environment(torch.device("cpu")),
+        "environment": {**environment(torch.device("cpu")), "onnxruntime_version": _onnxruntime_version()},
         "load_average_1m_start": load_start,
         "load_average_1m_end": os.getloadavg()[0],
         "rows": rows,

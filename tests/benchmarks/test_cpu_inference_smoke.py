@@ -27,6 +27,7 @@ def test_cpu_inference_benchmark_tiny(tmp_path):
     assert "| path | batch | threads |" in proc.stdout and "of the sgemm peak" in proc.stdout
     result = json.loads(out.read_text())
     assert result["benchmark"] == "cpu_inference" and result["size"] == "tiny"
+    assert result["environment"]["onnxruntime_version"]
     assert result["sgemm_peak_flop_per_s"]["1"] > 0 and result["model_flops_per_image"] > 0
     rows = result["rows"]
     assert {(r["path"], r["batch"]) for r in rows} == {
