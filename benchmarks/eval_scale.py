@@ -16,7 +16,12 @@ subprocess so that its peak memory is its own:
                       the faster of the two is the floor;
 * ``rerank_default`` / ``rerank_dcac`` — ``evaluate_features(..., rerank=preset)`` (sparse
                       k-reciprocal re-ranking, 20/6/0.3 and 50/15/0.3). At MSMT17 size only with
-                      ``--rerank-msmt`` (minutes).
+                      ``--rerank-msmt`` (minutes);
+* ``matmul_rerank`` — re-ranking's floor: the all × all product (N = queries + gallery, 512-d) its
+                      neighbour search needs, in ``rerank_sparse``'s row blocks into one reused buffer.
+
+Every variant records the 1-minute load average before and after it (``load_average_1m_start`` /
+``_end``): on a shared machine the times are only comparable at similar load.
 
 Peak memory: each variant's subprocess reports ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak
 resident set, MiB) at exit; ``input_mib`` is its resident set right after building the inputs
@@ -26,8 +31,8 @@ All variants must agree on CMC / mAP / mINP (to 1e-6). With ``--quick`` (or ``--
 reference loop runs on a query subset and its time is extrapolated linearly (labelled as such); the
 agreement check then compares the dcac metrics on that same subset.
 
-Usage: python benchmarks/eval_scale.py [--sizes market,msmt] [--quick] [--rerank-msmt] [--threads 2]
-       [--variants reference,dcac_rank,dcac_features,matmul,rerank_default,rerank_dcac] [--out PATH]
+Usage: python benchmarks/eval_scale.py [--sizes market,msmt] [--quick] [--rerank-msmt] [--threads 2] [--repeat N]
+       [--variants reference,dcac_rank,dcac_features,matmul,rerank_default,rerank_dcac,matmul_rerank] [--out PATH]
 Writes benchmarks/results/eval_scale.json (eval_scale_quick.json with --quick; --out overrides).
 """
 
@@ -57,6 +62,7 @@ SIZES = {
 DIM = 512
 MAX_RANK = 50
 RESULT_TAG = "RESULT "
+RERANK_BLOCK_ELEMENTS = 1 << 25  # rerank_sparse's distance-block size
 MEMORY_METHOD = (
     "each variant in its own subprocess; peak_mib = ru_maxrss (peak RSS) of that process, "
     "input_mib = its RSS after building inputs (features, labels, dense distances where the variant takes them)"
@@ -130,6 +136,19 @@ def summary(metrics) -> dict:
     }
 
 
+def rerank_floor_seconds(q: torch.Tensor, g: torch.Tensor) -> float:
+    """The all × all (N = queries + gallery) product re-ranking's neighbour search needs, in the row blocks
+    ``rerank_sparse`` uses, into one reused buffer: the floor of re-ranking."""
+    x = torch.cat([q, g])
+    n = x.shape[0]
+    step = max(16, RERANK_BLOCK_ELEMENTS // n)
+    buffer = torch.empty(step, n)
+    start = time.perf_counter()
+    for s in range(0, n, step):
+        torch.mm(x[s : s + step], x.T, out=buffer[: min(step, n - s)])
+    return time.perf_counter() - start
+
+
 def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
     q, g, qp, gp, qc, gc = make_problem(**SIZES[size])
     result: dict = {"variant": variant, "size": size}
@@ -182,6 +201,9 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
         result["single_call_seconds"] = time.perf_counter() - start
         del full
         result["seconds"] = min(result["chunked_seconds"], result["single_call_seconds"])
+    elif variant == "matmul_rerank":
+        result["input_mib"] = rss_mib()
+        result["seconds"] = rerank_floor_seconds(q, g)
     elif variant.startswith("rerank_"):
         preset = variant.removeprefix("rerank_")
         result["input_mib"] = rss_mib()
@@ -192,6 +214,7 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
     else:
         raise ValueError(f"unknown variant {variant!r}")
     result["peak_mib"] = peak_mib()
+    result["load_average_1m_end"] = os.getloadavg()[0]
     return result
 
 
@@ -200,11 +223,13 @@ def spawn(variant: str, size: str, threads: int, reference_queries: int | None) 
     if reference_queries is not None:
         cmd += ["--reference-queries", str(reference_queries)]
     print(f"  running {variant} at {size} size ...", flush=True)
+    load_start = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"variant": variant, "size": size, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
     line = next(l for l in proc.stdout.splitlines() if l.startswith(RESULT_TAG))
-    return json.loads(line[len(RESULT_TAG) :])
+    # The machine may be shared: the 1-minute load average around each variant says how much.
+    return {**json.loads(line[len(RESULT_TAG) :]), "load_average_1m_start": load_start}
 
 
 def metrics_agree(a: dict, b: dict, tol: float = 1e-6) -> bool:
@@ -221,13 +246,16 @@ def run_size(size: str, args) -> dict:
     reference_queries = args.reference_queries or (min(500, spec["num_query"]) if args.quick else None)
     variants = ["reference", "dcac_rank", "dcac_features", "matmul"]
     if size == "market" or args.rerank_msmt:
-        variants += ["rerank_default", "rerank_dcac"]
+        variants += ["rerank_default", "rerank_dcac", "matmul_rerank"]
     if args.variants:
         variants = [v for v in variants if v in args.variants.split(",")]
-    runs = {
-        v: spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
-        for v in variants
-    }
+    runs: dict[str, dict] = {}
+    # Interleaved repeats, fastest kept: on a shared machine the floor and each variant see similar load.
+    for _ in range(args.repeat):
+        for v in variants:
+            run = spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
+            if v not in runs or "error" in runs[v] or ("error" not in run and run["seconds"] < runs[v]["seconds"]):
+                runs[v] = {**run, "repeats": args.repeat}
     out = {"size": size, **spec, "dim": DIM, "variants": runs}
     ok = {v: "error" not in r for v, r in runs.items()}
     ref = runs.get("reference", {"error": "not run"})
@@ -243,6 +271,9 @@ def run_size(size: str, args) -> dict:
         out["ranking_speedup_vs_reference"] = ref["seconds_full"] / runs["dcac_rank"]["seconds"]
     if ok.get("dcac_features") and ok.get("matmul"):
         out["features_over_matmul"] = runs["dcac_features"]["seconds"] / runs["matmul"]["seconds"]
+    for preset in ("default", "dcac"):
+        if ok.get(f"rerank_{preset}") and ok.get("matmul_rerank"):
+            out[f"rerank_{preset}_over_floor"] = runs[f"rerank_{preset}"]["seconds"] / runs["matmul_rerank"]["seconds"]
     return out
 
 
@@ -265,6 +296,11 @@ def print_table(results: list[dict]) -> None:
             print(
                 f"{res['size']:7s} {name:15s} {seconds:10.2f} {run['peak_mib']:10.0f} {run['input_mib']:10.0f}  {note}"
             )
+        for preset in ("default", "dcac"):
+            if f"rerank_{preset}_over_floor" in res:
+                print(
+                    f"{res['size']:7s} rerank_{preset} / N x N matmul floor: {res[f'rerank_{preset}_over_floor']:.2f}x"
+                )
         if "metrics_agree" not in res and "features_over_matmul" not in res:
             continue
         print(
@@ -281,6 +317,9 @@ def main() -> None:
     parser.add_argument("--reference-queries", type=int, default=None, help="reference loop on this many queries")
     parser.add_argument("--rerank-msmt", action="store_true", help="also time re-ranking at MSMT17 size (minutes)")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the variants to run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the variants this many times, interleaved; keep the fastest"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -314,6 +353,7 @@ def main() -> None:
         },
         "memory_method": MEMORY_METHOD,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_1m_end": os.getloadavg()[0],
         "results": results,
     }
     out.write_text(json.dumps(payload, indent=2))

@@ -3,6 +3,8 @@ published algorithm (Zhong et al., CVPR 2017, as released in CLIP-ReID / torchre
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from dcac.evaluation import (
     rerank_sparse,
     resolve_rerank,
 )
+from dcac.evaluation.rerank_sparse import rerank_sparse_blocks
 
 
 def published_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value):
@@ -146,3 +149,35 @@ def test_presets_and_bad_specs():
         RerankParams(20, 6, 1.5)
     with pytest.raises(ValueError, match="unknown keys"):
         resolve_rerank({"k1": 20, "lam": 0.3})
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_blocks_are_the_rows_of_rerank_sparse(chunk_size, monkeypatch):
+    q, g = clustered_features(3, nq=40, ng=120)
+    params = RerankParams(6, 3, 0.3)
+    whole = rerank_sparse(q, g, params, chunk_size=chunk_size)
+    # Blocks of at most 8 query rows (the budget is in distances: 8 rows of 120 gallery entries).
+    monkeypatch.setattr(sys.modules["dcac.evaluation.rerank_sparse"], "_BLOCK_ELEMENTS", 8 * 120)
+    blocks = list(rerank_sparse_blocks(q, g, params, chunk_size=chunk_size))
+    assert [start for start, _ in blocks] == list(range(0, 40, 8))
+    assert torch.equal(torch.cat([block for _, block in blocks]), whole)  # bit for bit, in query order
+
+
+def test_evaluate_features_ranks_the_reranked_blocks_exactly():
+    rng = np.random.default_rng(9)
+    q, g = clustered_features(9, nq=25, ng=90)
+    qp, gp, qc, gc = rng.integers(0, 4, 25), rng.integers(0, 4, 90), rng.integers(0, 3, 25), rng.integers(0, 3, 90)
+    params = RerankParams(6, 3, 0.3)
+    expected = evaluate_rank(rerank_sparse(q, g, params), qp, gp, qc, gc)
+    got = evaluate_features(q, g, qp, gp, qc, gc, rerank=params)
+    assert np.array_equal(got["cmc"], expected["cmc"]) and got["mAP"] == expected["mAP"]
+    assert got["mINP"] == expected["mINP"] and got["num_valid_queries"] == expected["num_valid_queries"]
+
+
+def test_evaluate_features_with_rerank_rejects_non_finite_distances():
+    g = np.ones((20, 8), dtype=np.float32)  # every distance 0: the column maxima are 0 and the division NaN
+    labels = np.arange(20) % 4
+    with pytest.raises(ValueError, match="NaN or infinite re-ranked"):
+        evaluate_features(
+            g[:5], g, labels[:5], labels, labels[:5] % 2, (labels + 1) % 2, rerank=RerankParams(4, 1, 0.3)
+        )

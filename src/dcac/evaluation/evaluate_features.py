@@ -7,9 +7,9 @@ the features plus one ``chunk_size × num_gallery`` block and the candidate temp
 slice of it. The GEMM and
 the elementwise passes use torch's intra-op threads; tensors on CUDA (or ``device="cuda"``) run there.
 
-With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse`) produces the dense query ×
-gallery re-ranked distances first (that output, ``num_query × num_gallery`` floats, is the one
-full matrix this path holds) and those are ranked.
+With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse_blocks`) yields the re-ranked
+query × gallery distances a block of query rows at a time and each block is ranked as it comes, so
+this path never holds the full matrix either.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import torch
 from .distance import check_metric, distance_operands, feature_pair
 from .inputs import as_label_vector
 from .match_ranks import GalleryIndex, match_ranks
-from .rank_metrics import RankAccumulator, default_rank_chunk, evaluate_rank
+from .rank_metrics import RankAccumulator, default_rank_chunk
 from .rerank_params import RerankSpec, resolve_rerank
-from .rerank_sparse import rerank_sparse
+from .rerank_sparse import rerank_sparse_blocks
 
 __all__ = ["evaluate_features", "default_feature_chunk"]
 
@@ -75,15 +75,17 @@ def evaluate_features(
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
 
-    if params is not None:
-        distmat = rerank_sparse(q, g, params, metric=metric, chunk_size=chunk_size)
-        return evaluate_rank(distmat, qp, gp, qc, gc, max_rank=max_rank)
-
-    q_operand, g_operand = distance_operands(q, g, metric)
-    g_operand_t = g_operand.T
     gallery = GalleryIndex.build(gp, gc)
     accumulator = RankAccumulator(max_rank, target)
     rank_step = default_rank_chunk(g.shape[0])
+    if params is not None:
+        _rank_reranked(
+            rerank_sparse_blocks(q, g, params, metric=metric, chunk_size=chunk_size), qp, qc, gallery, accumulator
+        )
+        return accumulator.result()
+
+    q_operand, g_operand = distance_operands(q, g, metric)
+    g_operand_t = g_operand.T
     # One reused output buffer: a fresh 512 MiB block per GEMM would pay its page faults every time.
     buffer = torch.empty(min(step, q.shape[0]), g.shape[0], dtype=q.dtype, device=target)
     for start in range(0, q.shape[0], step):
@@ -94,3 +96,14 @@ def evaluate_features(
             accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
     del buffer
     return accumulator.result()
+
+
+def _rank_reranked(blocks, qp, qc, gallery: GalleryIndex, accumulator: RankAccumulator) -> None:
+    """Rank each block of re-ranked rows as it comes: the full re-ranked matrix (3.6 GiB at MSMT17 size) is never held."""
+    rank_step = default_rank_chunk(gallery.pids.numel())
+    for start, block in blocks:
+        if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
+            raise ValueError(f"rerank: query rows {start}.. got NaN or infinite re-ranked distances")
+        for s in range(0, block.shape[0], rank_step):
+            rows = slice(start + s, start + min(block.shape[0], s + rank_step))
+            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = ["GalleryIndex", "MatchRanks", "match_ranks", "max_block_rows"]
@@ -143,10 +144,14 @@ def _preceding_matches(
 def _sparse_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """Sorted indices of the True entries of a contiguous 1-D bool tensor that is mostly False.
 
-    ``torch.nonzero`` costs about a nanosecond per *input* byte; scanning the mask as int64 words
-    first (8 flags per word) and expanding only the words that hold a True is several times cheaper
-    at the few-percent densities of the candidate mask.
+    On the CPU numpy's ``flatnonzero`` is used: it is 1.5-3x faster than ``torch.nonzero`` at the
+    few-percent densities of the candidate mask (and than the word scan below, whose words mostly hold
+    a True at those densities) and it was the largest cost above the GEMM. Elsewhere ``torch.nonzero``
+    costs about a nanosecond per *input* byte; scanning the mask as int64 words first (8 flags per
+    word) and expanding only the words that hold a True is several times cheaper there.
     """
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
     whole = mask.numel() - mask.numel() % 8
     if whole == 0 or mask.storage_offset() % 8:
         return torch.nonzero(mask).squeeze(1)
