@@ -93,3 +93,27 @@ def test_layout_options_apply_to_raw_input_only(tiny_run, tmp_path, capsys):
     assert code == 2 and "layout/channel order apply to 'raw' only" in capsys.readouterr().err
     with pytest.raises(ValueError, match="ONNX input format"):
         InputSpec("jpeg")
+
+
+def test_an_official_single_source_run_exports_its_bilinear_resize(tmp_path, draw_person):
+    """A run evaluated as the official code did (bilinear test resize, e.g. an imported one) exports that resize."""
+    from dcac.config import load_config
+    from dcac.models.build import build_reid_model
+    from dcac.storage.checkpoint import save_tensors_atomic
+    from dcac.storage.run_folder import write_run_metadata
+
+    config = load_config("demo", ["train.compat=official", "data.sources=[synth_a]"])
+    torch.manual_seed(0)
+    run = tmp_path / "official_run"
+    save_tensors_atomic(build_reid_model(config, num_ids=8).state_dict(), run / "reid_model.safetensors")
+    write_run_metadata(run, config, {"num_ids": 8, "num_cams": 2, "sources": ["synth_a"]})
+    out = tmp_path / "raw.onnx"
+    assert main(["export", "--checkpoint", str(run), "--input", "raw", "--out", str(out)]) == 0
+    predictor = api.load(run)
+    assert predictor.transform.interpolation == "bilinear"
+    images = _crops(draw_person, (100, 41))
+    cosine = F.cosine_similarity(onnx_features(out, _nhwc(images)), predictor.extract(images), dim=1)
+    assert cosine.min() > 0.999, cosine
+    metadata = read_metadata(out)
+    assert json.loads(metadata["dcac_normalization"])["resize"] == "bilinear"
+    assert metadata["dcac_interpolation"].startswith("bilinear")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.storage.run_folder import METRICS, RUN_INFO, VERIFICATION
 
@@ -102,11 +103,12 @@ evaluated on unseen target domains.
 {_verification_section(_read_json(run_dir / VERIFICATION), repo_id)}## Preprocessing and output
 
 - input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
-  kept) with bicubic interpolation, scaled to [0, 1], then normalised with mean {mean} and std
+  kept) with {eval_interpolation(config)} interpolation, scaled to [0, 1], then normalised with mean {mean} and std
   {std}
 - output: a {feat_dim}-d feature (`f_bn`, after the BNNeck), L2-normalised; compare with squared Euclidean
   distance (= 2 − 2·cos)
-- `dcac export --input raw` writes an ONNX graph that takes uint8 crops of any size and does all of this itself
+- `dcac export` writes an ONNX graph for trackers (ImageNet-normalised crops, BoxMOT's sidecar); `--input raw`
+  one that takes uint8 crops of any size and does all of this itself
 
 ## Use
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dcac.inference.onnx_inputs import RESIZE_DESCRIPTION, InputSpec, ToModelInput
+from dcac.inference.onnx_inputs import RESIZE_DESCRIPTIONS, InputSpec, ToModelInput
 from dcac.inference.predictor import ReIDPredictor
 from dcac.inference.tracker_export import write_sidecar
 from dcac.models.reid_model import ReIDModel
@@ -107,7 +107,7 @@ def build_export_module(predictor: ReIDPredictor, after_bn: bool, spec: InputSpe
     """A CPU copy of the graph to export: exporting must not move the predictor's own model off its device."""
     transform = predictor.transform
     height, width = predictor.image_size
-    adapter = ToModelInput(spec, height, width, transform.mean, transform.std)
+    adapter = ToModelInput(spec, height, width, transform.mean, transform.std, transform.interpolation)
     return FeatureExtractorModule(copy.deepcopy(predictor.model).cpu(), after_bn, adapter).eval()
 
 
@@ -145,9 +145,9 @@ def _metadata(predictor: ReIDPredictor, spec: InputSpec, after_bn: bool, precisi
         "dcac_input": json.dumps(spec.metadata(height, width)),
         "dcac_input_size": json.dumps([height, width]),
         "dcac_normalization": json.dumps(
-            {"mean": list(transform.mean), "std": list(transform.std), "resize": "bicubic"}
+            {"mean": list(transform.mean), "std": list(transform.std), "resize": transform.interpolation}
         ),
-        "dcac_interpolation": RESIZE_DESCRIPTION,
+        "dcac_interpolation": RESIZE_DESCRIPTIONS[transform.interpolation],
         "dcac_feature": "f_bn" if after_bn else "f",
         "dcac_feature_dim": str(predictor.feat_dim),
         "dcac_output": f"{OUTPUT_NAME}: batch x {predictor.feat_dim} float32, L2-normalised",

@@ -29,7 +29,11 @@ LAYOUTS = ("nhwc", "nchw")
 CHANNEL_ORDERS = ("rgb", "bgr")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_DESCRIPTION = "bicubic, antialiased (PIL BICUBIC filter, a=-0.5), align_corners=False"
+#: How the graph resizes, per the run's test resize (bilinear: the official code's single-source evaluation).
+RESIZE_DESCRIPTIONS = {
+    "bicubic": "bicubic, antialiased (PIL BICUBIC filter, a=-0.5), align_corners=False",
+    "bilinear": "bilinear, antialiased (PIL BILINEAR filter), align_corners=False",
+}
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,19 @@ def _channels(values: Sequence[float]) -> torch.Tensor:
 class ToModelInput(nn.Module):
     """Input of ``spec`` → the model's ``pixel_values`` (``(x/255 − mean)/std`` at ``height × width``)."""
 
-    def __init__(self, spec: InputSpec, height: int, width: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self,
+        spec: InputSpec,
+        height: int,
+        width: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bicubic",
+    ) -> None:
         super().__init__()
-        self.spec, self.size = spec, (height, width)
+        if interpolation not in RESIZE_DESCRIPTIONS:
+            raise ValueError(f"interpolation must be one of {tuple(RESIZE_DESCRIPTIONS)}, got {interpolation!r}")
+        self.spec, self.size, self.interpolation = spec, (height, width), interpolation
         self.register_buffer("mean", _channels(mean), persistent=False)
         self.register_buffer("std", _channels(std), persistent=False)
         self.register_buffer("imagenet_mean", _channels(IMAGENET_MEAN), persistent=False)
@@ -121,7 +135,7 @@ class ToModelInput(nn.Module):
             x = x.flip(1) if self.spec.channel_order == "bgr" else x
         else:
             x = x * self.imagenet_std + self.imagenet_mean
-        x = F.interpolate(x, size=self.size, mode="bicubic", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=self.size, mode=self.interpolation, align_corners=False, antialias=True)
         # PIL clips the cubic filter's overshoot when it stores the resized image as uint8.
         x = x.clamp(0.0, 1.0)
         return (x - self.mean) / self.std
