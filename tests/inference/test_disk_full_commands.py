@@ -88,13 +88,14 @@ def test_export_on_a_full_disk(small_disk, tiny_run, capsys):
     pytest.importorskip("onnxruntime")
     out = small_disk / "m.onnx"
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--no-verify"]) == 0
-    before = out.read_bytes()
+    sidecar = small_disk / "m.onnx.metadata.json"  # BoxMOT's, written with every export
+    before, sidecar_before = out.read_bytes(), sidecar.read_bytes()
     _fill(small_disk)
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(tiny_run), "--out", str(out), "--no-verify"]) == 2
     _disk_full_line(capsys, out)
-    assert out.read_bytes() == before
-    assert _files(small_disk) == ["filler", "m.onnx"]
+    assert out.read_bytes() == before and sidecar.read_bytes() == sidecar_before
+    assert _files(small_disk) == ["filler", "m.onnx", "m.onnx.metadata.json"]
 
 
 def test_training_checkpoint_on_a_full_disk(small_disk):

@@ -107,8 +107,7 @@ evaluated on unseen target domains.
   {std}
 - output: a {feat_dim}-d feature (`f_bn`, after the BNNeck), L2-normalised; compare with squared Euclidean
   distance (= 2 − 2·cos)
-- `dcac export` writes an ONNX graph for trackers (ImageNet-normalised crops, BoxMOT's sidecar); `--input raw`
-  one that takes uint8 crops of any size and does all of this itself
+- `dcac export` writes an ONNX graph for trackers (BoxMOT's sidecar); `--input raw` one for uint8 crops of any size
 
 ## Use
 
