@@ -174,3 +174,8 @@ def test_demo_over_two_seeds_writes_every_seeds_numbers(tmp_path):
     assert saved["mean"]["dcac"]["mAP"] == pytest.approx(statistics.fmean(maps))
     assert saved["std"]["dcac"]["mAP"] == pytest.approx(statistics.stdev(maps))
     assert 0.0 <= saved["per_seed"][0]["dcac"]["train_acc"] <= 100.0
+    assert saved["paired"]["dcac"]["mAP"]["differences"] == pytest.approx(
+        [s["dcac"]["mAP"] - s["baseline"]["mAP"] for s in saved["per_seed"]]
+    )
+    assert saved["environment"]["torch"] == torch.__version__ and "cond_gain" in saved["per_seed"][1]["dcac"]
+    assert "Paired by seed" in (tmp_path / "comparison.html").read_text()

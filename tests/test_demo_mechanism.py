@@ -20,6 +20,8 @@ from dcac.demo_teacher import (
     pretrain,
 )
 from dcac.demo_verdict import paired_difference, t_quantile, verdict
+from dcac.inference.report import write_report
+from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_dcac, build_teacher
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 from dcac.models.mechanism import mechanism_measurements
@@ -178,3 +180,16 @@ def test_the_shipped_teacher_is_the_scripts_and_knows_its_world():
     teacher = build_teacher(load_config("demo", [f"diffusion.weights={SHIPPED_TEACHER}"]))
     mean, _ = teacher.encode_posterior(torch.zeros(1, 3, 64, 64))
     assert mean.shape == (1, 4, 8, 8)
+
+
+def test_mechanism_lines_of_the_log_reach_the_run_report(tmp_path):
+    lines = [
+        {"epoch": 1, "step": 1, "loss": 1.0},
+        {"event": "mechanism", "epoch": 1, "cond_gain": 0.125, "grad_ratio": 0.03, "time": 5.0},
+        "torn",
+    ]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(x) if isinstance(x, dict) else x for x in lines))
+    log = read_training_log(tmp_path / "log.jsonl")
+    assert log.mechanism == [{"epoch": 1, "cond_gain": 0.125, "grad_ratio": 0.03}] and log.skipped_lines == 1
+    html = write_report(tmp_path, {}).read_text()
+    assert "push on the logits" in html and "<td>0.12</td>" in html and "grad_ratio" in html

@@ -236,7 +236,7 @@ def mechanism_line(summary: dict) -> str:
             cosine = f"{values['grad_cosine']:+.2f}" if "grad_cosine" in values else "n/a (c does not depend on z)"
             parts.append(
                 f"{arm}: condition gain {100 * values['cond_gain']:.1f} %, |dL_diff/dz| = "
-                f"{100 * values['grad_ratio']:.1f} % of |dL_id/dz|, cos with onehot(y) - p {cosine}"
+                f"{100 * values['grad_ratio']:.2g} % of |dL_id/dz|, cos with onehot(y) - p {cosine}"
             )
     return "the teacher's push on the logits (last epoch, fixed batch): " + ("; ".join(parts) or "not measured")
 
