@@ -56,7 +56,7 @@ class TeacherPretraining:
     images_per_id: int = 4
     image_size: int = 64  # the demo's data.diffusion_size
     vae_channels: tuple[int, ...] = (8, 16, 16, 32)  # narrower than the tiny preset's: a 64x64 VAE step is costly
-    vae_steps: int = 600
+    vae_steps: int = 300
     vae_batch: int = 16
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6  # SD's VAE uses 1e-6: reconstruction first, the KL only keeps the posterior tame
@@ -64,7 +64,7 @@ class TeacherPretraining:
     # constant that single-token cross-attention adds: a UNet that cannot hear its caption. 8 groups keep it.
     unet_norm_groups: int = 8
     unet_steps: int = 1200
-    unet_batch: int = 32
+    unet_batch: int = 16
     caption_dropout: float = 0.1
     held_out_images: int = 128  # the world's last images, kept out of both trainings for the measurements
     lr: float = 3e-3

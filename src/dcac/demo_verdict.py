@@ -134,8 +134,8 @@ def _metrics_table(summary: dict, labels: dict[str, str]) -> str:
 def _cell(mean: float | None, std: float | None) -> str:
     if mean is None:
         return ""
-    digits = 1 if abs(mean) >= 10 else 3
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    style = ".1f" if abs(mean) >= 10 else ".3g"  # the gradient ratio can be a fraction of a percent
+    return f"{mean:{style}}" + (f" ± {std:{style}}" if std is not None else "")
 
 
 def _mean_cmc(summary: dict, labels: dict[str, str]) -> dict[str, list[float]]:
@@ -147,7 +147,8 @@ def _mean_cmc(summary: dict, labels: dict[str, str]) -> dict[str, list[float]]:
 
 
 def _mechanism_png(mechanism: dict[str, list], labels: dict[str, str]) -> bytes:
-    figure = Figure(figsize=(4.2 * 3, 3.2 * 2))
+    figure = Figure(figsize=(4.2 * 3, 3.4 * 2), layout="constrained")
+    colours = {arm: f"C{i}" for i, arm in enumerate(mechanism)}  # one colour per arm in every panel
     for column, (key, title) in enumerate(MECHANISM_KEYS, start=1):
         axes = figure.add_subplot(2, 3, column)
         for arm, logs in mechanism.items():
@@ -158,7 +159,13 @@ def _mechanism_png(mechanism: dict[str, list], labels: dict[str, str]) -> bytes:
                         by_epoch.setdefault(int(row["epoch"]), []).append(row[key])
             if by_epoch:
                 epochs = sorted(by_epoch)
-                axes.plot(epochs, [statistics.fmean(by_epoch[e]) for e in epochs], marker=".", label=labels[arm])
+                axes.plot(
+                    epochs,
+                    [statistics.fmean(by_epoch[e]) for e in epochs],
+                    marker=".",
+                    label=labels[arm],
+                    color=colours[arm],
+                )
         axes.set_title(title, fontsize=9)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
