@@ -71,6 +71,11 @@ def run_demo(
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     print(f"pre-trained teacher: {teacher}")
+    setting = environment()
+    print(
+        f"torch {setting['torch']}, {setting['threads']} thread(s), {setting['cpu']} ({setting['cpu_capability']}): "
+        "the numbers repeat bit for bit only with the same three (README 'The demo')"
+    )
     arms = ["baseline", "dcac"] + (["hard", "instance"] if ablations else [])
     per_seed = []
     for s in range(seed, seed + seeds):
@@ -83,7 +88,7 @@ def run_demo(
         "mean": _aggregate(per_seed, statistics.fmean),
         "std": _aggregate(per_seed, _std),
         "paired": {arm: {key: paired_difference(per_seed, arm, key) for key, _ in VERDICT_METRICS} for arm in arms[1:]},
-        "environment": environment(),
+        "environment": setting,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     print("\n" + format_summary(summary))
