@@ -6,7 +6,7 @@
     python benchmarks/data_loading.py --augment-on loader  # only the per-image augmentation rows
 
 The loader is what ``dcac.engine.trainer`` builds: ``ReIDImageDataset`` over Market-layout JPEG files (128x64,
-Market-1501's size, written by ``dcac.data.synthetic`` and read through ``get_dataset``), the training transform
+Market-1501's size, written by ``dcac.demo.synthetic`` and read through ``get_dataset``), the training transform
 (resize to 256x128, flip, pad + crop, normalise, random erasing) and the P x K batch sampler, batch 64. With the
 latent cache (dcac's default) the 128x128 diffusion view is not decoded per step; ``--diffusion-view`` adds it
 (the reference design's per-step VAE path). The table compares each row with ``--target`` images/s (default:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dcac.data.datasets import get_dataset
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
 
     torch.set_num_threads(1)  # as in a DataLoader worker; the main-process row (0 workers) then uses one core too
     num_ids = max(args.batch_size // 4 * (args.batches + 2), 16)

@@ -4,7 +4,7 @@
     python benchmarks/extract.py --reduced        # ViT-B/16, small batches and image counts (CPU)
     python benchmarks/extract.py --tiny           # tiny model, seconds (the test suite's smoke test)
 
-Every configuration runs ``dcac.engine.features.extract_features`` (what the memory rebuild, evaluation and
+Every configuration runs ``dcac.evaluation.features.extract_features`` (what the memory rebuild, evaluation and
 inference use) on a random-weight model from ``dcac.models.build.build_reid_model``, over synthetic images
 already on the device, so images/s measures the model, not image decoding. Autocast precisions are those
 of ``train.mixed_precision`` (fp32 = no autocast).
@@ -36,8 +36,8 @@ from flops import extraction_flops, utilisation
 from torch.utils.data import DataLoader, Dataset
 
 from dcac.config import load_config
-from dcac.engine.features import extract_features
-from dcac.engine.train_step import AUTOCAST_DTYPES
+from dcac.engine.training_setup import AUTOCAST_DTYPES
+from dcac.evaluation.features import extract_features
 from dcac.models.build import build_reid_model
 
 
@@ -124,7 +124,7 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         "environment": environment(device),
         "configurations": rows,
         "notes": [
-            "images/s: synchronised wall time of dcac.engine.features.extract_features over images already on the "
+            "images/s: synchronised wall time of dcac.evaluation.features.extract_features over images already on the "
             "device (one untimed pass first); features are L2-normalised f_bn in float32",
             "peak memory: CUDA max_memory_allocated per configuration; on CPU the process's peak RSS so far "
             "(cumulative over the configurations, so only the largest is meaningful)",

@@ -170,8 +170,13 @@ def run_variant(
     from dcac.config import load_config
     from dcac.data.batch_augment import BatchTrainAugment
     from dcac.engine.latent_cache import LatentCache
-    from dcac.engine.train_step import batch_latents, compile_enabled, step_values, train_step
-    from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
+    from dcac.engine.train_step import batch_latents, step_values, train_step
+    from dcac.engine.training_setup import (
+        build_model_and_optimizer,
+        compile_enabled,
+        make_accelerator,
+        prepare_for_training,
+    )
     from dcac.models.single_token_attention import install_single_token_attention
 
     device = pick_device(device_arg)

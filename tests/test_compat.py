@@ -222,7 +222,7 @@ def test_grad_scaler_step_runs_and_skips_an_inf_step(device):
 
 @pytest.mark.slow
 def test_an_official_single_source_run_trains_and_evaluates_end_to_end(tmp_path):
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
     from dcac.engine.trainer import train
 
     write_synthetic(tmp_path / "data", seed=0)

@@ -101,7 +101,7 @@ def test_config_round_trips_through_yaml(tmp_path):
 
 
 def test_training_speed_defaults_and_compile_switch():
-    from dcac.engine.train_step import compile_enabled
+    from dcac.engine.training_setup import compile_enabled
 
     c = load_config("ma_to_ms")
     assert c.train.compile == "auto" and c.encoder.gradient_checkpointing and c.train.frozen_weights_in_autocast_dtype

@@ -35,7 +35,7 @@ def compare(image_a, image_b, model: ReIDPredictor | str | Path, *, threshold: f
     ``model`` is a loaded predictor or a run folder. The threshold is the one ``dcac calibrate`` stored in
     the run folder (``verification.json``), unless given.
     """
-    from dcac.engine.calibration import compare_images
+    from dcac.evaluation.calibration import compare_images
 
     predictor = model if isinstance(model, ReIDPredictor) else load(model)
     return compare_images(predictor, image_a, image_b, threshold=threshold)

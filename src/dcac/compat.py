@@ -9,7 +9,7 @@ code" lists each with its measured size):
   (``dcac.models.lora.add_frozen_qkv_biases``);
 * bilinear test-time resize for single-source runs (:func:`eval_interpolation`);
 * fp16 autocast with a GradScaler, PCL logits in fp16 and the VAE re-encoding every batch under autocast
-  (``dcac.engine.train_step``; ``DCACConfig.validate`` sets ``train.mixed_precision=fp16`` and
+  (``dcac.engine.train_step``; ``DCACConfig.checked_and_resolved`` sets ``train.mixed_precision=fp16`` and
   ``diffusion.cache_latents=false``).
 """
 

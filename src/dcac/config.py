@@ -162,7 +162,9 @@ class DCACConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def validate(self) -> DCACConfig:
+    def checked_and_resolved(self) -> DCACConfig:
+        """Refuse a bad value (one line naming its key), and set what the values imply: ``train.compat=official``
+        runs fp16 without the latent cache, ``train.compile`` becomes a string. Returns ``self``."""
         _check_choice("encoder.preset", self.encoder.preset, choices.ENCODER_PRESETS)
         _check_choice("diffusion.preset", self.diffusion.preset, choices.DIFFUSION_PRESETS)
         _check_choice("diffusion.mode", self.diffusion.mode, choices.UNET_TRAINING_MODES)
@@ -278,7 +280,7 @@ def load_config(preset_or_file: str | None = None, overrides: Sequence[str] = ()
                 f"override {item!r}: unknown key or wrong type for {key!r} ({str(err.msg).splitlines()[0]})"
             ) from None
     config: DCACConfig = OmegaConf.to_object(schema)
-    return config.validate()
+    return config.checked_and_resolved()
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> DCACConfig:
@@ -287,7 +289,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> DCACCon
         merged = OmegaConf.merge(OmegaConf.structured(DCACConfig), OmegaConf.create(data))
     except (ConfigKeyError, ValidationError) as err:
         raise ConfigError(f"{source}: {err}") from None
-    return OmegaConf.to_object(merged).validate()
+    return OmegaConf.to_object(merged).checked_and_resolved()
 
 
 def load_run_config(path: str | Path) -> DCACConfig:

@@ -10,7 +10,7 @@ import pytest
 
 from dcac.cli import main
 from dcac.data import get_dataset
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 
 
 def as_identity_folders(market_dir: Path, out: Path, *, splits: tuple[str, ...], cameras: bool) -> Path:

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dcac.config import load_config
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer
 from dcac.engine.train_step import step_values, train_step

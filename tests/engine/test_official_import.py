@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from dcac.cli import main
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 from dcac.models.loading import load_reid_model
 
 WIDTH, LAYERS, HEADS, MLP, OUT, GRID = 64, 2, 2, 128, 32, (4, 2)  # the demo preset's tiny tower at 64x32

@@ -24,7 +24,8 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from dcac.config import load_config
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer
-from dcac.engine.train_step import apply_speed_switches, batch_latents, train_step
+from dcac.engine.train_step import batch_latents, train_step
+from dcac.engine.training_setup import apply_speed_switches
 from dcac.models.build import build_dcac
 from dcac.models.lora import lora_parameters
 from dcac.models.single_token_attention import SingleTokenCrossAttnProcessor

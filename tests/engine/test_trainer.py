@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcac.config import load_config
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 from dcac.engine.trainer import train
 from dcac.storage.checkpoint import load_tensors
 

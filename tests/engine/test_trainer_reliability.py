@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-import dcac.engine.evaluator
 import dcac.engine.trainer
+import dcac.evaluation.targets
 from dcac.config import load_config
 from dcac.data.errors import CorruptImageError
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 from dcac.engine.trainer import train
 from dcac.storage.checkpoint import load_tensors
 
@@ -96,7 +96,7 @@ def test_a_failing_final_evaluation_keeps_the_trained_model_and_a_rerun_evaluate
     assert load_tensors(out / "reid_model.safetensors")
     assert not (out / "metrics.json").exists()
 
-    monkeypatch.setattr(dcac.engine.trainer, "evaluate_on_target", dcac.engine.evaluator.evaluate_on_target)
+    monkeypatch.setattr(dcac.engine.trainer, "evaluate_on_target", dcac.evaluation.targets.evaluate_on_target)
     result = train(cfg)
     assert result.epochs_done == 2 and result.metrics.keys() == {"synth_c"}
     assert json.loads((out / "metrics.json").read_text())["epoch"] == 2

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import dcac
 from dcac.cli import main
 from dcac.data import get_dataset
-from dcac.data.synthetic import write_synthetic
+from dcac.demo.synthetic import write_synthetic
 from dcac.evaluation import evaluate_features
 
 

@@ -18,8 +18,8 @@ from huggingface_hub import HfApi
 import dcac.api as api
 from dcac.cli import main
 from dcac.config import load_config
-from dcac.hub_cache import DIFFUSERS_FILES, HubResolutionError, parse_hub_id, resolve_weights
-from dcac.inference.hub import push_run
+from dcac.hub.download import DIFFUSERS_FILES, HubResolutionError, parse_hub_id, resolve_weights
+from dcac.hub.upload import push_run
 from dcac.models.build import build_reid_model
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -205,7 +205,7 @@ def test_push_failure_is_one_line_naming_the_repository(tiny_run):
         def create_repo(self, repo_id, **kwargs):
             raise ConnectionError("[Errno 101] Network is unreachable")
 
-    from dcac.inference.hub import HubPushError
+    from dcac.hub.upload import HubPushError
 
     with pytest.raises(HubPushError, match=r"to me/x failed: \[Errno 101\] Network is unreachable"):
         push_run(tiny_run, "me/x", api=_Unreachable())
@@ -213,7 +213,7 @@ def test_push_failure_is_one_line_naming_the_repository(tiny_run):
 
 @pytest.fixture(scope="module")
 def small_target(tmp_path_factory) -> Path:
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
 
     root = tmp_path_factory.mktemp("target")
     return write_synthetic(

@@ -184,7 +184,7 @@ def test_an_all_zero_activation_map_is_reported(tmp_path, image_tree, run_factor
 
 
 def test_eval_on_corrupt_skip_skips_and_counts_unreadable_target_images(tiny_run, tmp_path, capsys):
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
 
     write_synthetic(tmp_path / "data", domains=["synth_c"])
     broken = sorted((tmp_path / "data" / "synth_c" / "bounding_box_test").glob("*.jpg"))[-1]

@@ -95,6 +95,15 @@ class ReIDDataset:
             if bad is not None:
                 raise ValueError(f"dataset {self.name!r}: negative camid {bad.camid} in {split} ({bad.path})")
 
+    def labels(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Query pids, gallery pids, query camids, gallery camids: the order the evaluation functions take."""
+        return (
+            [r.pid for r in self.query],
+            [r.pid for r in self.gallery],
+            [r.camid for r in self.query],
+            [r.camid for r in self.gallery],
+        )
+
     @classmethod
     def from_splits(
         cls,

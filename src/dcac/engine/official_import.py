@@ -1,4 +1,4 @@
-"""``dcac import``: a released official DCAC checkpoint → a dcac run folder.
+"""Importing a released official DCAC checkpoint → a dcac run folder (the command: ``dcac.cli.official``).
 
 The run folder holds ``config.yaml`` (the preset of the checkpoint's setting, or the one given),
 ``run_info.json`` and ``reid_model.safetensors``, so ``dcac eval / extract / search / export`` read it like a
@@ -9,14 +9,12 @@ q/k/v biases are written under dcac's names to ``teacher_init.safetensors`` (see
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
-from dcac.config import DCACConfig, load_config, preset_names
+from dcac.config import DCACConfig, preset_names
 from dcac.storage.errors import CheckpointError
-
-TEACHER_INIT = "teacher_init.safetensors"
+from dcac.storage.run_folder import TEACHER_INIT
 
 # Training identities of each dataset's train split (the counts the released checkpoints' classifiers have;
 # a multi-source model offsets the ids per source, so its count is the sum).
@@ -78,8 +76,8 @@ def import_official_checkpoint(
         official_reid_state,
         read_torch_state_dict,
     )
-    from dcac.storage.checkpoint import REID_WEIGHTS, save_tensors_atomic
-    from dcac.storage.run_folder import write_run_metadata
+    from dcac.storage.checkpoint import save_tensors_atomic
+    from dcac.storage.run_folder import REID_WEIGHTS, write_run_metadata
 
     out = Path(out)
     state = read_torch_state_dict(checkpoint)
@@ -114,29 +112,6 @@ def import_official_checkpoint(
     return run_info
 
 
-def _cmd_import(args: argparse.Namespace) -> int:
-    preset = args.config or preset_for_checkpoint(args.checkpoint)
-    config = load_config(preset, args.overrides)
-    info = import_official_checkpoint(
-        args.checkpoint, args.out, config, data_root=args.root, with_teacher=not args.no_teacher
-    )
-    print(f"imported {args.checkpoint} ({info['num_ids']} identities, config {preset}) -> {args.out}")
-    if "teacher_init" in info:
-        print(f"teacher LoRA, ID prompts and q/k/v biases -> {Path(args.out) / info['teacher_init']}")
-    return 0
-
-
-def add_import_command(subparsers) -> None:
-    p = subparsers.add_parser("import", help="a released official DCAC checkpoint (source_*.pth) -> a dcac run folder")
-    p.add_argument("checkpoint", help="the official .pth (torch.save(model.state_dict()) of the DCAC module)")
-    p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--config", help="preset or YAML of the checkpoint's setting (default: from the file name)")
-    p.add_argument("--root", help="data root: check the identity count against the sources' training set")
-    p.add_argument("--no-teacher", action="store_true", help="import only the Re-ID model (ignore denoiser.*)")
-    p.add_argument("overrides", nargs="*", help="config overrides right after CHECKPOINT, e.g. data.root=/data")
-    p.set_defaults(func=_cmd_import)
-
-
 def initialise_from_run(model, run_dir: str | Path) -> None:
     """``train.init_from``: start a training module (``build_dcac``) from a run folder's weights, in place.
 
@@ -144,7 +119,8 @@ def initialise_from_run(model, run_dir: str | Path) -> None:
     LoRA and ID prompts come from ``teacher_init.safetensors`` when the folder has one and the model a teacher.
     """
     from dcac.models.official_teacher import DCAC_PROMPTS, load_teacher_init
-    from dcac.storage.checkpoint import REID_WEIGHTS, load_tensors
+    from dcac.storage.checkpoint import load_tensors
+    from dcac.storage.run_folder import REID_WEIGHTS
 
     run_dir = Path(run_dir)
     reid = load_tensors(run_dir / REID_WEIGHTS)

@@ -16,13 +16,8 @@ import torch
 
 from dcac.config import DCACConfig, load_run_config
 from dcac.models.dcac import DCAC
-from dcac.storage.checkpoint import (
-    REID_WEIGHTS,
-    RUN_CONFIG,
-    find_training_checkpoint,
-    load_training_checkpoint,
-    restore_deliverable,
-)
+from dcac.storage.checkpoint import find_training_checkpoint, load_training_checkpoint, restore_deliverable
+from dcac.storage.run_folder import REID_WEIGHTS, RUN_CONFIG
 
 
 def seed_everything(seed: int) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.run_folder import LOG
 
 
 class RunLogger:
     def __init__(self, run_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
         self.enabled = enabled
-        self.path = Path(run_dir) / "log.jsonl"
+        self.path = Path(run_dir) / LOG
         self._tb = None
         if enabled and tensorboard:
             try:

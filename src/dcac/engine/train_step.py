@@ -8,37 +8,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from dcac.config import TrainConfig
 from dcac.engine.latent_cache import LatentCache
 from dcac.models.dcac import DCAC
-from dcac.models.frozen_weights import store_frozen_weights_in
-
-#: The autocast dtype of each ``train.mixed_precision`` (fp32 = no autocast).
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
-
-
-def compile_enabled(train: TrainConfig, device: torch.device | str) -> bool:
-    """``train.compile`` resolved for a device: auto compiles on CUDA only (see TrainConfig.compile)."""
-    return train.compile == "true" or (train.compile == "auto" and torch.device(device).type == "cuda")
-
-
-def apply_speed_switches(model: DCAC, train: TrainConfig, device: torch.device | str) -> None:
-    """Apply ``train.frozen_weights_in_autocast_dtype``, ``train.channels_last`` and ``train.compile`` to a
-    built model that will train on ``device``, before ``accelerator.prepare``.
-
-    Each changes how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
-    so parameter names (checkpoints, optimiser groups) stay those of the eager model.
-    """
-    autocast_dtype = AUTOCAST_DTYPES[train.mixed_precision]
-    if train.frozen_weights_in_autocast_dtype and autocast_dtype is not None and model.teacher is not None:
-        store_frozen_weights_in(model.teacher.unet, autocast_dtype)
-    if train.channels_last and model.teacher is not None:
-        model.teacher.unet.to(memory_format=torch.channels_last)
-        model.teacher.vae.to(memory_format=torch.channels_last)
-    if compile_enabled(train, device):
-        model.reid.compile()
-        if model.teacher is not None:
-            model.teacher.unet.compile()
 
 
 def batch_latents(model: DCAC, batch: dict[str, Any], latent_cache: LatentCache | None, device: torch.device):

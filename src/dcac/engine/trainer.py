@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dcac
+from dcac.compat import is_official
 from dcac.config import DCACConfig
 from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
@@ -36,22 +37,23 @@ from dcac.data.records import ImageRecord, ReIDDataset
 from dcac.data.sampler import PKBatchSampler
 from dcac.data.target_check import checked_target
 from dcac.data.transforms import ResizeTransform, TrainTransform, build_diffusion_transform, build_train_transform
-from dcac.engine.distributed import extract_features_sharded, gather_shards, shard_bounds
-from dcac.engine.evaluator import TargetEvaluation, evaluate_on_target, format_metrics
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import set_epoch_lr
 from dcac.engine.resume import epoch_seed, resume_from_checkpoint, seed_everything, trainable_state
 from dcac.engine.run_logger import RunLogger, drop_log_entries_after
-from dcac.engine.train_step import AUTOCAST_DTYPES, compile_enabled, step_values, train_step
-from dcac.engine.training_setup import build_model_and_optimizer, make_accelerator, prepare_for_training
-from dcac.models.dcac import DCAC
-from dcac.storage.checkpoint import (
-    REID_WEIGHTS,
-    save_tensors_atomic,
-    save_training_checkpoint,
-    write_json_atomic,
+from dcac.engine.train_step import step_values, train_step
+from dcac.engine.training_setup import (
+    AUTOCAST_DTYPES,
+    build_model_and_optimizer,
+    compile_enabled,
+    make_accelerator,
+    prepare_for_training,
 )
-from dcac.storage.run_folder import write_run_metadata
+from dcac.evaluation.distributed import extract_features_sharded, gather_shards, shard_bounds
+from dcac.evaluation.targets import TargetEvaluation, evaluate_on_target, format_metrics
+from dcac.models.dcac import DCAC
+from dcac.storage.checkpoint import save_tensors_atomic, save_training_checkpoint, write_json_atomic
+from dcac.storage.run_folder import LOG, METRICS, REID_WEIGHTS, write_run_metadata
 
 #: ``(run_dir, metrics per target, (target, TargetEvaluation) per target, config)``, called after an evaluation.
 EvaluationCallback = Callable[
@@ -152,7 +154,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
             flush=True,
         )
     # train.compat=official: fp16 loss scaling, as the official code; its state is part of the checkpoint.
-    scaler = torch.amp.GradScaler(device.type) if cfg.train.compat == "official" else None
+    scaler = torch.amp.GradScaler(device.type) if is_official(cfg) else None
     epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, scaler, is_main) if resume else (0, 0)
     wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
     run_dir = Path(cfg.train.output_dir)
@@ -166,7 +168,7 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
             "dcac_version": dcac.__version__,
         }
         write_run_metadata(run_dir, cfg, run_info)
-        drop_log_entries_after(run_dir / "log.jsonl", epoch)
+        drop_log_entries_after(run_dir / LOG, epoch)
     return TrainingRun(
         cfg,
         accelerator,
@@ -351,7 +353,7 @@ def evaluate_if_missing(run: TrainingRun) -> None:
     if run.epoch != run.cfg.optim.epochs or run.metrics:
         return
     try:
-        evaluated = json.loads((run.run_dir / "metrics.json").read_text()).get("epoch")
+        evaluated = json.loads((run.run_dir / METRICS).read_text()).get("epoch")
     except (OSError, ValueError, AttributeError):
         evaluated = None
     # Every rank reads the same file (a shared run folder), so all of them take part or none does.
@@ -379,7 +381,7 @@ def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
                 }
             )
     if run.is_main:
-        write_json_atomic(run.run_dir / "metrics.json", {"epoch": epoch, "targets": metrics})
+        write_json_atomic(run.run_dir / METRICS, {"epoch": epoch, "targets": metrics})
         if run.on_evaluation is not None:
             run.on_evaluation(run.run_dir, metrics, evaluations, run.cfg)
     return metrics

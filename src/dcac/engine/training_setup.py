@@ -10,14 +10,46 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from dcac.config import DCACConfig, TrainConfig
-from dcac.engine.distributed import DDP_KWARGS
 from dcac.engine.optim import build_optimizer
-from dcac.engine.train_step import apply_speed_switches
 from dcac.models.build import build_dcac
 from dcac.models.dcac import DCAC
+from dcac.models.frozen_weights import store_frozen_weights_in
+
+#: Pass to ``Accelerator(kwargs_handlers=[DDP_KWARGS])``: tolerate trainable parameters a step does not use.
+#: With single-token cross-attention the UNet never calls ``attn2.to_q``/``to_k`` (softmax over one key is 1),
+#: so their LoRA matrices get no gradient, and DDP without ``find_unused_parameters`` stops at the second step.
+DDP_KWARGS = DistributedDataParallelKwargs(find_unused_parameters=True)
+
+#: The autocast dtype of each ``train.mixed_precision`` (fp32 = no autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def compile_enabled(train: TrainConfig, device: torch.device | str) -> bool:
+    """``train.compile`` resolved for a device: auto compiles on CUDA only (see TrainConfig.compile)."""
+    return train.compile == "true" or (train.compile == "auto" and torch.device(device).type == "cuda")
+
+
+def apply_speed_switches(model: DCAC, train: TrainConfig, device: torch.device | str) -> None:
+    """Apply ``train.frozen_weights_in_autocast_dtype``, ``train.channels_last`` and ``train.compile`` to a
+    built model that will train on ``device``, before ``accelerator.prepare``.
+
+    Each changes how the same mathematics runs, never what it computes. ``Module.compile`` compiles in place,
+    so parameter names (checkpoints, optimiser groups) stay those of the eager model.
+    """
+    autocast_dtype = AUTOCAST_DTYPES[train.mixed_precision]
+    if train.frozen_weights_in_autocast_dtype and autocast_dtype is not None and model.teacher is not None:
+        store_frozen_weights_in(model.teacher.unet, autocast_dtype)
+    if train.channels_last and model.teacher is not None:
+        model.teacher.unet.to(memory_format=torch.channels_last)
+        model.teacher.vae.to(memory_format=torch.channels_last)
+    if compile_enabled(train, device):
+        model.reid.compile()
+        if model.teacher is not None:
+            model.teacher.unet.compile()
+
 
 #: accelerate's name for each ``train.mixed_precision``.
 MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}

@@ -1,5 +1,5 @@
 """Using a trained run: feature extraction and search, run reports, activation maps and ONNX export.
 
 The Python entry points are ``dcac.load`` / ``dcac.rank`` (``dcac.api``); the CLI commands live in
-``dcac.inference.cli_commands``.  Submodules are imported on use so ``import dcac`` stays light.
+``dcac.cli.inference``.  Submodules are imported on use so ``import dcac`` stays light.
 """

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.transforms import build_test_transform
-from dcac.hub_cache import RUN_FILES, resolve_weights
+from dcac.hub.download import RUN_FILES, resolve_weights
 from dcac.inference.feature_store import file_sha256
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
 from dcac.models.loading import load_reid_model
@@ -67,7 +67,7 @@ class ReIDPredictor:
     @classmethod
     def from_run(cls, run_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> ReIDPredictor:
         """Load a run folder (or the ``reid_model.safetensors`` inside one), or a Hub id ``org/name[@revision]``
-        of a run pushed with ``dcac push`` (fetched into the Hugging Face cache, see ``dcac.hub_cache``)."""
+        of a run pushed with ``dcac push`` (fetched into the Hugging Face cache, see ``dcac.hub.download``)."""
         local = resolve_weights(run_or_checkpoint, RUN_FILES, what="checkpoint")
         model, config, run_info = load_reid_model(local, device)
         predictor = cls(model, config, run_info=run_info, source=str(run_or_checkpoint), device=device)
@@ -75,14 +75,6 @@ class ReIDPredictor:
         return predictor
 
     from_pretrained = from_run  # the Hugging Face name for the same thing
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload the run folder this model was loaded from to the Hub (``dcac.inference.hub.push_run``)."""
-        from dcac.inference.hub import push_run
-
-        if self.weights_file is None:
-            raise ValueError("push_to_hub needs a model loaded from a run folder (dcac.load(RUN))")
-        return push_run(self.weights_file.parent, repo_id, **kwargs)
 
     @property
     def weights_sha256(self) -> str:

@@ -17,14 +17,13 @@ from typing import Any
 from dcac.inference.html_parts import data_uri, html_page, ranked_rows_html
 from dcac.inference.ranked_list import RankedQuery, sample_ranked_queries
 from dcac.inference.training_log import TrainingLog, read_training_log
-from dcac.storage.checkpoint import RUN_INFO, write_text_atomic
+from dcac.storage.checkpoint import write_text_atomic
+from dcac.storage.run_folder import LOG, REPORT_HTML, RUN_INFO
 
-REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
 CMC_PNG = "cmc.png"
 TRAINING_PNG = "training_curves.png"
 IDENTITY_PNG = "identity_information.png"
-LOG_FILE = "log.jsonl"
 
 MECHANISM_NOTE = (
     "cond_gain: 1 - L_diff(c) / L_diff(null c) at the same noise; grad_ratio: |dL_diff/dz| / |dL_id/dz| "
@@ -132,14 +131,14 @@ def write_report(
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
-    ``metrics_by_target``: target name → that target's metrics as ``dcac.engine.evaluator`` returns them
+    ``metrics_by_target``: target name → that target's metrics as ``dcac.evaluation.targets`` returns them
     (scalars such as ``mAP``/``rank1`` in percent go into the table; ``cmc``, a list of fractions, is
     plotted).  ``ranked_samples``: target name → ranked lists (``sample_ranked_queries`` builds them).
     ``log_path`` defaults to ``run_dir/log.jsonl``; a missing log just leaves the curves out.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = read_training_log(Path(log_path) if log_path is not None else run_dir / LOG_FILE)
+    log = read_training_log(Path(log_path) if log_path is not None else run_dir / LOG)
     try:
         from dcac.inference import plots
     except ImportError as err:  # matplotlib is the only optional piece; tables and ranked lists still render

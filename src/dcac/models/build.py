@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 
 import torch
 
+from dcac.compat import is_official
 from dcac.config import DCACConfig
 from dcac.models.reid_encoder import ReIDEncoderConfig
 from dcac.models.reid_model import ReIDModel
@@ -23,7 +24,7 @@ def build_reid_model(config: DCACConfig, num_ids: int, *, load_weights: bool = F
     """The Re-ID model; with ``load_weights`` the CLIP weights named by ``encoder.weights`` are loaded."""
     model = ReIDModel(encoder_config(config), num_ids)
     if load_weights and config.encoder.weights:
-        from dcac.hub_cache import CLIP_FILES, resolve_weights
+        from dcac.hub.download import CLIP_FILES, resolve_weights
         from dcac.models.official_checkpoint import load_encoder_start
 
         load_encoder_start(model, resolve_weights(config.encoder.weights, CLIP_FILES, what="encoder.weights"))
@@ -41,7 +42,7 @@ def build_dcac(config: DCACConfig, num_ids: int):
     from dcac.models.conditioning import IDConditioner
     from dcac.models.dcac import DCAC
 
-    official = config.train.compat == "official"
+    official = is_official(config)
     reid = build_reid_model(config, num_ids, load_weights=True)
     feat_dim = reid.bottleneck.num_features
     memory = PrototypeMemory(
@@ -68,10 +69,10 @@ def build_dcac(config: DCACConfig, num_ids: int):
 
 def build_teacher(config: DCACConfig):
     """The diffusion teacher of ``config.diffusion`` at ``data.diffusion_size`` (with the compat biases)."""
-    from dcac.hub_cache import DIFFUSERS_FILES, resolve_weights
+    from dcac.hub.download import DIFFUSERS_FILES, resolve_weights
     from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 
-    official = config.train.compat == "official"
+    official = is_official(config)
     return DiffusionTeacher(
         DiffusionTeacherConfig(
             # A Hub id in diffusion.weights is resolved to its local snapshot in the Hub cache.

@@ -27,7 +27,7 @@ from transformers import AutoConfig
 
 from dcac.models.reid_encoder import CLIPReIDEncoder
 from dcac.models.torchscript_tensors import TorchScriptReadError, read_torchscript_tensors
-from dcac.weights_only_load import WeightsFileError, load_weights_only
+from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import torch
 
 from dcac.config import load_run_config
 from dcac.models.build import build_reid_model
-from dcac.storage.checkpoint import RUN_CONFIG, CheckpointError, load_tensors
-from dcac.storage.run_folder import read_run_info, resolve_run
+from dcac.storage.checkpoint import CheckpointError, load_tensors
+from dcac.storage.run_folder import RUN_CONFIG, read_run_info, resolve_run
 
 
 def load_reid_model(path: str | Path, device: str | torch.device = "cpu"):

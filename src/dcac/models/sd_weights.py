@@ -24,7 +24,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, con
 from safetensors.torch import load_file as load_safetensors
 
 from dcac.models.sd_configs import sd15_unet_config, sd15_vae_config
-from dcac.weights_only_load import WeightsFileError, load_weights_only
+from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
 #: Key prefix of the UNet in an original (LDM) Stable Diffusion checkpoint.
 ORIGINAL_UNET_PREFIX = "model.diffusion_model."

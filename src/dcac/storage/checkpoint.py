@@ -1,20 +1,14 @@
-"""Run folders and checkpoints, written so that an interruption never loses what was there.
+"""Checkpoints and atomic writes, so that an interruption never loses what was there.
 
-A run folder looks like::
+The run folder's layout is in ``dcac.storage.run_folder``; its ``checkpoint/`` holds::
 
-    RUN/
-      config.yaml              the fully resolved config of the run
-      run_info.json            number of training identities/cameras, sources, dcac version
-      reid_model.safetensors   the Re-ID model (encoder + BNNeck + classifier): the deliverable
-      checkpoint/              the latest resumable training state
-        model.safetensors      what training changes: the Re-ID model, the ID memory, the prompts (or projection)
-                               and the LoRA (or, with diffusion.mode=full, the UNet); the frozen VAE and base
-                               UNet are rebuilt from their weights on resume
-        optimizer.pt           optimizer state (read back with weights_only=True)
-        trainer_state.json     epochs done, global step (and the loss scale with train.compat=official); the
-                               LR of an epoch follows from its number, so there is no scheduler state
-      log.jsonl                one JSON line per logged step / evaluation
-      metrics.json             the last evaluation
+    checkpoint/
+      model.safetensors      what training changes: the Re-ID model, the ID memory, the prompts (or projection)
+                             and the LoRA (or, with diffusion.mode=full, the UNet); the frozen VAE and base
+                             UNet are rebuilt from their weights on resume
+      optimizer.pt           optimizer state (read back with weights_only=True)
+      trainer_state.json     epochs done, global step (and the loss scale with train.compat=official); the
+                             LR of an epoch follows from its number, so there is no scheduler state
 
 Every file is written to a temporary name and moved into place with ``os.replace``; the checkpoint folder is
 swapped as a whole (new folder complete first, the old one removed last), so a crash at any moment leaves
@@ -38,11 +32,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dcac.storage.errors import CheckpointError
-from dcac.weights_only_load import WeightsFileError, load_weights_only
+from dcac.storage.weights_only_load import WeightsFileError, load_weights_only
 
-REID_WEIGHTS = "reid_model.safetensors"
-RUN_CONFIG = "config.yaml"
-RUN_INFO = "run_info.json"
+#: The resumable state's folder inside a run folder (``dcac.storage.run_folder``).
 CHECKPOINT_DIR = "checkpoint"
 
 

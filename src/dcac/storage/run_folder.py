@@ -1,7 +1,19 @@
-"""A run folder's metadata: writing ``config.yaml`` + ``run_info.json``, finding a run's weights, reading its info.
+"""The run folder: its file names (defined here only), writing its metadata, finding its weights, reading its info.
 
-See ``dcac.storage.checkpoint`` for the folder layout; ``dcac.models.loading.load_reid_model`` rebuilds the
-trained Re-ID model from it.
+A run folder looks like::
+
+    RUN/
+      config.yaml               the fully resolved config of the run
+      run_info.json             number of training identities/cameras, sources, dcac version
+      reid_model.safetensors    the Re-ID model (encoder + BNNeck + classifier): the deliverable
+      checkpoint/               the latest resumable training state (``dcac.storage.checkpoint``)
+      log.jsonl                 one JSON line per logged step / evaluation
+      metrics.json              the last evaluation
+      report.html               the training report (losses, metrics, ranked lists), after an evaluation
+      verification.json         the calibrated same/different threshold (``dcac calibrate``)
+      teacher_init.safetensors  the teacher's initial state, in a run imported from the official code
+
+``dcac.models.loading.load_reid_model`` rebuilds the trained Re-ID model from it.
 """
 
 from __future__ import annotations
@@ -11,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from dcac.config import DCACConfig
-from dcac.storage.checkpoint import (
-    REID_WEIGHTS,
-    RUN_CONFIG,
-    RUN_INFO,
-    CheckpointError,
-    write_json_atomic,
-    write_text_atomic,
-)
+from dcac.storage.checkpoint import CheckpointError, write_json_atomic, write_text_atomic
+
+RUN_CONFIG = "config.yaml"
+RUN_INFO = "run_info.json"
+REID_WEIGHTS = "reid_model.safetensors"
+LOG = "log.jsonl"
+METRICS = "metrics.json"
+REPORT_HTML = "report.html"
+VERIFICATION = "verification.json"
+TEACHER_INIT = "teacher_init.safetensors"
+#: What a run published on the Hub holds (besides its model card): everything needed to load and judge it.
+PUBLISHED_FILES = (RUN_CONFIG, RUN_INFO, REID_WEIGHTS, METRICS, VERIFICATION)
 
 
 def write_run_metadata(run_dir: str | Path, config: DCACConfig, run_info: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 A dataset can also be given by its path (a user's own data, see ``custom``): :func:`get_dataset` and
 :func:`dataset_key` accept either. Every dataset module (``market1501``, ``msmt17``, ...) documents the on-disk layout it accepts and exposes
 ``NAME``, ``ALIASES``, ``FOLDER_NAMES``, ``LAYOUT``, ``is_dataset_dir(path)`` and
-``load(dataset_dir, **options)``. The synthetic domains written by :func:`dcac.data.synthetic.write_synthetic`
+``load(dataset_dir, **options)``. The synthetic domains written by :func:`dcac.demo.synthetic.write_synthetic`
 are registered here too and read through the same Market-1501 / MSMT17 loaders as the real data.
 """
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ImageRecord, ReIDDataset
-from dcac.engine.distributed import extract_features_sharded
-from dcac.engine.evaluator import score_target
+from dcac.evaluation.distributed import extract_features_sharded
+from dcac.evaluation.targets import score_target
 
 NUM_CLASSIC_SPLITS = 10
 

@@ -18,7 +18,7 @@ from dcac.data.transforms import build_test_transform
 from dcac.models.reid_model import ReIDModel
 
 
-def test_loader(
+def image_loader(
     records: Sequence[ImageRecord],
     height: int,
     width: int,

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dcac.cli.arguments import (
+    add_checkpoint_argument,
+    add_dataset_option_argument,
+    add_device_argument,
+    resolve_device,
+)
+
 DEFAULT_CALIBRATION_FPR = 1e-3
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="DATASET.KEY=VALUE",
-        help="a dataset loader option (repeatable), e.g. msmt17.use_val=false, grid.split=3, "
-        "shop.layout=folders; added to the run's data.options",
-    )
+    add_dataset_option_argument(parser)
     parser.add_argument(
         "--splits", help="classic small test sets: score these splits and their mean ('all' = 0-9, '0-4', '0,3,7')"
     )
@@ -43,7 +43,7 @@ def local_checkpoint(checkpoint: str, *, writes_into_run: str | None = None) -> 
     ``writes_into_run`` names what would write into the run folder (``--report``, ``dcac calibrate``): the
     Hub cache is no place for outputs, so with a Hub id that is an error saying what to do instead.
     """
-    from dcac.hub_cache import RUN_FILES, parse_hub_id, resolve_weights
+    from dcac.hub.download import RUN_FILES, parse_hub_id, resolve_weights
 
     if writes_into_run and parse_hub_id(checkpoint):
         raise ValueError(
@@ -53,11 +53,11 @@ def local_checkpoint(checkpoint: str, *, writes_into_run: str | None = None) -> 
     return str(resolve_weights(checkpoint, RUN_FILES, what="--checkpoint"))
 
 
-def _dataset_options(config, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def _dataset_options(config, option_args: list[str]) -> dict[str, dict[str, Any]]:
     from dcac.data.options import parse_dataset_options
 
     options = {name: dict(values) for name, values in config.data.options.items()}
-    for name, values in parse_dataset_options(args.option).items():
+    for name, values in parse_dataset_options(option_args).items():
         options.setdefault(name, {}).update(values)
     return options
 
@@ -76,48 +76,58 @@ def format_verification(name: str, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_target(model, name: str, root: str, config, args: argparse.Namespace, device) -> dict[str, Any]:
-    """One ``--target`` of ``dcac eval``: plain, over ``--splits``, and with ``--roc``; prints as it goes."""
+def evaluate_target(
+    model,
+    name: str,
+    root: str,
+    config,
+    device,
+    *,
+    option_args: list[str],
+    rerank: bool = False,
+    splits: str | None = None,
+    roc_fprs: tuple[float, ...] | None = None,
+    on_corrupt: str = "raise",
+) -> dict[str, Any]:
+    """One ``--target`` of ``dcac eval``: plain, over ``splits``, and (``roc_fprs``: the extra FPRs) with the
+    verification metrics; prints as it goes."""
     from dcac.data import get_dataset
     from dcac.data.options import options_for
     from dcac.data.target_check import checked_target
-    from dcac.engine.classic_splits import evaluate_splits, parse_splits
-    from dcac.engine.evaluator import evaluate_on_target, format_metrics
+    from dcac.evaluation.classic_splits import evaluate_splits, parse_splits
     from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
+    from dcac.evaluation.targets import evaluate_on_target, format_metrics
 
-    options = options_for(name, _dataset_options(config, args))
-    suffix = " (re-ranked)" if args.rerank else ""
-    if args.splits:
-        splits = parse_splits(args.splits)
+    options = options_for(name, _dataset_options(config, option_args))
+    suffix = " (re-ranked)" if rerank else ""
+    if splits:
+        splits = parse_splits(splits)
         result = evaluate_splits(
             model,
             lambda k: get_dataset(name, root, **{**options, "split": k}),
             splits,
             config,
             device=device,
-            rerank=args.rerank,
+            rerank=rerank,
         )
         for k, metrics in result["splits"].items():
             print(format_metrics(f"{name} split {k}{suffix}", metrics))
         print(format_metrics(f"{name} mean of {len(splits)} splits{suffix}", result["mean"]))
         return result
     target, skipped = checked_target(
-        get_dataset(name, root, verbose=True, **options), args.on_corrupt, num_workers=max(config.data.num_workers, 1)
+        get_dataset(name, root, verbose=True, **options), on_corrupt, num_workers=max(config.data.num_workers, 1)
     )
     if skipped:
         print(f"skipped {skipped} unreadable images of {name}")
-    evaluation = evaluate_on_target(model, target, config, device=device, rerank=args.rerank, progress=True)
+    evaluation = evaluate_on_target(model, target, config, device=device, rerank=rerank, progress=True)
     result = dict(evaluation.metrics)
     print(format_metrics(target.name + suffix, result))
-    if args.roc:
-        fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, *args.fpr)))
+    if roc_fprs is not None:
+        fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, *roc_fprs)))
         result["verification"] = verification_metrics(
             evaluation.query_feats,
             evaluation.gallery_feats,
-            [r.pid for r in target.query],
-            [r.pid for r in target.gallery],
-            [r.camid for r in target.query],
-            [r.camid for r in target.gallery],
+            *target.labels(),
             metric=config.eval.metric,
             fprs=fprs,
         )
@@ -126,24 +136,22 @@ def evaluate_target(model, name: str, root: str, config, args: argparse.Namespac
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    import torch
-
     from dcac.data import get_dataset
     from dcac.data.options import options_for
-    from dcac.engine.calibration import calibration_record, target_verification, write_calibration
+    from dcac.evaluation.calibration import calibration_record, target_verification, write_calibration
     from dcac.evaluation.roc import DEFAULT_FPRS
     from dcac.models.loading import load_reid_model
     from dcac.storage.run_folder import resolve_run
 
+    device = resolve_device(args.device)
     checkpoint = local_checkpoint(args.checkpoint, writes_into_run="dcac calibrate")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, config, _ = load_reid_model(checkpoint, device=device)
     config.eval.flip_test = config.eval.flip_test or args.flip_test
     target = get_dataset(
         args.target,
         args.root or config.data.root,
         verbose=True,
-        **options_for(args.target, _dataset_options(config, args)),
+        **options_for(args.target, _dataset_options(config, args.option)),
     )
     fprs = tuple(dict.fromkeys((*DEFAULT_FPRS, args.fpr)))
     metrics = target_verification(model, target, config, fprs=fprs, device=device, progress=True)
@@ -158,7 +166,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def add_calibrate_command(sub) -> None:
     p = sub.add_parser("calibrate", help="choose a same/different threshold on a target and store it in the run")
-    p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
+    add_checkpoint_argument(p, hub=False)
     p.add_argument("--target", required=True, help="dataset name or path (query + gallery with known identities)")
     p.add_argument(
         "--fpr",
@@ -167,11 +175,11 @@ def add_calibrate_command(sub) -> None:
         help=f"false-positive rate the threshold may reach (default {DEFAULT_CALIBRATION_FPR:g})",
     )
     p.add_argument("--root", help="data root (default: the run's data.root)")
-    p.add_argument("--option", action="append", default=[], metavar="DATASET.KEY=VALUE", help="a dataset option")
+    add_dataset_option_argument(p)
     p.add_argument(
         "--flip-test", action="store_true", help="calibrate the flip-test feature (dcac.compare then uses it too)"
     )
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    add_device_argument(p)
     p.set_defaults(func=_cmd_calibrate)
 
 

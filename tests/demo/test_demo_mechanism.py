@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 from dcac.config import load_config
-from dcac.demo_teacher import (
+from dcac.demo.teacher import (
     SHIPPED_TEACHER,
     TEACHER_INFO,
     TeacherPretraining,
@@ -19,7 +19,7 @@ from dcac.demo_teacher import (
     condition_losses,
     pretrain,
 )
-from dcac.demo_verdict import paired_difference, t_quantile, verdict
+from dcac.demo.verdict import paired_difference, t_quantile, verdict
 from dcac.inference.report import write_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_dcac, build_teacher

@@ -3,9 +3,9 @@
 Per seed it writes the synthetic multi-domain data, trains the Baseline (Re-ID model alone) and DCAC (Re-ID
 model + LoRA-adapted diffusion teacher + correlation-aware conditioning) with tiny models on two domains, and
 evaluates them on a third domain none has seen, next to chance level and the untrained model. DCAC's teacher
-is the miniature pre-trained one shipped with the package (:mod:`dcac.demo_teacher`: pre-trained once on a
+is the miniature pre-trained one shipped with the package (:mod:`dcac.demo.teacher`: pre-trained once on a
 synthetic world that never shows the target domain's look). Every epoch measures the mechanism on a fixed batch
-(:mod:`dcac.demo_mechanism`), and the arms are compared paired by seed (:mod:`dcac.demo_verdict`). With ``ablations`` the ``hard`` (c = P[y])
+(:mod:`dcac.demo.mechanism`), and the arms are compared paired by seed (:mod:`dcac.demo.verdict`). With ``ablations`` the ``hard`` (c = P[y])
 and ``instance`` (c = W f_bn) conditionings run too. The numbers are a demonstration at toy scale, not the
 paper's claim: that needs CLIP and Stable Diffusion weights and the real datasets.
 
@@ -29,20 +29,21 @@ from safetensors.torch import load_file
 
 from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
-from dcac.data.synthetic import write_synthetic
-from dcac.demo_environment import environment
-from dcac.demo_mechanism import MechanismProbe
-from dcac.demo_teacher import SHIPPED_TEACHER
-from dcac.demo_verdict import VERDICT_METRICS, paired_difference, paired_lines, write_comparison_page
-from dcac.engine.evaluator import evaluate_on_target, summarize
-from dcac.engine.features import test_loader
+from dcac.demo.environment import environment
+from dcac.demo.mechanism import MechanismProbe
+from dcac.demo.synthetic import write_synthetic
+from dcac.demo.teacher import SHIPPED_TEACHER
+from dcac.demo.verdict import VERDICT_METRICS, paired_difference, paired_lines, write_comparison_page
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
 from dcac.evaluation import evaluate_features
+from dcac.evaluation.features import image_loader
+from dcac.evaluation.targets import evaluate_on_target, summarize
 from dcac.inference.report import write_training_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
-from dcac.storage.checkpoint import REID_WEIGHTS, write_json_atomic, write_text_atomic
+from dcac.storage.checkpoint import write_json_atomic, write_text_atomic
+from dcac.storage.run_folder import LOG, REID_WEIGHTS
 
 #: Each arm: its table label and the config overrides that make it.
 ARMS: dict[str, tuple[str, list[str]]] = {
@@ -147,7 +148,7 @@ def _seed_folder(out: Path, seed: int, first_seed: int) -> Path:
 
 def mechanism_log(run_dir: Path) -> list[dict]:
     """The run's per-epoch mechanism measurements (``"event": "mechanism"`` lines of its log)."""
-    return read_training_log(run_dir / "log.jsonl").mechanism
+    return read_training_log(run_dir / LOG).mechanism
 
 
 def chance_level(target, seed: int) -> dict:
@@ -159,10 +160,7 @@ def chance_level(target, seed: int) -> dict:
         evaluate_features(
             q,
             g,
-            [r.pid for r in target.query],
-            [r.pid for r in target.gallery],
-            [r.camid for r in target.query],
-            [r.camid for r in target.gallery],
+            *target.labels(),
         )
     )
 
@@ -174,7 +172,7 @@ def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
     model.load_state_dict(load_file(str(Path(config.train.output_dir) / REID_WEIGHTS)))
     model.eval()
     correct = 0
-    for batch in test_loader(records, config.data.height, config.data.width, config.data.test_batch_size, 0):
+    for batch in image_loader(records, config.data.height, config.data.width, config.data.test_batch_size, 0):
         correct += int((model(batch["image"]).logits.argmax(dim=1) == batch["pid"]).sum())
     return 100.0 * correct / len(records)
 
@@ -182,7 +180,7 @@ def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
 def last_epoch_identity_information(run_dir: Path) -> dict:
     """The last epoch's means of p's entropy, p(true id) and the diffusion loss, and the last epoch's mechanism
     measurements on the fixed batch, from the run's log."""
-    log = read_training_log(run_dir / "log.jsonl")
+    log = read_training_log(run_dir / LOG)
     last = log.epoch_means[-1] if log.epoch_means else {}
     values = {key: last[key] for key in ("p_entropy", "p_true", "loss_diff") if key in last}
     probe = log.mechanism[-1] if log.mechanism else {}

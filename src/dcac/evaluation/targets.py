@@ -15,8 +15,8 @@ import torch
 from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size
 from dcac.evaluation import evaluate_features
+from dcac.evaluation.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size
 from dcac.models.reid_model import ReIDModel
 
 
@@ -77,10 +77,7 @@ def score_target(
     result = evaluate_features(
         query_feats,
         gallery_feats,
-        [r.pid for r in target.query],
-        [r.pid for r in target.gallery],
-        [r.camid for r in target.query],
-        [r.camid for r in target.gallery],
+        *target.labels(),
         metric=ev.metric,
         max_rank=ev.max_rank,
         rerank=(ev.k1, ev.k2, ev.lambda_value) if use_rerank else None,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dcac.data import build_protocol, get_dataset
-from dcac.data.synthetic import MARKER_FILE, write_synthetic
+from dcac.demo.synthetic import MARKER_FILE, write_synthetic
 
 SMALL = {"num_train_ids": 6, "num_test_ids": 5, "images_per_id": 3, "num_distractors": 2}
 

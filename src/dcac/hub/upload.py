@@ -1,9 +1,9 @@
-"""Sharing a trained run on the Hugging Face Hub: ``dcac push RUN org/name`` and ``ReIDPredictor.push_to_hub``.
+"""Sharing a trained run on the Hugging Face Hub: ``dcac push RUN org/name``.
 
 A pushed repository is a run folder (``config.yaml``, ``run_info.json``, ``reid_model.safetensors``,
 ``metrics.json`` when the run was evaluated, ``verification.json`` when it was calibrated) plus a generated
 model card ``README.md``, so
-``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub_cache``).
+``dcac.load("org/name")`` rebuilds it exactly as it rebuilds a local run (``dcac.hub.download``).
 The files are staged in a folder first (``stage_run``; ``dcac push --stage-only DIR`` stops there, to look
 at the card before anything leaves the machine), then sent in one commit with ``HfApi.upload_folder``.
 """
@@ -15,11 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.calibration import VERIFICATION_FILE
-from dcac.inference.model_card import model_card
-from dcac.inference.predictor import ReIDPredictor
+from safetensors import safe_open
+
+from dcac.config import load_run_config
+from dcac.data.transforms import MEAN_STD_HALF
+from dcac.hub.model_card import model_card
 from dcac.storage.checkpoint import write_text_atomic
-from dcac.storage.run_folder import resolve_run
+from dcac.storage.errors import CheckpointError
+from dcac.storage.run_folder import PUBLISHED_FILES, REID_WEIGHTS, RUN_CONFIG, resolve_run
 
 
 class HubPushError(ValueError):
@@ -34,21 +37,31 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (OSError, HfHubHTTPError)
 
 
-PUSHED_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "metrics.json", VERIFICATION_FILE)
 CARD = "README.md"
+# The BNNeck's weight: its length is the size of the feature the model returns.
+_FEATURE_KEY = "bottleneck.weight"
+
+
+def _feature_size(weights: Path) -> int:
+    with safe_open(weights, framework="pt") as tensors:
+        if _FEATURE_KEY not in tensors.keys():
+            raise CheckpointError(f"{weights} is not a dcac Re-ID model: it has no {_FEATURE_KEY}")
+        return tensors.get_slice(_FEATURE_KEY).get_shape()[0]
 
 
 def stage_run(run_dir: str | Path, repo_id: str, out_dir: str | Path) -> Path:
     """Copy what a Hub repository of the run holds into ``out_dir`` and write its model card there."""
     run_dir, weights = resolve_run(run_dir)
-    predictor = ReIDPredictor.from_run(run_dir)  # proves the run loads before anything is published
+    config = load_run_config(run_dir / RUN_CONFIG)
+    feat_dim = _feature_size(weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in PUSHED_FILES:
-        source = weights if name == "reid_model.safetensors" else run_dir / name
+    for name in PUBLISHED_FILES:
+        source = weights if name == REID_WEIGHTS else run_dir / name
         if source.is_file():
             shutil.copyfile(source, out_dir / name)
-    write_text_atomic(out_dir / CARD, model_card(run_dir, repo_id, predictor))
+    card = model_card(run_dir, repo_id, config, feat_dim, list(MEAN_STD_HALF), list(MEAN_STD_HALF))
+    write_text_atomic(out_dir / CARD, card)
     return out_dir
 
 

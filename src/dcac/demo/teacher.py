@@ -3,8 +3,8 @@
 DCAC's premise is a diffusion model that already knows images before it meets the Re-ID data. The demo
 cannot ship Stable Diffusion, so :func:`pretrain` trains a tiny VAE and the tiny UNet once on a synthetic
 "world": many domains of people drawn with the shared identity rules but in other styles than the demo's
-unseen target (:func:`dcac.data.synthetic.world_styles` leaves the target's look out), with a "caption" per
-image (its person's colours, pattern, build and bag; :func:`dcac.data.synthetic.identity_caption`).
+unseen target (:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per
+image (its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
 
 As for Stable Diffusion v1.5, in miniature:
 
@@ -18,7 +18,7 @@ As for Stable Diffusion v1.5, in miniature:
 
 The result, a diffusers folder (``unet/``, ``vae/``) that ``diffusion.weights`` loads and a ``teacher.json`` of
 its settings and measurements (held-out reconstruction, diffusion loss with the right, a null and a wrong
-person's caption), ships in ``dcac/demo_assets/teacher``. ``python -m dcac.demo_teacher --pretrain`` remakes it
+person's caption), ships in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it
 from its seed.
 """
 
@@ -35,15 +35,15 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from dcac.data.synthetic import render_world, world_styles
 from dcac.data.transforms import build_diffusion_transform
+from dcac.demo.synthetic import render_world, world_styles
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 from dcac.models.sd_configs import tiny_unet_config, tiny_vae_config
 from dcac.storage.checkpoint import write_json_atomic
 
 TEACHER_INFO = "teacher.json"
 #: The teacher ``dcac demo`` uses: pre-trained once by :func:`pretrain` with the default settings.
-SHIPPED_TEACHER = Path(__file__).resolve().parent / "demo_assets" / "teacher"
+SHIPPED_TEACHER = Path(__file__).resolve().parent / "pretrained_teacher"
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def condition_gain(loss_with: float, loss_null: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dcac.demo_teacher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dcac.demo.teacher", description=__doc__.splitlines()[0])
     parser.add_argument("--pretrain", action="store_true", required=True, help="pre-train the teacher now")
     parser.add_argument(
         "--out", type=Path, default=SHIPPED_TEACHER, help=f"folder to write (default {SHIPPED_TEACHER})"

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dcac.engine.calibration import VERIFICATION_FILE
-from dcac.inference.predictor import ReIDPredictor
+from dcac.config import DCACConfig
+from dcac.storage.run_folder import METRICS, RUN_INFO, VERIFICATION
 
 CITATION = """@article{li2025unleashing,
   title={Unleashing the Potential of Pre-Trained Diffusion Models for Generalizable Person Re-Identification},
@@ -63,13 +63,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def model_card(run_dir: str | Path, repo_id: str, predictor: ReIDPredictor) -> str:
-    """The Markdown model card (with the Hub's YAML header) of the run in ``run_dir``, loaded as ``predictor``."""
+def model_card(
+    run_dir: str | Path, repo_id: str, config: DCACConfig, feat_dim: int, mean: list[float], std: list[float]
+) -> str:
+    """The Markdown model card (with the Hub's YAML header) of the run in ``run_dir``, from plain values."""
     run_dir = Path(run_dir)
-    config, feat_dim = predictor.config, predictor.feat_dim
-    mean, std = list(predictor.transform.mean), list(predictor.transform.std)
-    info = _read_json(run_dir / "run_info.json")
-    metrics = _read_json(run_dir / "metrics.json")
+    info = _read_json(run_dir / RUN_INFO)
+    metrics = _read_json(run_dir / METRICS)
     sources = info.get("sources") or list(config.data.sources)
     method = (
         "Baseline (no diffusion teacher)"
@@ -99,7 +99,7 @@ evaluated on unseen target domains.
 ## Results
 
 {_metrics_table(metrics, config.eval.rerank)}
-{_verification_section(_read_json(run_dir / VERIFICATION_FILE), repo_id)}## Preprocessing and output
+{_verification_section(_read_json(run_dir / VERIFICATION), repo_id)}## Preprocessing and output
 
 - input: an RGB person crop, resized to {config.data.height}×{config.data.width} (height × width, aspect ratio not
   kept) with bicubic interpolation, scaled to [0, 1], then normalised with mean {mean} and std

@@ -83,3 +83,25 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
     return value
+
+
+def add_checkpoint_argument(parser, *, hub: bool = True) -> None:
+    """``--checkpoint``: a run folder, its weights file, or (``hub``) a Hub id of a pushed run."""
+    what = "run folder (or its reid_model.safetensors)" + (", or a Hub id org/name" if hub else "")
+    parser.add_argument("--checkpoint", required=True, help=what)
+
+
+def add_device_argument(parser) -> None:
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def add_dataset_option_argument(parser) -> None:
+    """``--option DATASET.KEY=VALUE`` of the commands that load target datasets by name (eval, calibrate)."""
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="DATASET.KEY=VALUE",
+        help="a dataset loader option (repeatable), e.g. msmt17.use_val=false, grid.split=3, "
+        "shop.layout=folders; added to the run's data.options",
+    )

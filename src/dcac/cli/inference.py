@@ -1,7 +1,7 @@
-"""``dcac extract | search | explain | export | push``: using and sharing a trained run from the command line.
+"""``dcac extract | search | explain | export | index | push``: using and sharing a trained run from the command line.
 
-``add_commands(subparsers)`` registers the subcommands on the main ``dcac`` parser; each command
-returns an exit code (0 done, 2 bad input with a message on stderr).
+``add_commands(subparsers)`` registers the subcommands on the main ``dcac`` parser; each command returns an
+exit code, and ``dcac.cli.main`` reports a user error in one line (exit code 2).
 """
 
 from __future__ import annotations
@@ -12,15 +12,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, unit_interval
-from dcac.storage.errors import CheckpointError
+from dcac.cli.arguments import (
+    add_checkpoint_argument,
+    add_device_argument,
+    add_on_corrupt_argument,
+    check_output_dir,
+    check_output_file,
+    unit_interval,
+)
 
 if TYPE_CHECKING:
     import torch
 
 
 def _device(name: str | None) -> str:
-    from dcac.cli_checks import resolve_device  # imports torch: not at the top, so ``dcac --help`` stays light
+    from dcac.cli.arguments import resolve_device  # imports torch: not at the top, so ``dcac --help`` stays light
 
     return resolve_device(name)
 
@@ -43,31 +49,23 @@ def _readable(files: list[Path], on_corrupt: str) -> list[Path]:
     return kept
 
 
-def _fail(command: str, err: Exception) -> int:
-    print(f"dcac {command}: error: {err}", file=sys.stderr)
-    return 2
-
-
 def _cmd_extract(args: argparse.Namespace) -> int:
     from dcac.inference.feature_store import FeatureSet, save_features
     from dcac.inference.image_inputs import find_images
 
-    try:
-        check_output_file(args.out)
-        predictor = _load(args.checkpoint, args.device)
-        folder = Path(args.folder)
-        files = _readable(find_images(folder), args.on_corrupt)
-        after_bn = not args.before_bn
-        feats = predictor.extract(
-            files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True
-        )
-        names = [f.relative_to(folder).as_posix() for f in files]
-        save_features(
-            args.out,
-            FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256),
-        )
-    except CheckpointError as err:
-        return _fail("extract", err)
+    check_output_file(args.out)
+    predictor = _load(args.checkpoint, args.device)
+    folder = Path(args.folder)
+    files = _readable(find_images(folder), args.on_corrupt)
+    after_bn = not args.before_bn
+    feats = predictor.extract(
+        files, batch_size=args.batch_size, after_bn=after_bn, num_workers=args.num_workers, progress=True
+    )
+    names = [f.relative_to(folder).as_posix() for f in files]
+    save_features(
+        args.out,
+        FeatureSet(feats, names, folder.resolve(), after_bn, str(args.checkpoint), predictor.weights_sha256),
+    )
     print(f"{len(names)} features ({feats.shape[1]}-d, {'f_bn' if after_bn else 'f'}) -> {args.out}")
     return 0
 
@@ -135,35 +133,32 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from dcac.inference.ranking import rank
     from dcac.inference.search_page import write_search_results
 
-    try:
-        check_output_dir(args.out)
-        predictor = _load(args.checkpoint, args.device)
-        after_bn = not args.before_bn
-        indexed = _is_index(Path(args.gallery))
-        if not indexed:
-            gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
-        query_files = _readable(expand_inputs([Path(q) for q in args.queries]), args.on_corrupt)
-        query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
-        rerank = _rerank_params(args, predictor)
-        if indexed:
-            indices, distances, gallery_paths = _search_index(args, predictor, query_feats)
-        else:
-            if query_feats.shape[1] != gallery_feats.shape[1]:
-                raise ValueError(
-                    f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features"
-                )
-            indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
-        queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
-        json_path, html_path = write_search_results(
-            args.out,
-            queries,
-            checkpoint=str(args.checkpoint),
-            after_bn=after_bn,
-            rerank=rerank,
-            html_queries=args.html_queries,
-        )
-    except CheckpointError as err:
-        return _fail("search", err)
+    check_output_dir(args.out)
+    predictor = _load(args.checkpoint, args.device)
+    after_bn = not args.before_bn
+    indexed = _is_index(Path(args.gallery))
+    if not indexed:
+        gallery_feats, gallery_paths = _gallery_features(args, predictor, after_bn)
+    query_files = _readable(expand_inputs([Path(q) for q in args.queries]), args.on_corrupt)
+    query_feats = predictor.extract(query_files, batch_size=args.batch_size, after_bn=after_bn)
+    rerank = _rerank_params(args, predictor)
+    if indexed:
+        indices, distances, gallery_paths = _search_index(args, predictor, query_feats)
+    else:
+        if query_feats.shape[1] != gallery_feats.shape[1]:
+            raise ValueError(
+                f"gallery features are {gallery_feats.shape[1]}-d but {args.checkpoint} gives {query_feats.shape[1]}-d features"
+            )
+        indices, distances = rank(query_feats, gallery_feats, topk=args.topk, rerank=rerank)
+    queries = ranked_queries_from_paths([str(q) for q in query_files], gallery_paths, indices, distances)
+    json_path, html_path = write_search_results(
+        args.out,
+        queries,
+        checkpoint=str(args.checkpoint),
+        after_bn=after_bn,
+        rerank=rerank,
+        html_queries=args.html_queries,
+    )
     print(f"{len(queries)} queries against {len(gallery_paths)} gallery images -> {json_path}, {html_path}")
     return 0
 
@@ -172,45 +167,39 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from dcac.inference.gradcam import explain_images
     from dcac.inference.image_inputs import expand_inputs
 
-    try:
-        check_output_dir(args.out)
-        predictor = _load(args.checkpoint, args.device)
-        written = explain_images(
-            predictor, expand_inputs([Path(p) for p in args.images]), args.out, target=args.target, alpha=args.alpha
-        )
-    except CheckpointError as err:
-        return _fail("explain", err)
+    check_output_dir(args.out)
+    predictor = _load(args.checkpoint, args.device)
+    written = explain_images(
+        predictor, expand_inputs([Path(p) for p in args.images]), args.out, target=args.target, alpha=args.alpha
+    )
     print(f"{len(written)} activation maps -> {args.out}")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from dcac.hub_cache import parse_hub_id
-    from dcac.inference.onnx_export import ExportMismatchError, export_onnx
+    from dcac.hub.download import parse_hub_id
+    from dcac.inference.onnx_export import export_onnx
     from dcac.inference.onnx_inputs import InputSpec
     from dcac.storage.run_folder import resolve_run
 
-    try:
-        spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
-        if not args.out and parse_hub_id(args.checkpoint):
-            raise ValueError(
-                f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)"
-            )
-        out = check_output_file(args.out if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx")
-        missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ValueError(f'dcac export needs {", ".join(missing)}: pip install "dcac[export]"')
-        predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
-        export_onnx(
-            predictor,
-            out,
-            after_bn=not args.before_bn,
-            verify=not args.no_verify,
-            input_spec=spec,
-            precision=args.precision,
+    spec = InputSpec(args.input, args.layout or ("nhwc" if args.input == "raw" else "nchw"), args.channel_order)
+    if not args.out and parse_hub_id(args.checkpoint):
+        raise ValueError(
+            f"--checkpoint {args.checkpoint} is a Hub id: pass --out (the Hub cache is no place for outputs)"
         )
-    except (CheckpointError, ExportMismatchError) as err:
-        return _fail("export", err)
+    out = check_output_file(args.out if args.out else resolve_run(args.checkpoint)[0] / "reid_model.onnx")
+    missing = [name for name in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f'dcac export needs {", ".join(missing)}: pip install "dcac[export]"')
+    predictor = _load(args.checkpoint, "cpu")  # the exporter traces on the CPU
+    export_onnx(
+        predictor,
+        out,
+        after_bn=not args.before_bn,
+        verify=not args.no_verify,
+        input_spec=spec,
+        precision=args.precision,
+    )
     print(f"ONNX model -> {out}" + ("" if args.no_verify else " (onnxruntime output checked against PyTorch)"))
     return 0
 
@@ -243,29 +232,26 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from dcac.inference.hub import push_run, stage_run
+    from dcac.hub.upload import push_run, stage_run
+    from dcac.inference.predictor import ReIDPredictor
 
-    try:
-        if args.stage_only:
-            folder = stage_run(args.run, args.repo_id, args.stage_only)
-            print(f"staged {args.repo_id} (model card {folder / 'README.md'}) in {folder}; nothing uploaded")
-            return 0
-        url = push_run(args.run, args.repo_id, private=args.private, token=args.token)
-    except CheckpointError as err:
-        return _fail("push", err)
+    ReIDPredictor.from_run(args.run)  # proves the run loads before anything is published
+    if args.stage_only:
+        folder = stage_run(args.run, args.repo_id, args.stage_only)
+        print(f"staged {args.repo_id} (model card {folder / 'README.md'}) in {folder}; nothing uploaded")
+        return 0
+    url = push_run(args.run, args.repo_id, private=args.private, token=args.token)
     print(f"{args.run} -> https://huggingface.co/{args.repo_id} ({url})")
     return 0
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--before-bn", action="store_true", help="use the feature before the BNNeck (f) instead of f_bn"
     )
     if device:
-        parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        add_device_argument(parser)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -320,8 +306,8 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("explain", help="Grad-CAM activation maps overlaid on the images -> PNG")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (<stem>_cam.png per image)")
-    p.add_argument("--checkpoint", required=True, help="run folder (or its reid_model.safetensors)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_checkpoint_argument(p)
+    add_device_argument(p)
     p.add_argument(
         "--target",
         choices=("auto", "logit", "norm"),

@@ -14,9 +14,8 @@ DDP keeps the parameters identical on every rank; three things it does not do ar
   value and every rank takes part in the same collectives (a rank that skips a collective that another
   enters deadlocks both: fast-reid #306/#420).
 
-DDP itself must be told that some trainable parameters take no part in a step (:data:`DDP_KWARGS`): with
-single-token cross-attention the UNet never calls ``attn2.to_q``/``to_k`` (softmax over one key is 1), so
-their LoRA matrices get no gradient, and DDP without ``find_unused_parameters`` stops at the second step.
+DDP itself must be told that some trainable parameters take no part in a step
+(``dcac.engine.training_setup.DDP_KWARGS``).
 
 Every function is a no-op pass-through in a single process (``torch.distributed`` not initialised), so the
 same code serves ``dcac train`` on one device, ``torchrun`` and ``accelerate launch``.
@@ -29,17 +28,13 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
-from accelerate import DistributedDataParallelKwargs
 from torch import nn
 
 from dcac.data.records import ImageRecord
-from dcac.engine.features import extract_features, test_loader
+from dcac.evaluation.features import extract_features, image_loader
 from dcac.models.reid_model import ReIDModel
 
 T = TypeVar("T")
-
-#: Pass to ``Accelerator(kwargs_handlers=[DDP_KWARGS])``: tolerate trainable parameters a step does not use.
-DDP_KWARGS = DistributedDataParallelKwargs(find_unused_parameters=True)
 
 
 def rank_and_world_size() -> tuple[int, int]:
@@ -121,7 +116,7 @@ def extract_features_sharded(
     rank, world_size = rank_and_world_size()
     broadcast_buffers_from_main(model)
     start, stop = shard_bounds(len(records), rank, world_size)
-    loader = test_loader(records[start:stop], height, width, batch_size, num_workers, interpolation)
+    loader = image_loader(records[start:stop], height, width, batch_size, num_workers, interpolation)
     local = extract_features(
         model,
         loader,

@@ -38,23 +38,16 @@ from dcac.config import DCACConfig, load_config
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.protocols import build_protocol
 from dcac.data.sampler import PKBatchSampler
-from dcac.data.synthetic import write_synthetic
 from dcac.data.transforms import build_test_transform
-from dcac.engine.distributed import (
-    DDP_KWARGS,
-    extract_features_sharded,
-    gather_shards,
-    shard_bounds,
-)
-from dcac.engine.evaluator import evaluate_on_target
-from dcac.engine.features import extract_features
-
-# Renamed on import: pytest would collect a module-level name starting with "test".
-from dcac.engine.features import test_loader as image_loader
+from dcac.demo.synthetic import write_synthetic
 from dcac.engine.latent_cache import LatentCache
 from dcac.engine.optim import build_optimizer, set_epoch_lr
 from dcac.engine.resume import seed_everything, trainable_state
 from dcac.engine.train_step import batch_latents, train_step
+from dcac.engine.training_setup import DDP_KWARGS
+from dcac.evaluation.distributed import extract_features_sharded, gather_shards, shard_bounds
+from dcac.evaluation.features import extract_features, image_loader
+from dcac.evaluation.targets import evaluate_on_target
 from dcac.models.build import build_dcac
 
 WORLD_SIZE = 2

@@ -15,14 +15,12 @@ from typing import Any
 
 from dcac.config import DCACConfig
 from dcac.data.records import ReIDDataset
-from dcac.engine.evaluator import extract_target_features
 from dcac.evaluation.distance import compute_distance
 from dcac.evaluation.roc import DEFAULT_FPRS, verification_metrics
-from dcac.hub_cache import parse_hub_id
+from dcac.evaluation.targets import extract_target_features
+from dcac.hub.download import parse_hub_id
 from dcac.storage.checkpoint import write_json_atomic
-from dcac.storage.run_folder import resolve_run
-
-VERIFICATION_FILE = "verification.json"
+from dcac.storage.run_folder import VERIFICATION, resolve_run
 
 
 def target_verification(
@@ -33,10 +31,7 @@ def target_verification(
     return verification_metrics(
         query,
         gallery,
-        [r.pid for r in target.query],
-        [r.pid for r in target.gallery],
-        [r.camid for r in target.query],
-        [r.camid for r in target.gallery],
+        *target.labels(),
         metric=config.eval.metric,
         fprs=fprs,
     )
@@ -62,14 +57,14 @@ def calibration_record(metrics: dict[str, Any], fpr: float, target: ReIDDataset,
 
 
 def write_calibration(run_dir: str | Path, record: dict[str, Any]) -> Path:
-    path = Path(run_dir) / VERIFICATION_FILE
+    path = Path(run_dir) / VERIFICATION
     write_json_atomic(path, record)
     return path
 
 
 def read_calibration(run_dir: str | Path) -> dict[str, Any]:
     """The stored calibration of a run; an error naming the file and the command that writes it."""
-    path = Path(run_dir) / VERIFICATION_FILE
+    path = Path(run_dir) / VERIFICATION
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: run 'dcac calibrate --checkpoint {run_dir} --target ...' "
@@ -115,7 +110,7 @@ def compare_images(predictor, image_a, image_b, *, threshold: float | None = Non
             if parse_hub_id(predictor.source) is None:
                 raise
             raise FileNotFoundError(
-                f"{predictor.source} has no {VERIFICATION_FILE}: calibrate a local copy of the run "
+                f"{predictor.source} has no {VERIFICATION}: calibrate a local copy of the run "
                 "('dcac calibrate --checkpoint RUN --target ...'), push it again, or pass threshold= explicitly"
             ) from None
         threshold, after_bn, metric = float(record["threshold"]), bool(record["after_bn"]), str(record["metric"])

@@ -12,7 +12,14 @@ from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()  # before anything below imports torch
 
-from dcac.cli_checks import add_on_corrupt_argument, check_output_dir, check_output_file, resolve_device  # noqa: E402
+from dcac.cli.arguments import (  # noqa: E402
+    add_checkpoint_argument,
+    add_device_argument,
+    add_on_corrupt_argument,
+    check_output_dir,
+    check_output_file,
+    resolve_device,
+)
 from dcac.config import ConfigError, load_config, preset_names  # noqa: E402
 
 
@@ -31,7 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from dcac.eval_commands import evaluate_target, local_checkpoint, write_eval_report
+    from dcac.cli.evaluate import evaluate_target, local_checkpoint, write_eval_report
     from dcac.models.loading import load_reid_model
     from dcac.storage.checkpoint import write_json_atomic
 
@@ -47,7 +54,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     root = args.root or config.data.root
     results = {}
     for name in args.target:
-        results[name] = evaluate_target(model, name, root, config, args, device)
+        results[name] = evaluate_target(
+            model,
+            name,
+            root,
+            config,
+            device,
+            option_args=args.option,
+            rerank=args.rerank,
+            splits=args.splits,
+            roc_fprs=tuple(args.fpr) if args.roc else None,
+            on_corrupt=args.on_corrupt,
+        )
     if args.report:
         write_eval_report(checkpoint, results)
     if args.out:
@@ -66,7 +84,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dcac.demo import run_demo
+    from dcac.demo.run import run_demo
 
     limit_threads_for_tiny_models()
     run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, ablations=args.ablations)
@@ -74,7 +92,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from dcac.data.synthetic import write_synthetic
+    from dcac.demo.synthetic import write_synthetic
 
     out = check_output_dir(args.out)
     try:
@@ -87,7 +105,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from dcac.data.cli_commands import load_from_args
+    from dcac.cli.data import load_from_args
 
     load_from_args(args, verbose=True)
     return 0
@@ -100,12 +118,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _add_eval_command(sub) -> None:
-    from dcac.eval_commands import add_eval_arguments
+    from dcac.cli.evaluate import add_eval_arguments
 
     p = sub.add_parser("eval", help="evaluate a trained run on target datasets")
-    p.add_argument(
-        "--checkpoint", required=True, help="run folder (or its reid_model.safetensors), or a Hub id org/name"
-    )
+    add_checkpoint_argument(p)
     p.add_argument("--target", required=True, nargs="+", help="dataset name(s) or path(s), e.g. market1501 /data/shop")
     p.add_argument("--root", help="data root (default: the run's data.root)")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.k1/k2/lambda_value)")
@@ -114,7 +130,7 @@ def _add_eval_command(sub) -> None:
         "--flip-test", action="store_true", help="average each image's feature with its mirror's (eval.flip_test)"
     )
     p.add_argument("--metric", choices=("euclidean", "cosine"))
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_device_argument(p)
     p.add_argument("--out", help="write the metrics to this JSON file")
     add_on_corrupt_argument(p)
     add_eval_arguments(p)
@@ -122,8 +138,8 @@ def _add_eval_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dcac.data.cli_commands import add_check_command, add_dataset_arguments
-    from dcac.eval_commands import add_calibrate_command
+    from dcac.cli.data import add_check_command, add_dataset_arguments
+    from dcac.cli.evaluate import add_calibrate_command
 
     parser = argparse.ArgumentParser(prog="dcac", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,11 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the shipped config presets")
     p.set_defaults(func=_cmd_presets)
 
-    from dcac.inference.cli_commands import add_commands
+    from dcac.cli.inference import add_commands
 
     add_commands(sub)
 
-    from dcac.engine.official_import import add_import_command
+    from dcac.cli.official import add_import_command
 
     add_import_command(sub)
     return parser
@@ -173,12 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, keys, values): reported in one line, without a traceback."""
     from dcac.data.errors import CorruptImageError
+    from dcac.inference.onnx_export import ExportMismatchError
     from dcac.storage.errors import CheckpointError
 
     return (
         ConfigError,
         CheckpointError,
         CorruptImageError,
+        ExportMismatchError,
         FileNotFoundError,
         ValueError,
         PermissionError,
@@ -199,7 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dcac {args.command}: error: {err}", file=sys.stderr)
         print("(set DCAC_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,8 @@ import torch
 
 from dcac.config import load_config
 from dcac.data.protocols import build_protocol
-from dcac.data.synthetic import (
+from dcac.demo.run import _aggregate, _std, format_summary, per_seed_csv, run_demo
+from dcac.demo.synthetic import (
     DOMAIN_STYLES,
     identity_caption,
     render_world,
@@ -19,11 +20,10 @@ from dcac.data.synthetic import (
     world_styles,
     write_synthetic,
 )
-from dcac.demo import _aggregate, _std, format_summary, per_seed_csv, run_demo
-from dcac.demo_teacher import fold_latent_scale
-from dcac.engine.evaluator import evaluate_on_target
+from dcac.demo.teacher import fold_latent_scale
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
+from dcac.evaluation.targets import evaluate_on_target
 from dcac.inference.report import write_report
 from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model

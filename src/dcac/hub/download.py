@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from dcac.storage.run_folder import PUBLISHED_FILES
+
 # owner/name[@revision]: what the Hub accepts as a model repository id (96 characters at most).
 _REPO_ID = re.compile(
     r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<revision>[\w./-]+))?$"
@@ -23,8 +25,8 @@ _REPO_ID = re.compile(
 # A missing "dir/ViT-B-16.pt" is a mistyped local file, not a repository: it keeps its file-not-found error.
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json", ".yaml")
 
-#: A pushed run (``dcac.inference.hub``): its model, card, metrics and the threshold ``dcac calibrate`` stored.
-RUN_FILES = ("config.yaml", "run_info.json", "reid_model.safetensors", "*.md", "metrics*.json", "verification.json")
+#: A pushed run (``dcac.hub.upload``): its model, card, metrics and the threshold ``dcac calibrate`` stored.
+RUN_FILES = (*PUBLISHED_FILES, "*.md", "metrics*.json")
 CLIP_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
 # A diffusers-format repository (stable-diffusion-v1-5/stable-diffusion-v1-5): the fp32 UNet and VAE only, not
 # the repository's fp16/non-EMA variants, text encoder or safety checker, which training never reads.
