@@ -4,7 +4,6 @@ are aggregated honestly over seeds."""
 import json
 import math
 import statistics
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,12 +20,7 @@ from dcac.demo.synthetic import (
     world_styles,
     write_synthetic,
 )
-from dcac.demo.teacher import (
-    TEACHER_INFO,
-    TeacherPretraining,
-    fold_latent_scale,
-    pretrained_teacher,
-)
+from dcac.demo.teacher import fold_latent_scale
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
 from dcac.evaluation.targets import evaluate_on_target
@@ -35,10 +29,6 @@ from dcac.inference.training_log import read_training_log
 from dcac.models.build import build_reid_model
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
 from dcac.models.identity_information import identity_information
-
-TINY_TEACHER = TeacherPretraining(
-    num_domains=2, ids_per_domain=3, images_per_id=2, unet_steps=2, unet_batch=4, held_out_images=4
-)
 
 
 def test_short_dcac_run_improves_map_on_the_unseen_domain(tmp_path):
@@ -103,22 +93,6 @@ def test_folding_the_latent_scale_keeps_decoding_and_gives_unit_variance_latents
     assert torch.allclose(mean, k * before_mean, atol=1e-5)
     assert torch.allclose(teacher.vae.decode(mean).sample, decoded_before, atol=1e-4)
     assert float(teacher.sample_latents(mean, std).std()) == pytest.approx(1.0, abs=0.1)
-
-
-def test_pretrained_teacher_is_written_once_loaded_by_the_weights_path_and_redone_when_settings_change(
-    tmp_path, capsys
-):
-    folder = pretrained_teacher(tmp_path / "teacher", TINY_TEACHER)
-    info = json.loads((folder / TEACHER_INFO).read_text())
-    assert info["world_images"] == 12 and {"loss_with_caption", "loss_without_caption"} <= info.keys()
-    loaded = DiffusionTeacher(DiffusionTeacherConfig(preset="tiny", weights=folder, image_size=64))
-    assert loaded.cross_attention_dim == 32
-    stamp = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
-    pretrained_teacher(tmp_path / "teacher", TINY_TEACHER)
-    assert "reusing" in capsys.readouterr().out
-    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
-    pretrained_teacher(tmp_path / "teacher", replace(TINY_TEACHER, unet_steps=3))
-    assert json.loads((folder / TEACHER_INFO).read_text())["settings"]["unet_steps"] == 3
 
 
 def test_epoch_means_in_the_log_are_the_means_of_the_steps_and_reach_the_report(tmp_path):
@@ -190,7 +164,7 @@ def test_mean_and_std_over_seeds_and_the_printed_table():
 
 @pytest.mark.slow
 def test_demo_over_two_seeds_writes_every_seeds_numbers(tmp_path):
-    summary = run_demo(tmp_path, epochs=1, seeds=2, teacher_settings=TINY_TEACHER)
+    summary = run_demo(tmp_path, epochs=1, seeds=2)
     assert [s["seed"] for s in summary["per_seed"]] == [0, 1]
     assert (tmp_path / "dcac" / "report.html").is_file() and (
         tmp_path / "seed_1" / "baseline" / "report.html"
@@ -200,3 +174,8 @@ def test_demo_over_two_seeds_writes_every_seeds_numbers(tmp_path):
     assert saved["mean"]["dcac"]["mAP"] == pytest.approx(statistics.fmean(maps))
     assert saved["std"]["dcac"]["mAP"] == pytest.approx(statistics.stdev(maps))
     assert 0.0 <= saved["per_seed"][0]["dcac"]["train_acc"] <= 100.0
+    assert saved["paired"]["dcac"]["mAP"]["differences"] == pytest.approx(
+        [s["dcac"]["mAP"] - s["baseline"]["mAP"] for s in saved["per_seed"]]
+    )
+    assert saved["environment"]["torch"] == torch.__version__ and "cond_gain" in saved["per_seed"][1]["dcac"]
+    assert "Paired by seed" in (tmp_path / "comparison.html").read_text()

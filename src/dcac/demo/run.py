@@ -3,14 +3,16 @@
 Per seed it writes the synthetic multi-domain data, trains the Baseline (Re-ID model alone) and DCAC (Re-ID
 model + LoRA-adapted diffusion teacher + correlation-aware conditioning) with tiny models on two domains, and
 evaluates them on a third domain none has seen, next to chance level and the untrained model. DCAC's teacher
-is the miniature pre-trained one of :mod:`dcac.demo.teacher` (pre-trained once on a synthetic world that
-never shows the target domain's look, cached in the demo folder). With ``ablations`` the ``hard`` (c = P[y])
+is the miniature pre-trained one shipped with the package (:mod:`dcac.demo.teacher`: pre-trained once on a
+synthetic world that never shows the target domain's look). Every epoch measures the mechanism on a fixed batch
+(:mod:`dcac.demo.mechanism`), and the arms are compared paired by seed (:mod:`dcac.demo.verdict`). With ``ablations`` the ``hard`` (c = P[y])
 and ``instance`` (c = W f_bn) conditionings run too. The numbers are a demonstration at toy scale, not the
 paper's claim: that needs CLIP and Stable Diffusion weights and the real datasets.
 
 Layout: the first seed's data and runs sit directly in the demo folder (``data/``, ``baseline/``, ``dcac/``,
 ...), each further seed's in ``seed_<s>/``; ``demo_results.json`` and ``per_seed.csv`` hold every seed's
-numbers and the mean ± standard deviation.
+numbers, the mean ± standard deviation and the paired differences, and what the numbers depend on (torch
+version, threads, CPU); ``comparison.html`` shows the arms side by side.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from safetensors.torch import load_file
 
 from dcac.config import DCACConfig, load_config
 from dcac.data.protocols import build_protocol
+from dcac.demo.environment import environment
+from dcac.demo.mechanism import MechanismProbe
 from dcac.demo.synthetic import write_synthetic
-from dcac.demo.teacher import TeacherPretraining, pretrained_teacher
+from dcac.demo.teacher import SHIPPED_TEACHER
+from dcac.demo.verdict import VERDICT_METRICS, paired_difference, paired_lines, write_comparison_page
 from dcac.engine.resume import seed_everything
 from dcac.engine.trainer import train
 from dcac.evaluation import evaluate_features
@@ -58,33 +63,43 @@ def run_demo(
     seed: int = 0,
     seeds: int = 1,
     ablations: bool = False,
-    teacher_settings: TeacherPretraining | None = None,
+    teacher: Path = SHIPPED_TEACHER,
 ) -> dict:
-    """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers and mean ± std."""
+    """Run every arm for seeds ``seed .. seed + seeds - 1``; print and write the per-seed numbers, mean ± std and
+    the paired differences with their verdict; write the comparison page."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    teacher = pretrained_teacher(out / "teacher", teacher_settings or TeacherPretraining())
+    print(f"pre-trained teacher: {teacher}")
+    setting = environment()
+    print(
+        f"torch {setting['torch']}, {setting['threads']} thread(s), {setting['cpu']} ({setting['cpu_capability']}): "
+        "the numbers repeat bit for bit only with the same three (README 'The demo')"
+    )
     arms = ["baseline", "dcac"] + (["hard", "instance"] if ablations else [])
     per_seed = []
     for s in range(seed, seed + seeds):
         print(f"\n=== seed {s} ({s - seed + 1}/{seeds}) ===", flush=True)
-        per_seed.append(run_seed(out if s == seed else out / f"seed_{s}", s, arms, teacher, epochs))
+        per_seed.append(run_seed(_seed_folder(out, s, seed), s, arms, teacher, epochs))
     summary = {
         "seeds": list(range(seed, seed + seeds)),
         "arms": arms,
         "per_seed": per_seed,
         "mean": _aggregate(per_seed, statistics.fmean),
         "std": _aggregate(per_seed, _std),
+        "paired": {arm: {key: paired_difference(per_seed, arm, key) for key, _ in VERDICT_METRICS} for arm in arms[1:]},
+        "environment": setting,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     print("\n" + format_summary(summary))
     write_json_atomic(out / "demo_results.json", summary)
     write_text_atomic(out / "per_seed.csv", per_seed_csv(per_seed))
+    mechanism = {arm: [mechanism_log(_seed_folder(out, s, seed) / arm) for s in summary["seeds"]] for arm in arms}
+    page = write_comparison_page(out, summary, {arm: ARMS[arm][0] for arm in arms}, mechanism)
     print(
         f"total wall time {summary['total_seconds']:.1f} s; per-seed numbers: {out / 'per_seed.csv'}; "
-        f"run folders (report.html each): {', '.join(str(out / a) for a in arms)}"
+        f"the arms side by side: {page}; run folders (report.html each): {', '.join(str(out / a) for a in arms)}"
     )
     return summary
 
@@ -108,10 +123,16 @@ def run_seed(folder: Path, seed: int, arms: list[str], teacher: Path, epochs: in
         "target": target_name,
         "chance": _headline(chance_level(target, seed)),
         "untrained": _headline(untrained),
+        "cmc": {},
     }
+    probe = MechanismProbe(protocol.train.records, reference)
     for arm in arms:
+        print(f"\n--- seed {seed}, arm {arm}: {ARMS[arm][0]} ---", flush=True)
         t0 = time.perf_counter()
-        metrics = train(configs[arm], resume=False, on_evaluation=write_training_report).metrics[target_name]
+        metrics = train(configs[arm], resume=False, on_evaluation=write_training_report, on_epoch=probe).metrics[
+            target_name
+        ]
+        result["cmc"][arm] = metrics["cmc"][:20]
         result[arm] = {
             **_headline(metrics),
             "seconds": round(time.perf_counter() - t0, 1),
@@ -119,6 +140,15 @@ def run_seed(folder: Path, seed: int, arms: list[str], teacher: Path, epochs: in
             **last_epoch_identity_information(folder / arm),
         }
     return result
+
+
+def _seed_folder(out: Path, seed: int, first_seed: int) -> Path:
+    return out if seed == first_seed else out / f"seed_{seed}"
+
+
+def mechanism_log(run_dir: Path) -> list[dict]:
+    """The run's per-epoch mechanism measurements (``"event": "mechanism"`` lines of its log)."""
+    return read_training_log(run_dir / LOG).mechanism
 
 
 def chance_level(target, seed: int) -> dict:
@@ -148,10 +178,13 @@ def training_accuracy(config: DCACConfig, records, num_ids: int) -> float:
 
 
 def last_epoch_identity_information(run_dir: Path) -> dict:
-    """The last epoch's means of p's entropy, p(true id) and the diffusion loss, from the run's log."""
-    means = read_training_log(run_dir / LOG).epoch_means
-    last = means[-1] if means else {}
-    return {key: last[key] for key in ("p_entropy", "p_true", "loss_diff") if key in last}
+    """The last epoch's means of p's entropy, p(true id) and the diffusion loss, and the last epoch's mechanism
+    measurements on the fixed batch, from the run's log."""
+    log = read_training_log(run_dir / LOG)
+    last = log.epoch_means[-1] if log.epoch_means else {}
+    values = {key: last[key] for key in ("p_entropy", "p_true", "loss_diff") if key in last}
+    probe = log.mechanism[-1] if log.mechanism else {}
+    return values | {key: probe[key] for key in ("cond_gain", "grad_ratio", "grad_cosine") if key in probe}
 
 
 def _headline(metrics: dict) -> dict:
@@ -165,7 +198,7 @@ def _std(values: list[float]) -> float | None:
 
 def _aggregate(per_seed: list[dict], reduce) -> dict:
     """``reduce`` of every numeric entry of every arm (and of chance / untrained) across the seeds."""
-    rows = [k for k, v in per_seed[0].items() if isinstance(v, dict)]
+    rows = [k for k, v in per_seed[0].items() if isinstance(v, dict) and k != "cmc"]
     return {row: {key: reduce([s[row][key] for s in per_seed]) for key in per_seed[0][row]} for row in rows}
 
 
@@ -179,8 +212,9 @@ def format_summary(summary: dict) -> str:
     """The mean ± std table over the seeds, and one line on how much identity information the condition carries."""
     first = summary["per_seed"][0]
     seeds = summary["seeds"]
+    spread = "mean ± std over seeds" if len(seeds) > 1 else "one seed: no spread, no verdict"
     lines = [
-        f"unseen domain {first['target']}, {len(seeds)} seed(s) {seeds[0]}..{seeds[-1]}: mean ± std over seeds",
+        f"unseen domain {first['target']}, {len(seeds)} seed(s) {seeds[0]}..{seeds[-1]}: {spread}",
         "| model                      | " + " | ".join(f"{title:>11}" for _, title in COLUMNS) + " |",
         "|----------------------------|" + "|".join("-" * 13 for _ in COLUMNS) + "|",
     ]
@@ -190,7 +224,24 @@ def format_summary(summary: dict) -> str:
         cells = [_cell(summary["mean"][row], summary["std"][row], key) for key, _ in COLUMNS]
         lines.append(f"| {label:<26} | " + " | ".join(f"{c:>11}" for c in cells) + " |")
     lines.append(identity_line(summary))
+    lines.append(mechanism_line(summary))
+    if "paired" in summary:
+        lines.extend(paired_lines(summary))
     return "\n".join(lines)
+
+
+def mechanism_line(summary: dict) -> str:
+    """One line: each teacher arm's condition gain and the diffusion gradient into z (last epoch, fixed batch)."""
+    parts = []
+    for arm in summary["arms"]:
+        values = summary["mean"][arm]
+        if "cond_gain" in values:
+            cosine = f"{values['grad_cosine']:+.2f}" if "grad_cosine" in values else "n/a (c does not depend on z)"
+            parts.append(
+                f"{arm}: condition gain {100 * values['cond_gain']:.1f} %, |dL_diff/dz| = "
+                f"{100 * values['grad_ratio']:.2g} % of |dL_id/dz|, cos with onehot(y) - p {cosine}"
+            )
+    return "the teacher's push on the logits (last epoch, fixed batch): " + ("; ".join(parts) or "not measured")
 
 
 def identity_line(summary: dict) -> str:
@@ -212,7 +263,7 @@ def per_seed_csv(per_seed: list[dict]) -> str:
         {"seed": s["seed"], "arm": arm, **values}
         for s in per_seed
         for arm, values in s.items()
-        if isinstance(values, dict)
+        if isinstance(values, dict) and arm != "cmc"
     ]
     fields = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()

@@ -1,29 +1,30 @@
-"""A pre-trained teacher in miniature for ``dcac demo``.
+"""A pre-trained teacher in miniature for ``dcac demo``, shipped with the package.
 
 DCAC's premise is a diffusion model that already knows images before it meets the Re-ID data. The demo
-cannot ship Stable Diffusion, so it pre-trains the tiny UNet once on a synthetic "world": many
-domains of people drawn with the shared identity rules but in other styles than the demo's unseen target
-(:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per image
-(its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
+cannot ship Stable Diffusion, so :func:`pretrain` trains a tiny VAE and the tiny UNet once on a synthetic
+"world": many domains of people drawn with the shared identity rules but in other styles than the demo's
+unseen target (:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per
+image (its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
 
 As for Stable Diffusion v1.5, in miniature:
 
-* the VAE is *not* pre-trained: on one CPU core, training even the tiny VAE to reconstruct the world takes
-  minutes (150 steps left its reconstruction error at the images' own variance), so it keeps its random
-  weights. Only its latent space is calibrated as SD's is (SD's 0.18215 is 1 / the latent std): the
-  rescaling is folded into its quant convolutions, so the teacher's fixed ``latent_scale`` of 0.18215 gives
+* the VAE (8x downsampling, 4 latent channels) is trained to reconstruct the world's images with a small KL
+  term, then its latent space is calibrated as SD's is (SD's 0.18215 is 1 / the latent std): the rescaling
+  is folded into its quant convolutions, so the teacher's fixed ``latent_scale`` of 0.18215 gives
   unit-variance latents;
 * the UNet is trained on the DDPM noise-prediction loss, conditioned on the caption through a small
   "text encoder" (a linear map + LayerNorm, trained jointly and then thrown away: DCAC replaces the text
   condition by its ID-wise prompts), with 10 % of the captions dropped (SD drops 10 % for guidance).
 
-The result is a diffusers folder (``unet/``, ``vae/``) that ``diffusion.weights`` loads; it is written once
-into the demo folder with a ``teacher.json`` of its settings and reused while those settings match.
+The result, a diffusers folder (``unet/``, ``vae/``) that ``diffusion.weights`` loads and a ``teacher.json`` of
+its settings and measurements (held-out reconstruction, diffusion loss with the right, a null and a wrong
+person's caption), ships in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it
+from its seed.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import math
 import shutil
 import time
@@ -37,76 +38,83 @@ from torch import nn
 from dcac.data.transforms import build_diffusion_transform
 from dcac.demo.synthetic import render_world, world_styles
 from dcac.models.diffusion_teacher import DiffusionTeacher, DiffusionTeacherConfig
+from dcac.models.sd_configs import tiny_unet_config, tiny_vae_config
 from dcac.storage.checkpoint import write_json_atomic
 
 TEACHER_INFO = "teacher.json"
+#: The teacher ``dcac demo`` uses: pre-trained once by :func:`pretrain` with the default settings.
+SHIPPED_TEACHER = Path(__file__).resolve().parent / "pretrained_teacher"
 
 
 @dataclass(frozen=True)
 class TeacherPretraining:
-    """The world and the schedule of the miniature pre-training (the cache is keyed on all of it)."""
+    """The world and the schedule of the miniature pre-training (the shipped ``teacher.json`` records them)."""
 
     exclude: tuple[str, ...] = ("synth_c",)  # domains whose look the world must not contain
     num_domains: int = 12
     ids_per_domain: int = 24
     images_per_id: int = 4
     image_size: int = 64  # the demo's data.diffusion_size
-    unet_steps: int = 150  # the default demo must stay within 3 minutes on 2 cores
-    unet_batch: int = 32
+    vae_channels: tuple[int, ...] = (8, 16, 16, 32)  # narrower than the tiny preset's: a 64x64 VAE step is costly
+    vae_steps: int = 300
+    vae_batch: int = 16
+    vae_lr: float = 2e-3
+    kl_weight: float = 1e-6  # SD's VAE uses 1e-6: reconstruction first, the KL only keeps the posterior tame
+    # The tiny preset's 32 GroupNorm groups over 32 channels normalise each channel alone, erasing the per-channel
+    # constant that single-token cross-attention adds: a UNet that cannot hear its caption. 8 groups keep it.
+    unet_norm_groups: int = 8
+    unet_steps: int = 1200
+    unet_batch: int = 16
     caption_dropout: float = 0.1
-    held_out_images: int = 128  # the world's last images, kept out to measure how much the UNet uses the caption
+    held_out_images: int = 128  # the world's last images, kept out of both trainings for the measurements
     lr: float = 3e-3
     seed: int = 1000
 
 
-def pretrained_teacher(folder: str | Path, settings: TeacherPretraining = TeacherPretraining()) -> Path:
-    """The diffusers folder of the pre-trained tiny teacher: read from ``folder`` or, if absent or made with
-    other settings, pre-trained now (about 40 s on 2 CPU cores) and written there."""
+def pretrain(folder: str | Path, settings: TeacherPretraining = TeacherPretraining()) -> dict:
+    """Pre-train the VAE, then the UNet, on the world; measure both on held-out world images; write the
+    diffusers folder and its ``teacher.json`` to ``folder`` (replacing it); returns the recorded information."""
     folder = Path(folder)
-    wanted = asdict(settings)
-    info_path = folder / TEACHER_INFO
-    if info_path.is_file():
-        try:
-            if json.loads(info_path.read_text())["settings"] == json.loads(json.dumps(wanted)):
-                print(f"pre-trained teacher: reusing {folder}")
-                return folder
-        except (json.JSONDecodeError, KeyError):
-            pass
     started = time.perf_counter()
-    print(
-        f"pre-training the tiny teacher on a synthetic world of {settings.num_domains} domains "
-        f"(never {', '.join(settings.exclude)}); cached in {folder}",
-        flush=True,
-    )
     images, captions = world_images(settings)
+    held = settings.held_out_images
+    if not 0 < held < len(images):
+        raise ValueError(f"held_out_images must lie in (0, {len(images)}), got {held}")
     teacher = _tiny_teacher(settings)
-    scale = fold_latent_scale(teacher.vae, images)
-    diffusion_loss = pretrain_unet(teacher, images, captions, settings)
-    caption_gain = caption_gain_of(teacher, images, captions, settings)
+    vae_loss = pretrain_vae(teacher.vae, images[:-held], settings)
+    reconstruction = reconstruction_quality(teacher.vae, images[-held:])
+    scale = fold_latent_scale(teacher.vae, images[:-held])
+    text_encoder, diffusion_loss = pretrain_unet(teacher, images[:-held], captions[:-held], settings)
+    mean, std = teacher.encode_posterior(images[-held:])
+    with torch.no_grad():
+        right = text_encoder(captions[-held:])
+    contexts = {
+        "with_caption": right,
+        "null_caption": torch.zeros_like(right),
+        "wrong_caption": right.roll(settings.images_per_id, dims=0),  # the next person's caption
+    }
+    losses = condition_losses(teacher, mean, std, contexts, seed=settings.seed + 2)
+    info = {
+        "settings": asdict(settings),
+        "world_images": len(images),
+        "vae_train_loss": vae_loss,
+        "held_out_reconstruction": reconstruction,
+        "latent_rescale": scale,
+        "unet_train_loss": diffusion_loss,
+        "held_out_diffusion_loss": losses,
+        "caption_gain": condition_gain(losses["with_caption"], losses["null_caption"]),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     teacher.vae.save_pretrained(staging / "vae")
     teacher.unet.save_pretrained(staging / "unet")
-    write_json_atomic(
-        staging / TEACHER_INFO,
-        {
-            "settings": wanted,
-            "world_images": len(images),
-            "latent_rescale": scale,
-            "unet_diffusion_loss": diffusion_loss,
-            **caption_gain,
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-    )
+    write_json_atomic(staging / TEACHER_INFO, info)
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    print(
-        f"pre-trained teacher ready in {time.perf_counter() - started:.0f} s: diffusion loss "
-        f"{caption_gain['loss_with_caption']:.3f} with the caption, {caption_gain['loss_without_caption']:.3f} "
-        "without (held-out world images)",
-        flush=True,
-    )
-    return folder
+    return info
 
 
 def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,11 +128,52 @@ def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tens
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
-    """The demo's teacher architecture (tiny preset) with its whole UNet trainable."""
+    """The demo's teacher architecture (the tiny UNet with fewer norm groups, a narrower VAE), UNet trainable."""
     torch.manual_seed(settings.seed)
-    return DiffusionTeacher(
-        DiffusionTeacherConfig(preset="tiny", mode="full", image_size=settings.image_size, single_token_attention=False)
+    vae_config = tiny_vae_config()
+    vae_config.update(
+        block_out_channels=list(settings.vae_channels), norm_num_groups=4, sample_size=settings.image_size
     )
+    return DiffusionTeacher(
+        DiffusionTeacherConfig(
+            preset="tiny",
+            mode="full",
+            image_size=settings.image_size,
+            single_token_attention=False,
+            unet_config=tiny_unet_config() | {"norm_num_groups": settings.unet_norm_groups},
+            vae_config=vae_config,
+        )
+    )
+
+
+def pretrain_vae(vae: AutoencoderKL, images: torch.Tensor, settings: TeacherPretraining) -> float:
+    """Train the VAE on reconstruction + ``kl_weight`` x KL; returns the last 50 steps' mean reconstruction MSE.
+    The VAE is left frozen and in eval mode, as the teacher keeps it."""
+    generator = torch.Generator().manual_seed(settings.seed + 3)
+    vae.requires_grad_(True).train()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=settings.vae_lr)
+    recent: list[float] = []
+    for _ in range(settings.vae_steps):
+        batch = images[torch.randint(len(images), (settings.vae_batch,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        mse = torch.nn.functional.mse_loss(vae.decode(posterior.sample(generator)).sample, batch)
+        loss = mse + settings.kl_weight * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        recent = (recent + [float(mse.detach())])[-50:]
+    vae.requires_grad_(False).eval()
+    return sum(recent) / max(len(recent), 1)
+
+
+@torch.no_grad()
+def reconstruction_quality(vae: AutoencoderKL, images: torch.Tensor) -> dict[str, float]:
+    """The VAE's reconstruction MSE (from the posterior mean) next to the images' variance around their mean image
+    (the MSE of always answering that mean), and the PSNR for pixel values in [-1, 1]."""
+    decoded = vae.decode(vae.encode(images).latent_dist.mean).sample
+    mse = float(torch.nn.functional.mse_loss(decoded, images))
+    variance = float(((images - images.mean(dim=0)) ** 2).mean())
+    return {"mse": mse, "variance": variance, "psnr_db": 10 * math.log10(4.0 / mse)}
 
 
 @torch.no_grad()
@@ -146,52 +195,79 @@ def fold_latent_scale(vae: AutoencoderKL, images: torch.Tensor, latent_scale: fl
 
 def pretrain_unet(
     teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor, settings: TeacherPretraining
-) -> float:
-    """Train the whole tiny UNet on caption-conditioned noise prediction; returns the last 50 steps' mean loss.
+) -> tuple[nn.Module, float]:
+    """Train the whole tiny UNet on caption-conditioned noise prediction, jointly with a caption encoder.
 
-    The last ``settings.held_out_images`` are kept out for :func:`caption_gain_of`. The caption encoder is attached to
-    the teacher as ``text_encoder`` for that measurement; it is not saved.
+    Returns the caption encoder (for the measurements; it is not saved) and the last 50 steps' mean loss.
     """
     generator = torch.Generator().manual_seed(settings.seed + 1)
     torch.manual_seed(settings.seed + 1)
-    if not 0 < settings.held_out_images < len(images):
-        raise ValueError(f"held_out_images must lie in (0, {len(images)}), got {settings.held_out_images}")
-    mean, std = teacher.encode_posterior(images[: -settings.held_out_images])
-    teacher.text_encoder = nn.Sequential(
+    mean, std = teacher.encode_posterior(images)
+    text_encoder = nn.Sequential(
         nn.Linear(captions.shape[1], teacher.cross_attention_dim),
         nn.LayerNorm(teacher.cross_attention_dim, elementwise_affine=False),
     )
-    optimizer = torch.optim.Adam(teacher.trainable_parameters(), lr=settings.lr)
+    optimizer = torch.optim.Adam([*teacher.trainable_parameters(), *text_encoder.parameters()], lr=settings.lr)
     teacher.train()
     recent: list[float] = []
     for _ in range(settings.unet_steps):
         index = torch.randint(len(mean), (settings.unet_batch,), generator=generator)
         latents = teacher.sample_latents(mean[index], std[index], generator)
         keep = (torch.rand(len(index), 1, generator=generator) >= settings.caption_dropout).float()
-        loss = teacher.loss(latents, teacher.text_encoder(captions[index]) * keep, generator=generator)
+        loss = teacher.loss(latents, text_encoder(captions[index]) * keep, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         recent = (recent + [float(loss.detach())])[-50:]
     teacher.eval()
-    return sum(recent) / max(len(recent), 1)
+    return text_encoder.eval(), sum(recent) / max(len(recent), 1)
 
 
 @torch.no_grad()
-def caption_gain_of(
-    teacher: DiffusionTeacher, images: torch.Tensor, captions: torch.Tensor, settings: TeacherPretraining
+def condition_losses(
+    teacher: DiffusionTeacher,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    contexts: dict[str, torch.Tensor],
+    *,
+    seed: int,
+    draws: int = 8,
 ) -> dict[str, float]:
-    """Diffusion loss on the held-out world images with their captions and with the null caption, at the same
-    noise and timesteps (several draws): how much the pre-trained UNet uses what the condition says."""
-    generator = torch.Generator().manual_seed(settings.seed + 2)
-    held_out = settings.held_out_images
-    mean, std = teacher.encode_posterior(images[-held_out:])
-    context = teacher.text_encoder(captions[-held_out:])
-    with_caption, without = 0.0, 0.0
-    for _ in range(8):
+    """The diffusion loss of the images with posterior (``mean``, ``std``) under each context, every context at
+    the same latent samples, noise and timesteps (``draws`` of them): differences come from the context alone."""
+    generator = torch.Generator().manual_seed(seed)
+    totals = dict.fromkeys(contexts, 0.0)
+    for _ in range(draws):
         latents = teacher.sample_latents(mean, std, generator)
-        timesteps = torch.randint(teacher.config.num_train_timesteps, (held_out,), generator=generator)
+        timesteps = torch.randint(teacher.config.num_train_timesteps, (len(mean),), generator=generator)
         noise = torch.randn(latents.shape, generator=generator)
-        with_caption += float(teacher.loss(latents, context, timesteps=timesteps, noise=noise)) / 8
-        without += float(teacher.loss(latents, torch.zeros_like(context), timesteps=timesteps, noise=noise)) / 8
-    return {"loss_with_caption": with_caption, "loss_without_caption": without}
+        for name, context in contexts.items():
+            totals[name] += float(teacher.loss(latents, context, timesteps=timesteps, noise=noise)) / draws
+    return totals
+
+
+def condition_gain(loss_with: float, loss_null: float) -> float:
+    """How much lower the loss is with the condition than with the null one, as a fraction of the latter."""
+    return 1.0 - loss_with / loss_null
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dcac.demo.teacher", description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrain", action="store_true", required=True, help="pre-train the teacher now")
+    parser.add_argument(
+        "--out", type=Path, default=SHIPPED_TEACHER, help=f"folder to write (default {SHIPPED_TEACHER})"
+    )
+    args = parser.parse_args(argv)
+    info = pretrain(args.out, TeacherPretraining())
+    losses = info["held_out_diffusion_loss"]
+    rec = info["held_out_reconstruction"]
+    print(
+        f"wrote {args.out} in {info['seconds']:.0f} s: VAE reconstruction MSE {rec['mse']:.4f} vs image variance "
+        f"{rec['variance']:.4f} (PSNR {rec['psnr_db']:.1f} dB); held-out diffusion loss "
+        + ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        + f"; caption gain {100 * info['caption_gain']:.1f} %"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -119,17 +119,22 @@ def train(
     resume: bool = True,
     stop_after_epoch: int | None = None,
     on_evaluation: EvaluationCallback | None = None,
+    on_epoch: Callable[[TrainingRun], None] | None = None,
 ) -> TrainResult:
     """Train DCAC as configured; ``stop_after_epoch`` ends early (as an interruption would) after that many epochs.
 
     ``on_evaluation(run_dir, metrics, evaluations, config)`` runs on the main process after each evaluation, once
     ``metrics.json`` is written (``dcac train`` passes ``dcac.inference.report.write_training_report``).
+    ``on_epoch(run)`` runs on the main process after each epoch's steps, before the epoch is saved (``dcac demo``
+    measures the mechanism there); it must leave the model and the RNGs as it found them.
     """
     run = start_run(config, resume=resume)
     run.on_evaluation = on_evaluation
     try:
         for epoch in range(run.epoch, config.optim.epochs):
             train_one_epoch(run, epoch)
+            if on_epoch is not None and run.is_main:
+                on_epoch(run)
             end_of_epoch(run, stop_after_epoch)
             if stop_after_epoch is not None and run.epoch >= stop_after_epoch:
                 break

@@ -26,6 +26,12 @@ CMC_PNG = "cmc.png"
 TRAINING_PNG = "training_curves.png"
 IDENTITY_PNG = "identity_information.png"
 
+MECHANISM_NOTE = (
+    "cond_gain: 1 - L_diff(c) / L_diff(null c) at the same noise; grad_ratio: |dL_diff/dz| / |dL_id/dz| "
+    "(each weighted as in the loss); grad_cosine: cosine of -dL_diff/dz with onehot(y) - p (> 0: the teacher "
+    "pushes p towards the true identity)"
+)
+
 # The headline numbers first, in the order papers report them; any other scalar follows.
 _METRIC_ORDER = ("mAP", "rank1", "rank5", "rank10", "mINP", "num_valid_queries")
 
@@ -54,10 +60,15 @@ def _metrics_table(metrics_by_target: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _evaluation_history(log: TrainingLog) -> str:
+    return _evaluation_history_rows(log.evaluations)
+
+
+def _evaluation_history_rows(records: Sequence[Mapping[str, Any]]) -> str:
+    """One row per record, one column per key any record has."""
     keys: list[str] = []
-    for record in log.evaluations:
+    for record in records:
         keys.extend(k for k in record if k not in keys)
-    rows = [[_format_number(r[k]) if k in r else "" for k in keys] for r in log.evaluations]
+    rows = [[_format_number(r[k]) if k in r else "" for k in keys] for r in records]
     return _table(keys, rows)
 
 
@@ -188,6 +199,10 @@ def _log_sections(run_dir: Path, log: TrainingLog, plots, plots_missing: str) ->
             "reaches the teacher) and mean probability of the true identity (1 / N: chance)</p>"
         )
         sections.append(_png_section(run_dir, IDENTITY_PNG, plots.identity_curves_png(log), "identity information"))
+    if log.mechanism:
+        sections.append("<h2>The teacher's push on the logits (fixed batch, per epoch)</h2>")
+        sections.append(f'<p class="note">{html.escape(MECHANISM_NOTE)}</p>')
+        sections.append(_evaluation_history_rows(log.mechanism))
     return sections
 
 

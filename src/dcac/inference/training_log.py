@@ -16,6 +16,7 @@ from typing import Any
 ACCURACY_KEY = "acc"
 EVAL_EVENT = "eval"
 EPOCH_EVENT = "epoch"
+MECHANISM_EVENT = "mechanism"
 
 
 @dataclass
@@ -27,6 +28,8 @@ class TrainingLog:
     evaluations: list[dict[str, float | str]] = field(default_factory=list)
     #: Per epoch, the means of the step terms over the epoch (``"event": "epoch"`` lines), with ``epoch``.
     epoch_means: list[dict[str, float]] = field(default_factory=list)
+    #: Per epoch, the mechanism measurements on a fixed batch (``"event": "mechanism"`` lines, from ``dcac demo``).
+    mechanism: list[dict[str, float]] = field(default_factory=list)
     skipped_lines: int = 0
 
 
@@ -62,6 +65,8 @@ def read_training_log(path: str | Path) -> TrainingLog:
             log.evaluations.append({k: v for k, v in _flatten_scalars(record).items() if k not in ("time", "event")})
         elif record.get("event") == EPOCH_EVENT and isinstance(record.get("means"), dict):
             log.epoch_means.append({"epoch": record.get("epoch"), **record["means"]})
+        elif record.get("event") == MECHANISM_EVENT:
+            log.mechanism.append({k: v for k, v in _flatten_scalars(record).items() if k not in ("time", "event")})
         elif "step" in record and "event" not in record:
             train_records.append(record)
     steps = [float(r["step"]) for r in train_records]
