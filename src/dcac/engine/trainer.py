@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dcac
-from dcac.compat import is_official
 from dcac.config import DCACConfig
+from dcac.config.compat import is_official
 from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.protocols import build_protocol

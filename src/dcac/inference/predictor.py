@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
+from dcac.config.compat import eval_interpolation
 from dcac.data.transforms import build_test_transform
 from dcac.hub.download import RUN_FILES, resolve_weights
 from dcac.inference.feature_store import file_sha256

@@ -6,8 +6,8 @@ from dataclasses import asdict, replace
 
 import torch
 
-from dcac.compat import is_official
 from dcac.config import DCACConfig
+from dcac.config.compat import is_official
 from dcac.models.reid_encoder import ReIDEncoderConfig
 from dcac.models.reid_model import ReIDModel
 
@@ -36,7 +36,7 @@ def build_dcac(config: DCACConfig, num_ids: int):
     """The whole training module: Re-ID model, ID memory and (unless the baseline) the teacher and conditioner.
 
     With ``train.compat=official`` the BNNeck runs twice per step, the memory's logits are float16 and the
-    teacher's q/k/v projections carry frozen random biases drawn from ``train.seed`` (``dcac.compat``).
+    teacher's q/k/v projections carry frozen random biases drawn from ``train.seed`` (``dcac.config.compat``).
     """
     from dcac.losses import PrototypeMemory
     from dcac.models.conditioning import IDConditioner

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from dcac.choices import DIFFUSION_PRESETS, UNET_TRAINING_MODES
 from dcac.config import DiffusionConfig
+from dcac.config.choices import DIFFUSION_PRESETS, UNET_TRAINING_MODES
 from dcac.models.lora import add_frozen_qkv_biases, add_unet_lora, set_unet_training_mode
 from dcac.models.sd_configs import preset_configs
 from dcac.models.sd_weights import build_unet, build_vae, load_stable_diffusion
