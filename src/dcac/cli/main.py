@@ -39,7 +39,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from dcac.cli.evaluate import evaluate_target, local_checkpoint, write_eval_report
-    from dcac.models.loading import load_reid_model
+    from dcac.models.build import load_reid_model
     from dcac.storage.checkpoint import write_json_atomic
 
     if args.out:
