@@ -73,13 +73,14 @@ class _Batches(Dataset):
 
 
 def run(grid: Grid, device: torch.device) -> dict[str, Any]:
-    cfg = load_config(grid.preset)
+    config = load_config(grid.preset)
     torch.manual_seed(0)
     with torch.device(device):
-        model = build_reid_model(cfg, grid.num_ids)
+        model = build_reid_model(config, grid.num_ids)
     model.to(device)
     images = (
-        torch.randn(grid.images, 3, cfg.data.height, cfg.data.width, generator=torch.Generator().manual_seed(1)) * 0.5
+        torch.randn(grid.images, 3, config.data.height, config.data.width, generator=torch.Generator().manual_seed(1))
+        * 0.5
     ).to(device)
     flops_per_image = extraction_flops(model, images[:2])
     rows = []
@@ -114,8 +115,8 @@ def run(grid: Grid, device: torch.device) -> dict[str, Any]:
         "benchmark": "extract",
         "size": grid.name,
         "sizes": {
-            "encoder": cfg.encoder.preset,
-            "image_hw": [cfg.data.height, cfg.data.width],
+            "encoder": config.encoder.preset,
+            "image_hw": [config.data.height, config.data.width],
             "images_per_pass": grid.images,
             "timed_passes": grid.repeats,
             "parameters": sum(p.numel() for p in model.parameters()),

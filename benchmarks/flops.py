@@ -92,18 +92,18 @@ def train_step_flops(preset: str, overrides: list[str], num_ids: int, device, ba
         "diffusion.gradient_checkpointing=false",
         "train.compile=false",
     ]
-    cfg = load_config(preset, [*overrides, *no_recompute])
+    config = load_config(preset, [*overrides, *no_recompute])
     torch.manual_seed(0)
     with torch.device(device):
-        model = build_dcac(cfg, num_ids).train()
+        model = build_dcac(config, num_ids).train()
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, cfg.data.height, cfg.data.width, generator=g).to(device)
+    images = torch.randn(batch_size, 3, config.data.height, config.data.width, generator=g).to(device)
     labels = torch.arange(batch_size, device=device) % num_ids
     latents = None
     if model.teacher is not None:
-        views = (torch.rand(batch_size, 3, cfg.data.diffusion_size, cfg.data.diffusion_size, generator=g) * 2 - 1).to(
-            device
-        )
+        views = (
+            torch.rand(batch_size, 3, config.data.diffusion_size, config.data.diffusion_size, generator=g) * 2 - 1
+        ).to(device)
         with torch.no_grad():
             latents = model.teacher.sample_latents(*model.teacher.encode_posterior(views))
     out = {}

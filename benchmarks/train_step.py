@@ -184,7 +184,7 @@ def run_variant(
     if device.type == "cpu" and variant.precision == "fp16" and not cpu_fp16:
         # CPUs without fp16 arithmetic run fp16 autocast ~100x slower than fp32: not the design's cost.
         variant = replace(variant, precision="fp32")
-    cfg = load_config(
+    config = load_config(
         size.preset,
         [
             *size.overrides,
@@ -199,7 +199,7 @@ def run_variant(
             f"train.compile={variant.compile}",
         ],
     )
-    accelerator = make_accelerator(cfg.train, cpu=device.type == "cpu")
+    accelerator = make_accelerator(config.train, cpu=device.type == "cpu")
 
     def set_attention(model) -> None:
         model.to(device)
@@ -215,10 +215,10 @@ def run_variant(
     # The trainer's own setup. Initialising on the device is much faster for the 1B parameters than on the CPU.
     with torch.device(device):
         model, optimizer = build_model_and_optimizer(
-            cfg, size.num_ids, device, fused_adam=variant.fused_adam, customize=set_attention
+            config, size.num_ids, device, fused_adam=variant.fused_adam, customize=set_attention
         )
     teacher = model.teacher
-    compiled = compile_enabled(cfg.train, device)
+    compiled = compile_enabled(config.train, device)
     fused = variant.fused_adam and device.type == "cuda"
     model.train()
     model, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer)
@@ -229,12 +229,14 @@ def run_variant(
         )
 
     # Two distinct P x K batches, alternated, so no step sees exactly the previous step's input.
-    batch, k = size.batch_size, cfg.data.num_instances
+    batch, k = size.batch_size, config.data.num_instances
     num_batches = 2
     pool = batch * num_batches
     g = torch.Generator(device="cpu").manual_seed(seed + 1)
-    images = (torch.randn(pool, 3, cfg.data.height, cfg.data.width, generator=g) * 0.5).to(device)
-    views = (torch.rand(pool, 3, cfg.data.diffusion_size, cfg.data.diffusion_size, generator=g) * 2 - 1).to(device)
+    images = (torch.randn(pool, 3, config.data.height, config.data.width, generator=g) * 0.5).to(device)
+    views = (torch.rand(pool, 3, config.data.diffusion_size, config.data.diffusion_size, generator=g) * 2 - 1).to(
+        device
+    )
     ids = torch.cat([torch.randperm(size.num_ids, generator=g)[: batch // k] for _ in range(num_batches)])
     labels = ids.repeat_interleave(k).to(device)
     batches = []
@@ -282,7 +284,7 @@ def run_variant(
 
     last: dict[str, Any] = {}
     counter = iter(range(10**9))
-    augment = BatchTrainAugment(cfg.data.height, cfg.data.width) if variant.augment_on_device else None
+    augment = BatchTrainAugment(config.data.height, config.data.width) if variant.augment_on_device else None
     if augment is not None:
         # The probe above saw the float images every variant sees; the steps get what the loader then delivers.
         for b in batches:
@@ -325,12 +327,12 @@ def run_variant(
             "preset": size.preset,
             "batch_size": size.batch_size,
             "num_ids": size.num_ids,
-            "image_hw": [cfg.data.height, cfg.data.width],
-            "diffusion_view": cfg.data.diffusion_size,
+            "image_hw": [config.data.height, config.data.width],
+            "diffusion_view": config.data.diffusion_size,
             "latent_shape": list(latent_cache.mean.shape[1:]) if latent_cache is not None else None,
-            "encoder": cfg.encoder.preset,
-            "unet_vae": cfg.diffusion.preset,
-            "lora_rank": cfg.diffusion.lora_rank,
+            "encoder": config.encoder.preset,
+            "unet_vae": config.diffusion.preset,
+            "lora_rank": config.diffusion.lora_rank,
             "trainable_parameters": sum(p.numel() for p in dcac_model.parameters() if p.requires_grad),
             "total_parameters": sum(p.numel() for p in dcac_model.parameters()),
         },

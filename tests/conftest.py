@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
+from dcac.runtime.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()
 limit_threads_for_tiny_models()

@@ -2,7 +2,7 @@
 modules (a cycle inside one package too), and functions stay small.
 
 Imports inside functions count too (a lazy import is still a dependency). Modules directly under
-``dcac/`` (config, api, ...) are not a package and are left out of the package graph, not of the module graph.
+``dcac/`` (api, __init__) are not a package and are left out of the package graph, not of the module graph.
 """
 
 from __future__ import annotations

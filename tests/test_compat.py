@@ -12,8 +12,8 @@ from accelerate import Accelerator
 from PIL import Image
 from scipy import stats
 
-from dcac.compat import eval_interpolation
 from dcac.config import load_config
+from dcac.config.compat import eval_interpolation
 from dcac.data.transforms import MEAN_STD_HALF, build_test_transform
 from dcac.engine.optim import build_optimizer
 from dcac.engine.train_step import train_step

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from dcac.cli import main
-from dcac.user_errors import error_line, is_user_error
+from dcac.runtime.user_errors import error_line, is_user_error
 
 
 def _error_line(capsys) -> str:

@@ -49,7 +49,7 @@ def test_the_cli_sets_a_passive_openmp_wait_before_torch_is_imported():
 def test_tiny_model_thread_cap_keeps_an_explicit_thread_count():
     code = (
         "import torch\n"
-        "from dcac.cpu_threads import limit_threads_for_tiny_models\n"
+        "from dcac.runtime.cpu_threads import limit_threads_for_tiny_models\n"
         "torch.set_num_threads(8)\n"
         "limit_threads_for_tiny_models(3)\n"
         "print(torch.get_num_threads())\n"

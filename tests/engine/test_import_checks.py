@@ -14,7 +14,7 @@ from PIL import Image
 from test_official_import import SOURCE_IDS, official_reid_layout
 
 from dcac.cli import main
-from dcac.models.loading import load_reid_model
+from dcac.models.build import load_reid_model
 from dcac.storage.checkpoint import load_tensors, save_tensors_atomic
 
 

@@ -24,7 +24,7 @@ from safetensors import safe_open
 
 from dcac.cli import main
 from dcac.demo.synthetic import write_synthetic
-from dcac.models.loading import load_reid_model
+from dcac.models.build import load_reid_model
 
 WIDTH, LAYERS, HEADS, MLP, OUT, GRID = 64, 2, 2, 128, 32, (4, 2)  # the demo preset's tiny tower at 64x32
 SOURCE_IDS = 2 * 6  # demo sources synth_a + synth_b, 6 training ids each (below)

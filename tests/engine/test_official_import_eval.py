@@ -11,7 +11,7 @@ from test_official_import import official_reid_layout, reference_feature
 
 import dcac
 from dcac.cli import main
-from dcac.models.loading import load_reid_model
+from dcac.models.build import load_reid_model
 
 NUM_IDS = 6
 

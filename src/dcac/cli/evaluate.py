@@ -152,7 +152,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from dcac.evaluation.roc import DEFAULT_FPRS
     from dcac.inference.feature_store import file_sha256
     from dcac.inference.tracker_export import boxmot_threshold_line
-    from dcac.models.loading import load_reid_model
+    from dcac.models.build import load_reid_model
     from dcac.storage.run_folder import resolve_run
 
     device = resolve_device(args.device)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dcac.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
+from dcac.runtime.cpu_threads import limit_threads_for_tiny_models, use_passive_wait
 
 use_passive_wait()  # before anything below imports torch
 
@@ -39,7 +39,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from dcac.cli.evaluate import evaluate_target, local_checkpoint, write_eval_report
-    from dcac.models.loading import load_reid_model
+    from dcac.models.build import load_reid_model
     from dcac.storage.checkpoint import write_json_atomic
 
     if args.out:
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as err:
-        from dcac.user_errors import error_line, is_user_error
+        from dcac.runtime.user_errors import error_line, is_user_error
 
         if os.environ.get("DCAC_DEBUG") or not is_user_error(err):
             raise

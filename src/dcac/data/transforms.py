@@ -50,7 +50,7 @@ RESIZE_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 @dataclass
 class EvalTransform:
     """Resize to ``height`` x ``width`` (aspect ratio not kept; bicubic, or bilinear where the official code used
-    it: ``dcac.compat.eval_interpolation``), then ``(x - mean) / std``."""
+    it: ``dcac.config.compat.eval_interpolation``), then ``(x - mean) / std``."""
 
     height: int = 256
     width: int = 128

@@ -149,10 +149,10 @@ def _write_imported_run(out: Path, config: DCACConfig, reid: dict, teacher: dict
 def _imported_run_info(checkpoint: str | Path, config: DCACConfig, num_ids: int, official_eval: bool) -> dict:
     """The imported run's ``run_info``. ``official_eval`` (default) records ``train.compat=official`` in its
     config: the checkpoint was trained by the official code, so it is evaluated as that code evaluated it
-    (bilinear test resize for a single source, :func:`dcac.compat.eval_interpolation`); ``False`` keeps the
+    (bilinear test resize for a single source, :func:`dcac.config.compat.eval_interpolation`); ``False`` keeps the
     config's own setting."""
     import dcac
-    from dcac.compat import eval_interpolation
+    from dcac.config.compat import eval_interpolation
 
     if official_eval:
         config.train.compat = "official"

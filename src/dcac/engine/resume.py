@@ -66,7 +66,11 @@ def check_resumable(run_dir: Path, config: DCACConfig) -> None:
 
 
 def resume_from_checkpoint(
-    cfg: DCACConfig, model: DCAC, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, is_main: bool
+    config: DCACConfig,
+    model: DCAC,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    is_main: bool,
 ) -> tuple[int, int]:
     """Load the run folder's checkpoint, if any, into model, optimiser (and gradient scaler); returns (epochs
     done, global step).
@@ -74,11 +78,11 @@ def resume_from_checkpoint(
     The deliverable ``reid_model.safetensors`` is made to match the checkpoint (rewritten if it is missing,
     unreadable or from another epoch), so re-running a finished command repairs it.
     """
-    run_dir = Path(cfg.train.output_dir)
+    run_dir = Path(config.train.output_dir)
     checkpoint = find_training_checkpoint(run_dir)
     if checkpoint is None:
         return 0, 0
-    check_resumable(run_dir, cfg)
+    check_resumable(run_dir, config)
     model_state, optimizer_state, trainer_state = load_training_checkpoint(checkpoint)
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     needed = set(trainable_state(model))

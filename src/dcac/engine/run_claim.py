@@ -20,12 +20,12 @@ from dcac.storage.run_folder import REID_WEIGHTS, RUN_LOCK
 from dcac.storage.run_lock import RunFolderTakenError, RunLock, clear_run_folder, holds_run, lock_run_folder
 
 
-def claim_training_folder(cfg: DCACConfig, accelerator: Accelerator, *, resume: bool) -> RunLock:
+def claim_training_folder(config: DCACConfig, accelerator: Accelerator, *, resume: bool) -> RunLock:
     """The main process locks ``train.output_dir`` and makes it this run's; every rank raises if that fails."""
-    lock, error = RunLock(Path(cfg.train.output_dir) / RUN_LOCK, None), None  # other ranks hold nothing
+    lock, error = RunLock(Path(config.train.output_dir) / RUN_LOCK, None), None  # other ranks hold nothing
     if accelerator.is_main_process:
         try:
-            lock = _claim(Path(cfg.train.output_dir), cfg, resume=resume)
+            lock = _claim(Path(config.train.output_dir), config, resume=resume)
         except (CheckpointError, ValueError, OSError) as err:
             error = err
     if accelerator.num_processes > 1:
@@ -38,14 +38,14 @@ def claim_training_folder(cfg: DCACConfig, accelerator: Accelerator, *, resume: 
     return lock
 
 
-def _claim(run_dir: Path, cfg: DCACConfig, *, resume: bool) -> RunLock:
+def _claim(run_dir: Path, config: DCACConfig, *, resume: bool) -> RunLock:
     lock = lock_run_folder(run_dir, "dcac train")
     try:
         if holds_run(run_dir):
             if not resume:
                 clear_run_folder(run_dir)
             elif find_training_checkpoint(run_dir) is not None:
-                check_resumable(run_dir, cfg)
+                check_resumable(run_dir, config)
             elif (run_dir / REID_WEIGHTS).exists():
                 raise RunFolderTakenError(
                     f"{run_dir} holds a model without a training checkpoint (an imported or copied run): training "

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dcac
-from dcac.compat import is_official
 from dcac.config import DCACConfig
+from dcac.config.compat import is_official
 from dcac.data.batch_augment import BatchTrainAugment
 from dcac.data.image_dataset import ReIDImageDataset
 from dcac.data.protocols import build_protocol
@@ -88,7 +88,7 @@ class TrainingData:
 class TrainingRun:
     """Everything an epoch works on; ``epoch`` and ``global_step`` count what is done."""
 
-    cfg: DCACConfig
+    config: DCACConfig
     accelerator: Accelerator
     data: TrainingData
     model: torch.nn.Module  # what accelerator.prepare returned (possibly DDP-wrapped)
@@ -106,7 +106,7 @@ class TrainingRun:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.cfg.train.output_dir)
+        return Path(self.config.train.output_dir)
 
     @property
     def is_main(self) -> bool:
@@ -146,15 +146,15 @@ def train(
     return TrainResult(run_dir=run.run_dir, epochs_done=run.epoch, metrics=run.metrics, is_main_process=run.is_main)
 
 
-def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
+def start_run(config: DCACConfig, *, resume: bool) -> TrainingRun:
     """Data, model and optimiser (restored from the run folder's checkpoint when there is one), run folder.
 
     The run folder's lock is held from here on (``run.lock``); ``resume=False`` replaces the run in it whole.
     """
-    accelerator = make_accelerator(cfg.train)
-    lock = claim_training_folder(cfg, accelerator, resume=resume)
+    accelerator = make_accelerator(config.train)
+    lock = claim_training_folder(config, accelerator, resume=resume)
     try:
-        run = _start_owned_run(cfg, accelerator, resume=resume)
+        run = _start_owned_run(config, accelerator, resume=resume)
     except BaseException:
         lock.release()
         raise
@@ -162,42 +162,42 @@ def start_run(cfg: DCACConfig, *, resume: bool) -> TrainingRun:
     return run
 
 
-def _start_owned_run(cfg: DCACConfig, accelerator: Accelerator, *, resume: bool) -> TrainingRun:
+def _start_owned_run(config: DCACConfig, accelerator: Accelerator, *, resume: bool) -> TrainingRun:
     device, is_main = accelerator.device, accelerator.is_main_process
-    seed_everything(cfg.train.seed)
-    data = load_training_data(cfg, accelerator)
-    model, optimizer = build_model_and_optimizer(cfg, data.num_ids, device, customize=_initialiser(cfg))
-    if is_main and compile_enabled(cfg.train, device):
+    seed_everything(config.train.seed)
+    data = load_training_data(config, accelerator)
+    model, optimizer = build_model_and_optimizer(config, data.num_ids, device, customize=_initialiser(config))
+    if is_main and compile_enabled(config.train, device):
         print(
             "train.compile: the first steps compile the ViT and the UNet (about 3 minutes on an H100); "
             "train.compile=false runs eager",
             flush=True,
         )
     # train.compat=official: fp16 loss scaling, as the official code; its state is part of the checkpoint.
-    scaler = torch.amp.GradScaler(device.type) if is_official(cfg) else None
-    epoch, global_step = resume_from_checkpoint(cfg, model, optimizer, scaler, is_main) if resume else (0, 0)
-    wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=cfg.train.sync_bn)
-    run_dir = Path(cfg.train.output_dir)
+    scaler = torch.amp.GradScaler(device.type) if is_official(config) else None
+    epoch, global_step = resume_from_checkpoint(config, model, optimizer, scaler, is_main) if resume else (0, 0)
+    wrapped, optimizer, dcac_model = prepare_for_training(accelerator, model, optimizer, sync_bn=config.train.sync_bn)
+    run_dir = Path(config.train.output_dir)
     if is_main:
         run_info = {
             "num_ids": data.num_ids,
             "num_cams": data.num_cams,
             "num_train_images": len(data.records),
-            "sources": list(cfg.data.sources),
-            "targets": list(cfg.data.targets),
+            "sources": list(config.data.sources),
+            "targets": list(config.data.targets),
             "dcac_version": dcac.__version__,
         }
-        write_run_metadata(run_dir, cfg, run_info)
+        write_run_metadata(run_dir, config, run_info)
         drop_log_entries_after(run_dir / LOG, epoch)
     return TrainingRun(
-        cfg,
+        config,
         accelerator,
         data,
         wrapped,
         dcac_model,
         optimizer,
         RunLogger(run_dir, enabled=is_main),
-        build_latent_cache(cfg, dcac_model, data.records, accelerator),
+        build_latent_cache(config, dcac_model, data.records, accelerator),
         torch.tensor([r.pid for r in data.records], device=device),
         scaler,
         epoch,
@@ -205,114 +205,126 @@ def _start_owned_run(cfg: DCACConfig, accelerator: Accelerator, *, resume: bool)
     )
 
 
-def _initialiser(cfg: DCACConfig):
+def _initialiser(config: DCACConfig):
     """``train.init_from``: start from a run folder's weights (e.g. one written by ``dcac import``)."""
-    if not cfg.train.init_from:
+    if not config.train.init_from:
         return None
     from dcac.engine.official_import import initialise_from_run
 
-    return lambda model: initialise_from_run(model, cfg.train.init_from)
+    return lambda model: initialise_from_run(model, config.train.init_from)
 
 
-def load_training_data(cfg: DCACConfig, accelerator: Accelerator) -> TrainingData:
+def load_training_data(config: DCACConfig, accelerator: Accelerator) -> TrainingData:
     """The merged sources (unreadable images skipped with ``data.on_corrupt=skip``) and the checked targets."""
     is_main = accelerator.is_main_process
     protocol = build_protocol(
-        cfg.data.sources,
-        cfg.data.targets,
-        cfg.data.root,
-        all_splits=cfg.data.all_splits,
-        dataset_options=cfg.data.options,
+        config.data.sources,
+        config.data.targets,
+        config.data.root,
+        all_splits=config.data.all_splits,
+        dataset_options=config.data.options,
         verbose=is_main,
     )
     records, num_ids = protocol.train.records, protocol.train.num_ids
-    if cfg.data.on_corrupt == "skip":
+    if config.data.on_corrupt == "skip":
         records, num_ids, dropped = drop_unreadable_training_images(records)
         if dropped and is_main:
             print(dropped)
     # Checked now, so that a target which cannot be evaluated fails before training, not after it.
     targets = {}
     for name, target in protocol.targets.items():
-        targets[name], skipped = checked_target(target, cfg.data.on_corrupt, num_workers=max(cfg.data.num_workers, 1))
+        targets[name], skipped = checked_target(
+            target, config.data.on_corrupt, num_workers=max(config.data.num_workers, 1)
+        )
         if skipped and is_main:
             print(f"skipped {skipped} unreadable images of target {name}")
     sampler = PKBatchSampler(
         [r.pid for r in records],
-        cfg.data.batch_size,
-        cfg.data.num_instances,
-        seed=cfg.train.seed,
+        config.data.batch_size,
+        config.data.num_instances,
+        seed=config.train.seed,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
     )
-    transform, device_augment = training_augmentation(cfg)
-    per_step_vae = cfg.conditioning.has_teacher and not cfg.diffusion.cache_latents
-    diffusion_transform = build_diffusion_transform(cfg.data.diffusion_size) if per_step_vae else None
+    transform, device_augment = training_augmentation(config)
+    per_step_vae = config.conditioning.has_teacher and not config.diffusion.cache_latents
+    diffusion_transform = build_diffusion_transform(config.data.diffusion_size) if per_step_vae else None
     train_set = ReIDImageDataset(records, transform, diffusion_transform=diffusion_transform)
     return TrainingData(records, num_ids, protocol.train.num_cams, sampler, train_set, targets, device_augment)
 
 
-def training_augmentation(cfg: DCACConfig) -> tuple[TrainTransform | ResizeTransform, BatchTrainAugment | None]:
+def training_augmentation(config: DCACConfig) -> tuple[TrainTransform | ResizeTransform, BatchTrainAugment | None]:
     """The loader's image transform and, with ``data.augment_on=device``, the batch augmentation of the step."""
     settings = dict(
-        height=cfg.data.height,
-        width=cfg.data.width,
-        flip_p=cfg.data.flip_p,
-        padding=cfg.data.padding,
-        erasing_p=cfg.data.erasing_p,
+        height=config.data.height,
+        width=config.data.width,
+        flip_p=config.data.flip_p,
+        padding=config.data.padding,
+        erasing_p=config.data.erasing_p,
     )
-    if cfg.data.augment_on == "device":
-        return ResizeTransform(cfg.data.height, cfg.data.width), BatchTrainAugment(**settings)
+    if config.data.augment_on == "device":
+        return ResizeTransform(config.data.height, config.data.width), BatchTrainAugment(**settings)
     return build_train_transform(**settings), None
 
 
-def build_latent_cache(cfg: DCACConfig, model: DCAC, records, accelerator: Accelerator) -> LatentCache | None:
+def build_latent_cache(config: DCACConfig, model: DCAC, records, accelerator: Accelerator) -> LatentCache | None:
     """The VAE posterior of every training image (``diffusion.cache_latents``); None without a teacher."""
-    if not cfg.conditioning.has_teacher or not cfg.diffusion.cache_latents:
+    if not config.conditioning.has_teacher or not config.diffusion.cache_latents:
         return None
     # Each rank encodes its shard of the training set; the gathered cache is the same on every rank.
     start, stop = shard_bounds(len(records), accelerator.process_index, accelerator.num_processes)
     shard = LatentCache.build(
         model.teacher,
         records[start:stop],
-        size=cfg.data.diffusion_size,
-        batch_size=cfg.data.test_batch_size,
-        num_workers=cfg.data.num_workers,
+        size=config.data.diffusion_size,
+        batch_size=config.data.test_batch_size,
+        num_workers=config.data.num_workers,
         device=accelerator.device,
-        progress=accelerator.is_main_process and cfg.train.progress,
+        progress=accelerator.is_main_process and config.train.progress,
     )
     return LatentCache(gather_shards(shard.mean, len(records)), gather_shards(shard.std, len(records)))
 
 
-def train_one_epoch(run: TrainingRun, epoch: int) -> None:
-    """Rebuild the ID memory, then the epoch's P x K steps; logs the steps and the epoch's time."""
-    cfg, accelerator, device = run.cfg, run.accelerator, run.accelerator.device
-    # Per rank: the ranks' augmentation and diffusion noise/timesteps must be independent draws.
-    seed_everything(epoch_seed(cfg.train.seed, epoch) + 1_000_003 * accelerator.process_index)
-    run.data.sampler.set_epoch(epoch)
-    lr_factor = set_epoch_lr(run.optimizer, epoch, cfg.optim)
+def rebuild_memory(run: TrainingRun) -> None:
+    """The memory is rebuilt from un-augmented features of every training image (docs/method.md §2).
 
-    # The memory is rebuilt from un-augmented features of every training image (docs/method.md §2).
-    # Each rank extracts a shard; every rank gets all features, so the memories stay identical.
+    Each rank extracts a shard; every rank gets all features, so the memories stay identical.
+    """
+    config = run.config
     feats = extract_features_sharded(
         run.dcac.reid,
         run.data.records,
-        height=cfg.data.height,
-        width=cfg.data.width,
-        batch_size=cfg.data.test_batch_size,
-        num_workers=cfg.data.num_workers,
-        device=device,
-        autocast_dtype=AUTOCAST_DTYPES[cfg.train.mixed_precision],
+        height=config.data.height,
+        width=config.data.width,
+        batch_size=config.data.test_batch_size,
+        num_workers=config.data.num_workers,
+        device=run.accelerator.device,
+        autocast_dtype=AUTOCAST_DTYPES[config.train.mixed_precision],
     )
     run.dcac.memory.rebuild(feats, run.labels)
+
+
+def train_one_epoch(run: TrainingRun, epoch: int) -> None:
+    """Rebuild the ID memory, then the epoch's P x K steps; logs the steps and the epoch's time."""
+    config, accelerator, device = run.config, run.accelerator, run.accelerator.device
+    # Per rank: the ranks' augmentation and diffusion noise/timesteps must be independent draws.
+    seed_everything(epoch_seed(config.train.seed, epoch) + 1_000_003 * accelerator.process_index)
+    run.data.sampler.set_epoch(epoch)
+    lr_factor = set_epoch_lr(run.optimizer, epoch, config.optim)
+    rebuild_memory(run)
 
     run.model.train()
     sampler = run.data.sampler
     loader = DataLoader(
-        run.data.train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda"
+        run.data.train_set, batch_sampler=sampler, num_workers=config.data.num_workers, pin_memory=device.type == "cuda"
     )
-    steps = len(sampler) if cfg.train.max_steps_per_epoch <= 0 else min(len(sampler), cfg.train.max_steps_per_epoch)
-    show = run.is_main and cfg.train.progress
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=None if show else True, leave=False)
+    steps = (
+        len(sampler) if config.train.max_steps_per_epoch <= 0 else min(len(sampler), config.train.max_steps_per_epoch)
+    )
+    show = run.is_main and config.train.progress
+    bar = tqdm(
+        total=steps, desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=None if show else True, leave=False
+    )
     started = time.perf_counter()
     parts: dict[str, float] = {}
     sums: dict[str, torch.Tensor] = {}  # of every step's terms (on the device: no sync), for the epoch means
@@ -326,11 +338,11 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
         run.global_step += 1
         bar.update(1)
         # Reading the values waits for the GPU, so only logging steps read them (the epoch's last step is one).
-        if run.global_step % cfg.train.log_every == 0 or step == steps - 1:
+        if run.global_step % config.train.log_every == 0 or step == steps - 1:
             parts = step_values(step_parts)
             bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
             run.logger.log(
-                {"epoch": epoch + 1, "step": run.global_step, "lr": cfg.optim.lr * lr_factor, **parts},
+                {"epoch": epoch + 1, "step": run.global_step, "lr": config.optim.lr * lr_factor, **parts},
                 step=run.global_step,
             )
     bar.close()
@@ -339,22 +351,24 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
         seconds = round(time.perf_counter() - started, 2)
         means = {k: v / steps for k, v in step_values(sums).items()}
         run.logger.log({"event": "epoch", "epoch": run.epoch, "seconds": seconds, "means": means})
-        if cfg.train.progress:
+        if config.train.progress:
             losses = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
-            print(f"epoch {run.epoch}/{cfg.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True)
+            print(
+                f"epoch {run.epoch}/{config.optim.epochs} ({seconds:.1f} s, lr x{lr_factor:.3g}): {losses}", flush=True
+            )
 
 
 def end_of_epoch(run: TrainingRun, stop_after_epoch: int | None) -> None:
     """Save when due, then evaluate when due: a failing evaluation never costs the training it follows."""
-    cfg, done = run.cfg, run.epoch
-    last = done == cfg.optim.epochs
-    if run.is_main and (last or done % max(cfg.train.checkpoint_every, 1) == 0 or done == stop_after_epoch):
+    config, done = run.config, run.epoch
+    last = done == config.optim.epochs
+    if run.is_main and (last or done % max(config.train.checkpoint_every, 1) == 0 or done == stop_after_epoch):
         save_tensors_atomic(run.dcac.reid.state_dict(), run.run_dir / REID_WEIGHTS)
         save_training_checkpoint(
             run.run_dir, trainable_state(run.dcac), run.optimizer.state_dict(), _trainer_state(run)
         )
     run.accelerator.wait_for_everyone()
-    if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 or last:
+    if config.train.eval_every > 0 and done % config.train.eval_every == 0 or last:
         run.metrics = evaluate_targets(run, done)
 
 
@@ -368,7 +382,7 @@ def _trainer_state(run: TrainingRun) -> dict[str, Any]:
 
 def evaluate_if_missing(run: TrainingRun) -> None:
     """A finished run whose final evaluation did not complete (it failed, or was interrupted) is evaluated now."""
-    if run.epoch != run.cfg.optim.epochs or run.metrics:
+    if run.epoch != run.config.optim.epochs or run.metrics:
         return
     try:
         evaluated = json.loads((run.run_dir / METRICS).read_text()).get("epoch")
@@ -386,7 +400,10 @@ def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
     """
     metrics, evaluations = {}, {}
     for name, target in run.data.targets.items():
-        evaluations[name] = (target, evaluate_on_target(run.dcac.reid, target, run.cfg, device=run.accelerator.device))
+        evaluations[name] = (
+            target,
+            evaluate_on_target(run.dcac.reid, target, run.config, device=run.accelerator.device),
+        )
         metrics[name] = evaluations[name][1].metrics
         if run.is_main:
             print(f"epoch {epoch} " + format_metrics(name, metrics[name]))
@@ -401,5 +418,5 @@ def evaluate_targets(run: TrainingRun, epoch: int) -> dict[str, dict[str, Any]]:
     if run.is_main:
         write_json_atomic(run.run_dir / METRICS, {"epoch": epoch, "targets": metrics})
         if run.on_evaluation is not None:
-            run.on_evaluation(run.run_dir, metrics, evaluations, run.cfg)
+            run.on_evaluation(run.run_dir, metrics, evaluations, run.config)
     return metrics

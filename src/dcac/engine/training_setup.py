@@ -68,7 +68,7 @@ def make_accelerator(train: TrainConfig, *, cpu: bool | None = None) -> Accelera
 
 
 def build_model_and_optimizer(
-    cfg: DCACConfig,
+    config: DCACConfig,
     num_ids: int,
     device: torch.device,
     *,
@@ -79,11 +79,11 @@ def build_model_and_optimizer(
 
     ``customize`` changes the built model before the switches (the benchmark swaps attention processors).
     """
-    model = build_dcac(cfg, num_ids)
+    model = build_dcac(config, num_ids)
     if customize is not None:
         customize(model)
-    apply_speed_switches(model, cfg.train, device)
-    optimizer = build_optimizer(model, cfg.optim, fused=fused_adam and device.type == "cuda")
+    apply_speed_switches(model, config.train, device)
+    optimizer = build_optimizer(model, config.optim, fused=fused_adam and device.type == "cuda")
     return model, optimizer
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
+from dcac.config.compat import eval_interpolation
 from dcac.data.records import ReIDDataset
 from dcac.evaluation import evaluate_features
 from dcac.evaluation.distributed import broadcast_from_main, extract_features_sharded, rank_and_world_size

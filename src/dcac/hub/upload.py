@@ -30,7 +30,7 @@ class HubPushError(ValueError):
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
-    from dcac.user_errors import network_errors
+    from dcac.runtime.user_errors import network_errors
 
     try:
         from huggingface_hub.errors import HfHubHTTPError

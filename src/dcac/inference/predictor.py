@@ -15,13 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
+from dcac.config.compat import eval_interpolation
 from dcac.data.transforms import build_test_transform
 from dcac.hub.download import RUN_FILES, resolve_weights
 from dcac.inference.feature_store import file_sha256
 from dcac.inference.image_inputs import ImageLike, expand_inputs, load_rgb
-from dcac.models.loading import load_reid_model
+from dcac.models.build import load_reid_model
 from dcac.models.reid_model import ReIDModel
 from dcac.storage.run_folder import resolve_run
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcac.choices import PCL_MOMENTUM, PCL_TEMPERATURE, PCL_UPDATE, PCL_UPDATE_MODES
+from dcac.config.choices import PCL_MOMENTUM, PCL_TEMPERATURE, PCL_UPDATE, PCL_UPDATE_MODES
 
 
 class PrototypeMemory(nn.Module):

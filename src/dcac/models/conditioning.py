@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcac.choices import CONDITIONER_VARIANTS, PROBABILITY_SOURCES
+from dcac.config.choices import CONDITIONER_VARIANTS, PROBABILITY_SOURCES
 
 
 class IDConditioner(nn.Module):

@@ -14,12 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcac.config import LossConfig
 from dcac.losses import PrototypeMemory, id_loss
 from dcac.models.conditioning import IDConditioner
 from dcac.models.diffusion_teacher import DiffusionTeacher
 from dcac.models.identity_information import identity_information
 from dcac.models.reid_model import ReIDModel
+
+
+@dataclass
+class LossWeights:
+    """The weights of the objective's terms and the ID loss's label smoothing: what DCAC needs of a run's
+    ``loss`` section (``dcac.models.build.build_dcac`` translates it; the paper's values are its defaults)."""
+
+    id_weight: float
+    pcl_weight: float
+    diffusion_weight: float
+    label_smoothing: float
 
 
 @dataclass
@@ -38,7 +48,7 @@ class DCAC(nn.Module):
         self,
         reid: ReIDModel,
         memory: PrototypeMemory,
-        losses: LossConfig,
+        losses: LossWeights,
         teacher: DiffusionTeacher | None = None,
         conditioner: IDConditioner | None = None,
         *,

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from dcac.choices import DIFFUSION_PRESETS, UNET_TRAINING_MODES
-from dcac.config import DiffusionConfig
+from dcac.config.choices import DIFFUSION_PRESETS, LORA_ALPHA, LORA_RANK, UNET_TRAINING_MODES
 from dcac.models.lora import add_frozen_qkv_biases, add_unet_lora, set_unet_training_mode
 from dcac.models.sd_configs import preset_configs
 from dcac.models.sd_weights import build_unet, build_vae, load_stable_diffusion
@@ -29,15 +28,25 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 @dataclass
-class DiffusionTeacherConfig(DiffusionConfig):
-    """How to build the teacher: the run's ``diffusion`` settings plus what only the teacher needs.
+class DiffusionTeacherConfig:
+    """How to build the teacher, independent of a run's config (``dcac.models.build.build_teacher`` translates
+    a run's ``diffusion`` section into one).
 
-    Explicit `unet_config` / `vae_config` override the preset's. ``qkv_bias_seed`` (None = none) adds the
+    ``preset`` names the UNet/VAE architecture; ``weights`` (None = random init) is a diffusers folder or a
+    single ``.ckpt``/``.safetensors`` file; ``mode`` says which UNet parameters train (LoRA of ``lora_rank``
+    and ``lora_alpha``, all, or none). Explicit `unet_config` / `vae_config` override the preset's. ``qkv_bias_seed`` (None = none) adds the
     official code's frozen random biases to the attn1/attn2 ``to_q/to_k/to_v`` projections (LoRA mode only;
     see :func:`dcac.models.lora.add_frozen_qkv_biases`). ``encode_under_autocast`` runs the VAE encoder under
     the caller's autocast, as the official code does, instead of in the VAE's own dtype.
     """
 
+    preset: str = "sd15"
+    weights: str | None = None
+    mode: str = "lora"
+    lora_rank: int = LORA_RANK
+    lora_alpha: float = LORA_ALPHA
+    single_token_attention: bool = True
+    gradient_checkpointing: bool = False
     unet_config: dict[str, Any] | None = None
     vae_config: dict[str, Any] | None = None
     num_train_timesteps: int = 1000

@@ -21,7 +21,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
 
-from dcac.choices import LORA_ALPHA, UNET_TRAINING_MODES
+from dcac.config.choices import LORA_ALPHA, UNET_TRAINING_MODES
 
 #: Module names (full match) that receive LoRA: attention projections and the GEGLU input projection.
 LORA_TARGET_MODULES = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcac.choices import DIFFUSION_PRESETS
+from dcac.config.choices import DIFFUSION_PRESETS
 
 #: Cross-attention width of SD v1.5 (the CLIP ViT-L/14 text width); the ID prompts use it.
 SD15_CROSS_ATTENTION_DIM = 768

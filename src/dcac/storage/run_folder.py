@@ -14,7 +14,7 @@ A run folder looks like::
       teacher_init.safetensors  the teacher's initial state, in a run imported from the official code
       .dcac.lock                held while a command writes the run (``dcac.storage.run_lock``)
 
-``dcac.models.loading.load_reid_model`` rebuilds the trained Re-ID model from it.
+``dcac.models.build.load_reid_model`` rebuilds the trained Re-ID model from it.
 """
 
 from __future__ import annotations

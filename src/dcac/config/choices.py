@@ -1,6 +1,6 @@
 """The named choices and shared defaults of a DCAC run, defined once.
 
-``dcac.config`` validates a config against these tuples and the modules that implement each choice accept
+``dcac.config.schema`` validates a config against these tuples and the modules that implement each choice accept
 the same tuples, so adding a variant is one edit here plus its implementation. Nothing here imports torch:
 the config stays cheap to load.
 """
@@ -27,7 +27,7 @@ MIXED_PRECISIONS = ("bf16", "fp16", "fp32")
 #: ``data.augment_on``: the training augmentation per image in the loader, or per batch on the step's device.
 AUGMENT_PLACES = ("loader", "device")
 #: ``train.compat``: ``none`` is the clean method; ``official`` reproduces the official code's accidents
-#: (see ``dcac.compat`` and the README section "Differences from the official code").
+#: (see ``dcac.config.compat`` and the README section "Differences from the official code").
 COMPAT_MODES = ("none", "official")
 
 # Defaults of the paper's recipe that both the config and the modules' signatures use.

@@ -1,6 +1,6 @@
 """Typed configuration for a DCAC run.
 
-Every default is the paper's recipe; a preset YAML (``dcac/configs/*.yaml``) overrides only
+Every default is the paper's recipe; a preset YAML (``dcac/config/presets/*.yaml``) overrides only
 what its setting changes, and ``key=value`` overrides from the command line go on top.  The config is a
 tree of dataclasses so a typo is an error that names the key, not a silently ignored setting.
 """
@@ -18,7 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from dcac import choices
+from dcac.config import choices
 
 
 class ConfigError(ValueError):
@@ -218,13 +218,13 @@ def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
 
 
 def preset_names() -> list[str]:
-    """Names of the YAML presets shipped in ``dcac/configs``."""
-    folder = resources.files("dcac") / "configs"
+    """Names of the YAML presets shipped in ``dcac/config/presets``."""
+    folder = resources.files("dcac.config") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def _preset_path(name: str) -> Path:
-    path = Path(str(resources.files("dcac") / "configs" / f"{name}.yaml"))
+    path = Path(str(resources.files("dcac.config") / "presets" / f"{name}.yaml"))
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     return path

@@ -15,7 +15,7 @@ code" lists each with its measured size):
 
 from __future__ import annotations
 
-from dcac.config import DCACConfig
+from dcac.config.schema import DCACConfig
 
 
 def is_official(config: DCACConfig) -> bool:

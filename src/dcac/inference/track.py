@@ -1,4 +1,4 @@
-"""``dcac.track``: a dcac model as the appearance model of a multi-object tracker (no detector included).
+"""``dcac.track`` (``from dcac import track``): a dcac model as the appearance model of a multi-object tracker (no detector included).
 
     import dcac
     from dcac import track
