@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dcac.compat import eval_interpolation
 from dcac.config import DCACConfig
+from dcac.config.compat import eval_interpolation
 from dcac.storage.run_folder import METRICS, RUN_INFO, VERIFICATION
 
 CITATION = """@article{li2025unleashing,
