@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -160,26 +161,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "demo_reproducibility_cpu.json")
     args = parser.parse_args(argv)
     arms = ["baseline", "dcac"]
+    command = shlex.join(["python", "benchmarks/demo_reproducibility.py", *(sys.argv[1:] if argv is None else argv)])
+    payload = {"benchmark": "demo_reproducibility", "command": command, "seed": args.seed, "seeds": args.seeds}
     conditions: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for index, name in enumerate(args.conditions):
-            result = run_condition(Path(tmp) / str(index), name, args)
-            conditions[name] = result
-            result["comparison"] = compare(result, conditions[args.conditions[0]], arms)
-            comparison = result["comparison"]
-            print(
-                f"{name}: {result['seconds']} s, {result['status']}, identical to the reference: "
-                f"{comparison['identical']}, largest mAP change {comparison.get('max_abs_change_mAP')}",
-                flush=True,
-            )
+    payload |= {"epochs": args.epochs, "cpu_count": os.cpu_count(), "conditions": conditions}
+    for name in args.conditions:
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh demo folder each, gone before the next run
+            result = run_condition(Path(tmp), name, args)
+        conditions[name] = result
+        result["comparison"] = compare(result, conditions[args.conditions[0]], arms)
+        print(
+            f"{name}: {result['seconds']} s, {result['status']}, identical to the reference: "
+            f"{result['comparison']['identical']}, largest mAP change {result['comparison'].get('max_abs_change_mAP')}",
+            flush=True,
+        )
+        write_json(args.out, payload)  # after every condition: a run stopped midway keeps what it measured
     columns = [("condition", "condition"), ("threads", "threads"), ("capability", "CPU capability"), ("seed", "seed")]
     columns += [(f"{arm}_{key}", f"{arm} {key}") for arm in arms for key in ("mAP", "rank1")]
     columns += [("identical", "= reference"), ("seconds", "wall s"), ("status", "status")]
     print(format_table(table_rows(conditions, arms), columns))
-    command = "python benchmarks/demo_reproducibility.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    payload = {"benchmark": "demo_reproducibility", "command": command.strip(), "seed": args.seed}
-    payload |= {"seeds": args.seeds, "epochs": args.epochs, "cpu_count": os.cpu_count(), "conditions": conditions}
-    write_json(args.out, payload)
     print(f"-> {args.out}")
     return 0
 
