@@ -36,17 +36,9 @@ from pathlib import Path
 
 from common import RESULTS_DIR, format_table, write_json
 
+from dcac.demo.environment import NUMERIC_ENV_VARS
+
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
-#: Variables that select the thread count or the CPU kernels; removed before each condition sets its own.
-_NUMERIC_VARS = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "ATEN_CPU_CAPABILITY",
-    "ONEDNN_MAX_CPU_ISA",
-    "DNNL_MAX_CPU_ISA",
-    "MKL_ENABLE_INSTRUCTIONS",
-    "MKL_CBWR",
-)
 #: Runs the CLI with torch's thread count set first (argv: threads, then the CLI's arguments); OpenMP's passive
 #: wait is set before torch loads, as the CLI itself does.
 _WITH_THREADS = (
@@ -75,7 +67,7 @@ _NOT_COMPARED = ("seconds",)
 def run_condition(out: Path, name: str, args: argparse.Namespace) -> dict:
     """One ``dcac demo`` process under condition ``name``; its numbers, wall time and the load around it."""
     variables = CONDITIONS[name]
-    env = {k: v for k, v in os.environ.items() if k not in _NUMERIC_VARS} | variables
+    env = {k: v for k, v in os.environ.items() if k not in NUMERIC_ENV_VARS} | variables
     env["PYTHONPATH"] = os.pathsep.join([_SRC, env.get("PYTHONPATH", "")])
     launcher = ["-c", _WITH_THREADS, str(_TORCH_THREADS[name])] if name in _TORCH_THREADS else ["-m", "dcac.cli"]
     command = [sys.executable, *launcher, "demo", "--out", str(out), "--seed", str(args.seed)]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: Environment variables that change which CPU kernels or how many threads compute the numbers: the thread
-#: count splits reductions differently, the ISA caps select other kernels (other rounding).
+#: Environment variables that can change how many threads or which CPU kernels compute the numbers: the thread
+#: count splits reductions differently, an ISA cap selects other kernels (benchmarks/demo_reproducibility.py).
 NUMERIC_ENV_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
