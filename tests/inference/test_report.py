@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,6 @@ from dcac.inference.image_inputs import find_images
 from dcac.inference.ranked_list import sample_ranked_queries
 from dcac.inference.report import write_report
 from dcac.inference.training_log import read_training_log
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _write_log(path: Path) -> None:
@@ -150,35 +146,12 @@ window.addEventListener("load", () => {
 </body>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (Debian: apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tmp_path, image_tree):
+def test_report_renders_in_headless_chromium(tmp_path, image_tree, chromium):
     path = _report(tmp_path, image_tree)
     probe = path.with_name("probe.html")
     probe.write_text(path.read_text().replace("</body>", _MARKER_SCRIPT))
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    dom = subprocess.run(
-        [CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert 'data-images="12/12"' in dom.stdout, dom.stderr[-2000:]
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [CHROMIUM, *flags, "--window-size=1000,1400", f"--screenshot={shot}", path.as_uri()],
-        capture_output=True,
-        timeout=120,
-    )
+    assert 'data-images="12/12"' in chromium.dump_dom(probe)
+    shot = chromium.screenshot(path, tmp_path / "shot.png", 1000, 1400)
     with Image.open(io.BytesIO(shot.read_bytes())) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert image.size == (1000, 1400) and len(colours) > 50  # the plots and thumbnails are drawn, not a blank page
