@@ -31,3 +31,27 @@ def test_ranks_count_valid_entries_before_each_match():
 def test_rows_per_block_leave_room_for_the_key():
     assert max_block_rows(torch.float32, 82161) == 1 << (63 - 32 - 17)
     assert max_block_rows(torch.float64, 82161) == 1 << 31
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_cpu_pass_over_many_tasks_equals_the_general_path(threads):
+    # A gallery wider than one task's distances: every row is its own task (and with two threads the
+    # tasks run in the pool). float64 takes the general torch path; the float32 values are exact in it.
+    gen = torch.Generator().manual_seed(threads)
+    num_gallery = (1 << 20) + 5
+    g_pids = torch.randint(1, 2000, (num_gallery,), generator=gen)
+    g_cams = torch.randint(0, 3, (num_gallery,), generator=gen)
+    q_pids, q_cams = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([0, 1, 2, 0, 1])
+    # 4,096 distinct values (ties with matches in every row), negatives and signed zeros.
+    dist = torch.randint(-1024, 3072, (5, num_gallery), generator=gen).float() / 4096
+    dist[:, ::7] = -0.0
+    gallery = GalleryIndex.build(g_pids, g_cams)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = match_ranks(dist, q_pids, q_cams, gallery)
+    finally:
+        torch.set_num_threads(previous)
+    general = match_ranks(dist.to(torch.float64), q_pids, q_cams, gallery)
+    assert torch.equal(fused.num_matches, general.num_matches)
+    assert torch.equal(fused.ranks, general.ranks)
