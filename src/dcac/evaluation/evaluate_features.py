@@ -4,8 +4,9 @@ Queries are processed in blocks: one GEMM of augmented operands gives the block'
 (:mod:`dcac.evaluation.distance`), :func:`match_ranks` turns them into the ranks of the true matches
 by counting (no sort), and a :class:`RankAccumulator` folds them into CMC / mAP / mINP. Peak memory is
 the features plus one ``chunk_size × num_gallery`` block and the candidate temporaries of one
-slice of it. The GEMM and
-the elementwise passes use torch's intra-op threads; tensors on CUDA (or ``device="cuda"``) run there.
+slice of it (on the CPU in float32: of a few rows per ranking thread). The GEMM uses torch's
+intra-op threads, the ranking a pool of as many threads (:func:`match_ranks`); tensors on CUDA (or
+``device="cuda"``) run there.
 
 With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse_blocks`) yields the re-ranked
 query × gallery distances a block of query rows at a time and each block is ranked as it comes, so
@@ -29,7 +30,8 @@ __all__ = ["evaluate_features", "default_feature_chunk"]
 
 # Distance-block size of the chunked path: ~128M floats (512 MiB) per GEMM keeps the product as
 # efficient as one big call; the block is then ranked in row slices of default_rank_chunk() so that
-# the candidate temporaries stay bounded even when every gallery entry is a candidate.
+# the candidate temporaries stay bounded even when every gallery entry is a candidate (float32 on
+# the CPU bounds them per task instead, and ranks the whole block at once).
 _BLOCK_ELEMENTS = 1 << 27
 
 
@@ -77,7 +79,7 @@ def evaluate_features(
 
     gallery = GalleryIndex.build(gp, gc)
     accumulator = RankAccumulator(max_rank, target)
-    rank_step = default_rank_chunk(g.shape[0])
+    rank_step = default_rank_chunk(g.shape[0], q.dtype, target)
     if params is not None:
         _rank_reranked(
             rerank_sparse_blocks(q, g, params, metric=metric, chunk_size=chunk_size), qp, qc, gallery, accumulator
@@ -100,8 +102,8 @@ def evaluate_features(
 
 def _rank_reranked(blocks, qp, qc, gallery: GalleryIndex, accumulator: RankAccumulator) -> None:
     """Rank each block of re-ranked rows as it comes: the full re-ranked matrix (3.6 GiB at MSMT17 size) is never held."""
-    rank_step = default_rank_chunk(gallery.pids.numel())
     for start, block in blocks:
+        rank_step = default_rank_chunk(gallery.pids.numel(), block.dtype, block.device)
         if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
             raise ValueError(f"rerank: query rows {start}.. got NaN or infinite re-ranked distances")
         for s in range(0, block.shape[0], rank_step):

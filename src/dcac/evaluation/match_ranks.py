@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GalleryIndex", "MatchRanks", "match_ranks", "max_block_rows"]
+__all__ = ["GalleryIndex", "MatchRanks", "fused_cpu_path", "match_ranks", "max_block_rows"]
 
 # Tied candidates are compared against all of their query's matches at once; this bounds the
 # size of that (candidates × matches) comparison.
@@ -149,6 +149,11 @@ def _preceding_matches(
     return slot
 
 
+def fused_cpu_path(dist_dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether :func:`match_ranks` counts candidates with the fused numpy pass (float32 on the CPU)."""
+    return device.type == "cpu" and dist_dtype == torch.float32
+
+
 def _candidate_counts(
     dist: torch.Tensor,
     worst: torch.Tensor,
@@ -161,7 +166,7 @@ def _candidate_counts(
     their query's worst match), ``p`` the number of that query's matches preceding the candidate."""
     num_queries, num_gallery = dist.shape
     width = match_dist.shape[1]
-    if dist.device.type == "cpu" and codec.exact and dist.dtype == torch.float32:
+    if fused_cpu_path(dist.dtype, dist.device):
         return _cpu_candidate_counts(dist, worst, _with_row_sentinels(match_keys, codec, num_queries))
     flat = _sparse_nonzero((dist <= worst[:, None]).view(-1))
     rows = torch.div(flat, num_gallery, rounding_mode="floor")

@@ -22,16 +22,21 @@ from typing import Any
 import torch
 
 from .inputs import as_label_vector, as_tensor
-from .match_ranks import GalleryIndex, MatchRanks, match_ranks, max_block_rows
+from .match_ranks import GalleryIndex, MatchRanks, fused_cpu_path, match_ranks, max_block_rows
 
 __all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk"]
 
-# Rows of a precomputed distance matrix ranked at once: bounds the candidate temporaries.
+# Rows of a distance matrix ranked at once by the general path: bounds its candidate temporaries.
 _RANK_CHUNK_ELEMENTS = 1 << 24
 
 
-def default_rank_chunk(num_gallery: int) -> int:
-    return max(1, min(_RANK_CHUNK_ELEMENTS // max(num_gallery, 1), max_block_rows(torch.float32, num_gallery)))
+def default_rank_chunk(num_gallery: int, dtype: torch.dtype, device: torch.device) -> int:
+    """Query rows per :func:`match_ranks` call. The fused CPU path bounds its temporaries per task, so it
+    takes as many rows as its keys allow: each call ends in a thread-pool phase, and fewer calls leave
+    the cores idle (or torch's threads spinning beside the pool) less often."""
+    if fused_cpu_path(dtype, device):
+        return max_block_rows(dtype, num_gallery)
+    return max(1, min(_RANK_CHUNK_ELEMENTS // max(num_gallery, 1), max_block_rows(dtype, num_gallery)))
 
 
 class RankAccumulator:
@@ -113,7 +118,7 @@ def evaluate_rank(
     gc = as_label_vector(g_camids, "g_camids", num_gallery, device)
     if num_query == 0 or num_gallery == 0:
         raise ValueError(f"distmat: expected at least one query and one gallery entry, got shape {tuple(dist.shape)}")
-    step = chunk_size if chunk_size is not None else default_rank_chunk(num_gallery)
+    step = chunk_size if chunk_size is not None else default_rank_chunk(num_gallery, dist.dtype, device)
     if step < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
     step = min(step, max_block_rows(dist.dtype, num_gallery))
