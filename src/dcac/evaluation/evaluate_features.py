@@ -21,8 +21,8 @@ import torch
 
 from .distance import check_metric, distance_operands, feature_pair
 from .inputs import as_label_vector
-from .match_ranks import GalleryIndex, match_ranks
-from .rank_metrics import RankAccumulator, default_rank_chunk
+from .match_ranks import GalleryIndex
+from .rank_metrics import RankAccumulator, default_rank_chunk, rank_block
 from .rerank_params import RerankSpec, resolve_rerank
 from .rerank_sparse import rerank_sparse_blocks
 
@@ -79,7 +79,7 @@ def evaluate_features(
 
     gallery = GalleryIndex.build(gp, gc)
     accumulator = RankAccumulator(max_rank, target)
-    rank_step = default_rank_chunk(g.shape[0], q.dtype, target)
+    rank_step = default_rank_chunk(g.shape[0])
     if params is not None:
         _rank_reranked(
             rerank_sparse_blocks(q, g, params, metric=metric, chunk_size=chunk_size), qp, qc, gallery, accumulator
@@ -93,19 +93,16 @@ def evaluate_features(
     for start in range(0, q.shape[0], step):
         stop = min(start + step, q.shape[0])
         block = torch.mm(q_operand[start:stop], g_operand_t, out=buffer[: stop - start])
-        for s in range(0, block.shape[0], rank_step):
-            rows = slice(start + s, min(stop, start + s + rank_step))
-            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
+        rank_block(accumulator, block, qp[start:stop], qc[start:stop], gallery, rank_step)
     del buffer
     return accumulator.result()
 
 
 def _rank_reranked(blocks, qp, qc, gallery: GalleryIndex, accumulator: RankAccumulator) -> None:
     """Rank each block of re-ranked rows as it comes: the full re-ranked matrix (3.6 GiB at MSMT17 size) is never held."""
+    rank_step = default_rank_chunk(gallery.pids.numel())
     for start, block in blocks:
-        rank_step = default_rank_chunk(gallery.pids.numel(), block.dtype, block.device)
         if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
             raise ValueError(f"rerank: query rows {start}.. got NaN or infinite re-ranked distances")
-        for s in range(0, block.shape[0], rank_step):
-            rows = slice(start + s, start + min(block.shape[0], s + rank_step))
-            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
+        rows = slice(start, start + block.shape[0])
+        rank_block(accumulator, block, qp[rows], qc[rows], gallery, rank_step)

@@ -24,19 +24,14 @@ import torch
 from .inputs import as_label_vector, as_tensor
 from .match_ranks import GalleryIndex, MatchRanks, fused_cpu_path, match_ranks, max_block_rows
 
-__all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk"]
+__all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk", "rank_block"]
 
-# Rows of a distance matrix ranked at once by the general path: bounds its candidate temporaries.
+# Rows of a precomputed distance matrix ranked at once: bounds the candidate temporaries.
 _RANK_CHUNK_ELEMENTS = 1 << 24
 
 
-def default_rank_chunk(num_gallery: int, dtype: torch.dtype, device: torch.device) -> int:
-    """Query rows per :func:`match_ranks` call. The fused CPU path bounds its temporaries per task, so it
-    takes as many rows as its keys allow: each call ends in a thread-pool phase, and fewer calls leave
-    the cores idle (or torch's threads spinning beside the pool) less often."""
-    if fused_cpu_path(dtype, device):
-        return max_block_rows(dtype, num_gallery)
-    return max(1, min(_RANK_CHUNK_ELEMENTS // max(num_gallery, 1), max_block_rows(dtype, num_gallery)))
+def default_rank_chunk(num_gallery: int) -> int:
+    return max(1, min(_RANK_CHUNK_ELEMENTS // max(num_gallery, 1), max_block_rows(torch.float32, num_gallery)))
 
 
 class RankAccumulator:
@@ -87,6 +82,32 @@ class RankAccumulator:
         }
 
 
+def rank_block(
+    accumulator: RankAccumulator,
+    dist: torch.Tensor,
+    q_pids: torch.Tensor,
+    q_camids: torch.Tensor,
+    gallery: GalleryIndex,
+    step: int,
+) -> None:
+    """Rank the rows of ``dist`` and add them to ``accumulator`` in slices of ``step`` rows.
+
+    The general path ranks one slice per :func:`match_ranks` call, which bounds its candidate
+    temporaries. The fused CPU path bounds them per task, so it takes as many slices per call as its
+    keys allow: each call ends in one thread-pool phase. The sums are added slice by slice either
+    way, so the float metrics are the same, bit for bit, as when every slice was its own call."""
+    rows = dist.shape[0]
+    per_call = step
+    if fused_cpu_path(dist.dtype, dist.device):
+        per_call = max(1, max_block_rows(dist.dtype, dist.shape[1]) // step) * step
+    for call in range(0, rows, per_call):
+        ranks = match_ranks(
+            dist[call : call + per_call], q_pids[call : call + per_call], q_camids[call : call + per_call], gallery
+        )
+        for s in range(0, ranks.num_matches.numel(), step):
+            accumulator.add(MatchRanks(ranks.ranks[s : s + step], ranks.num_matches[s : s + step]))
+
+
 def evaluate_rank(
     distmat: Any,
     q_pids: Any,
@@ -118,7 +139,7 @@ def evaluate_rank(
     gc = as_label_vector(g_camids, "g_camids", num_gallery, device)
     if num_query == 0 or num_gallery == 0:
         raise ValueError(f"distmat: expected at least one query and one gallery entry, got shape {tuple(dist.shape)}")
-    step = chunk_size if chunk_size is not None else default_rank_chunk(num_gallery, dist.dtype, device)
+    step = chunk_size if chunk_size is not None else default_rank_chunk(num_gallery)
     if step < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
     step = min(step, max_block_rows(dist.dtype, num_gallery))
