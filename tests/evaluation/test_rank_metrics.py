@@ -182,3 +182,13 @@ def test_rank_block_adds_slice_by_slice_like_one_call_per_slice():
     got, expected = blocked.result(), per_slice.result()
     assert got["mAP"] == expected["mAP"] and got["mINP"] == expected["mINP"]
     assert np.array_equal(got["cmc"], expected["cmc"])
+
+
+def test_distances_that_require_grad_are_ranked_by_their_values():
+    rng = np.random.default_rng(12)
+    q_pids, g_pids, q_cams, g_cams = random_problem(rng, 20, 100, 6, 3)
+    dist = rng.random((20, 100), dtype=np.float32)
+    got = evaluate_rank(torch.from_numpy(dist).requires_grad_(), q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    expected = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    assert got["mAP"] == expected["mAP"] and got["mINP"] == expected["mINP"]
+    assert np.array_equal(got["cmc"], expected["cmc"])

@@ -23,8 +23,8 @@ How a block is ranked, for ``B`` queries and ``G`` gallery entries:
    For float32 on the CPU, steps 3-4 and the counting run fused, a few rows at a time while those
    rows are in cache, on a pool of threads (:func:`_cpu_candidate_counts`): with torch's full-size
    passes (compare, ``nonzero``, gathers, key encoding, ``searchsorted``, ``bincount``) each one
-   re-read the block from memory and several ran on one core: ~0.25x the GEMM's time on one thread
-   at Market size, more on two. Fused: ~0.15x on one thread, and it splits over the threads.
+   re-read the block from memory and several ran on one core: ~0.22x the GEMM's time on one thread
+   at Market size, more on two. Fused: ~0.15-0.17x on one thread, and it splits over the threads.
 5. Junk entries (same identity and camera) are candidates too; their counts are subtracted,
    computed on the small per-identity set instead of testing every candidate's labels.
 6. A histogram of those counts, cumulated, gives each match's rank.
@@ -196,7 +196,8 @@ def _cpu_candidate_counts(dist: torch.Tensor, worst: torch.Tensor, slot_keys: np
     slots_per_row = slot_keys.size // max(num_queries, 1)
     rows_per_task = max(1, _TASK_ELEMENTS // num_gallery)
     index_bits = max(1, (num_gallery - 1).bit_length())
-    dist_np, worst_np = dist.detach().numpy(), worst.numpy()
+    # numpy views; detached because a distance matrix that requires grad is accepted (its values are used).
+    dist_np, worst_np = dist.detach().numpy(), worst.detach().numpy()
 
     def task(first: int) -> np.ndarray:
         last = min(first + rows_per_task, num_queries)
