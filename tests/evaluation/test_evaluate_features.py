@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dcac.evaluation import compute_distance, evaluate_features, evaluate_rank
+from dcac.evaluation.inputs import as_feature_matrix
 
 
 def labelled_features(seed, nq=60, ng=400, n_ids=30, n_cams=4, dim=16):
@@ -98,6 +99,18 @@ def test_bad_metric_and_shapes_are_rejected():
         evaluate_features(q, g, qp, gp[:5], qc, gc)
     with pytest.raises(ValueError, match="NaN"):
         evaluate_features(np.full_like(q, np.nan), g, qp, gp, qc, gc)
+
+
+def test_one_infinite_feature_is_rejected_and_an_overflowing_sum_is_not():
+    q, g, qp, gp, qc, gc = labelled_features(7, nq=4, ng=10)
+    for bad in (np.inf, -np.inf, np.nan):
+        g_bad = g.copy()
+        g_bad[3, 1] = bad
+        with pytest.raises(ValueError, match="g_feats: features contain NaN or infinite values"):
+            evaluate_features(q, g_bad, qp, gp, qc, gc, normalize=True)
+    # Finite features whose float32 sum overflows to inf are valid (the exact check decides).
+    huge = as_feature_matrix(np.full((3, 4), 3e38, dtype=np.float32), "g_feats", torch.device("cpu"))
+    assert bool(torch.isinf(huge.sum())) and huge.shape == (3, 4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,3 +32,37 @@ def test_ranks_count_valid_entries_before_each_match():
 def test_rows_per_block_leave_room_for_the_key():
     assert max_block_rows(torch.float32, 82161) == 1 << (63 - 32 - 17)
     assert max_block_rows(torch.float64, 82161) == 1 << 31
+
+
+def brute_force_ranks(dist, q_pids, q_cams, g_pids, g_cams):
+    """Per query: positions of its matches in the stable argsort of its row, junk removed."""
+    ranks = []
+    for row in range(dist.shape[0]):
+        order = np.argsort(dist[row], kind="stable")
+        keep = ~((g_pids[order] == q_pids[row]) & (g_cams[order] == q_cams[row]))
+        ranks.append(np.flatnonzero((g_pids[order] == q_pids[row])[keep]))
+    return ranks
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_cpu_pass_over_many_tasks_equals_brute_force(threads):
+    # A gallery wider than one task's distances: every row is its own task (and with two threads the
+    # tasks run in the pool).
+    gen = torch.Generator().manual_seed(threads)
+    num_gallery = (1 << 20) + 5
+    g_pids = torch.randint(1, 2000, (num_gallery,), generator=gen)
+    g_cams = torch.randint(0, 3, (num_gallery,), generator=gen)
+    q_pids, q_cams = torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 2, 0])
+    # 4,096 distinct values (ties with matches in every row), negatives and signed zeros.
+    dist = torch.randint(-1024, 3072, (4, num_gallery), generator=gen).float() / 4096
+    dist[:, ::7] = -0.0
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = match_ranks(dist, q_pids, q_cams, GalleryIndex.build(g_pids, g_cams))
+    finally:
+        torch.set_num_threads(previous)
+    expected = brute_force_ranks(*(t.numpy() for t in (dist, q_pids, q_cams, g_pids, g_cams)))
+    assert got.num_matches.tolist() == [r.size for r in expected]
+    for row, ranks in enumerate(expected):
+        assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()

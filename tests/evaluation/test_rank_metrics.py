@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from dcac.evaluation import evaluate_rank
+from dcac.evaluation.match_ranks import GalleryIndex, match_ranks
+from dcac.evaluation.rank_metrics import RankAccumulator, rank_block
 
 
 def reference_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -164,3 +166,29 @@ def test_bad_input_is_rejected(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         evaluate_rank(**args)
+
+
+def test_rank_block_adds_slice_by_slice_like_one_call_per_slice():
+    # The fused CPU path ranks many slices per match_ranks call; the float sums must still be those of
+    # one call per slice, bit for bit.
+    rng = np.random.default_rng(11)
+    q_pids, g_pids, q_cams, g_cams = (torch.from_numpy(a) for a in random_problem(rng, 400, 300, 20, 3))
+    dist = torch.from_numpy(rng.random((400, 300), dtype=np.float32))
+    gallery = GalleryIndex.build(g_pids, g_cams)
+    blocked, per_slice = RankAccumulator(10, dist.device), RankAccumulator(10, dist.device)
+    rank_block(blocked, dist, q_pids, q_cams, gallery, step=7)
+    for s in range(0, 400, 7):
+        per_slice.add(match_ranks(dist[s : s + 7], q_pids[s : s + 7], q_cams[s : s + 7], gallery))
+    got, expected = blocked.result(), per_slice.result()
+    assert got["mAP"] == expected["mAP"] and got["mINP"] == expected["mINP"]
+    assert np.array_equal(got["cmc"], expected["cmc"])
+
+
+def test_distances_that_require_grad_are_ranked_by_their_values():
+    rng = np.random.default_rng(12)
+    q_pids, g_pids, q_cams, g_cams = random_problem(rng, 20, 100, 6, 3)
+    dist = rng.random((20, 100), dtype=np.float32)
+    got = evaluate_rank(torch.from_numpy(dist).requires_grad_(), q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    expected = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    assert got["mAP"] == expected["mAP"] and got["mINP"] == expected["mINP"]
+    assert np.array_equal(got["cmc"], expected["cmc"])

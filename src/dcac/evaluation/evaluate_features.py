@@ -4,8 +4,9 @@ Queries are processed in blocks: one GEMM of augmented operands gives the block'
 (:mod:`dcac.evaluation.distance`), :func:`match_ranks` turns them into the ranks of the true matches
 by counting (no sort), and a :class:`RankAccumulator` folds them into CMC / mAP / mINP. Peak memory is
 the features plus one ``chunk_size × num_gallery`` block and the candidate temporaries of one
-slice of it. The GEMM and
-the elementwise passes use torch's intra-op threads; tensors on CUDA (or ``device="cuda"``) run there.
+slice of it (on the CPU in float32: of a few rows per ranking thread). The GEMM uses torch's
+intra-op threads, the ranking a pool of as many threads (:func:`match_ranks`); tensors on CUDA (or
+``device="cuda"``) run there.
 
 With ``rerank`` set, k-reciprocal re-ranking (:func:`rerank_sparse_blocks`) yields the re-ranked
 query × gallery distances a block of query rows at a time and each block is ranked as it comes, so
@@ -20,8 +21,8 @@ import torch
 
 from .distance import check_metric, distance_operands, feature_pair
 from .inputs import as_label_vector
-from .match_ranks import GalleryIndex, match_ranks
-from .rank_metrics import RankAccumulator, default_rank_chunk
+from .match_ranks import GalleryIndex
+from .rank_metrics import RankAccumulator, default_rank_chunk, rank_block
 from .rerank_params import RerankSpec, resolve_rerank
 from .rerank_sparse import rerank_sparse_blocks
 
@@ -29,7 +30,8 @@ __all__ = ["evaluate_features", "default_feature_chunk"]
 
 # Distance-block size of the chunked path: ~128M floats (512 MiB) per GEMM keeps the product as
 # efficient as one big call; the block is then ranked in row slices of default_rank_chunk() so that
-# the candidate temporaries stay bounded even when every gallery entry is a candidate.
+# the candidate temporaries stay bounded even when every gallery entry is a candidate (float32 on
+# the CPU bounds them per task instead, and ranks the whole block at once).
 _BLOCK_ELEMENTS = 1 << 27
 
 
@@ -91,9 +93,7 @@ def evaluate_features(
     for start in range(0, q.shape[0], step):
         stop = min(start + step, q.shape[0])
         block = torch.mm(q_operand[start:stop], g_operand_t, out=buffer[: stop - start])
-        for s in range(0, block.shape[0], rank_step):
-            rows = slice(start + s, min(stop, start + s + rank_step))
-            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
+        rank_block(accumulator, block, qp[start:stop], qc[start:stop], gallery, rank_step)
     del buffer
     return accumulator.result()
 
@@ -104,6 +104,5 @@ def _rank_reranked(blocks, qp, qc, gallery: GalleryIndex, accumulator: RankAccum
     for start, block in blocks:
         if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
             raise ValueError(f"rerank: query rows {start}.. got NaN or infinite re-ranked distances")
-        for s in range(0, block.shape[0], rank_step):
-            rows = slice(start + s, start + min(block.shape[0], s + rank_step))
-            accumulator.add(match_ranks(block[s : s + rank_step], qp[rows], qc[rows], gallery))
+        rows = slice(start, start + block.shape[0])
+        rank_block(accumulator, block, qp[rows], qc[rows], gallery, rank_step)

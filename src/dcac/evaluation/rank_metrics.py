@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from .inputs import as_label_vector, as_tensor
-from .match_ranks import GalleryIndex, MatchRanks, match_ranks, max_block_rows
+from .match_ranks import GalleryIndex, MatchRanks, fused_cpu_path, match_ranks, max_block_rows
 
-__all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk"]
+__all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk", "rank_block"]
 
 # Rows of a precomputed distance matrix ranked at once: bounds the candidate temporaries.
 _RANK_CHUNK_ELEMENTS = 1 << 24
@@ -80,6 +80,32 @@ class RankAccumulator:
             "num_valid_queries": self._num_valid,
             "num_skipped_queries": self._num_skipped,
         }
+
+
+def rank_block(
+    accumulator: RankAccumulator,
+    dist: torch.Tensor,
+    q_pids: torch.Tensor,
+    q_camids: torch.Tensor,
+    gallery: GalleryIndex,
+    step: int,
+) -> None:
+    """Rank the rows of ``dist`` and add them to ``accumulator`` in slices of ``step`` rows.
+
+    The general path ranks one slice per :func:`match_ranks` call, which bounds its candidate
+    temporaries. The fused CPU path bounds them per task, so it takes as many slices per call as its
+    keys allow: each call ends in one thread-pool phase. The sums are added slice by slice either
+    way, so the float metrics are the same, bit for bit, as when every slice was its own call."""
+    rows = dist.shape[0]
+    per_call = step
+    if fused_cpu_path(dist.dtype, dist.device):
+        per_call = max(1, max_block_rows(dist.dtype, dist.shape[1]) // step) * step
+    for call in range(0, rows, per_call):
+        ranks = match_ranks(
+            dist[call : call + per_call], q_pids[call : call + per_call], q_camids[call : call + per_call], gallery
+        )
+        for s in range(0, ranks.num_matches.numel(), step):
+            accumulator.add(MatchRanks(ranks.ranks[s : s + step], ranks.num_matches[s : s + step]))
 
 
 def evaluate_rank(
