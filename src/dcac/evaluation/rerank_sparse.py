@@ -37,25 +37,49 @@ from .rerank_params import RerankParams, RerankSpec, as_rerank_params
 __all__ = ["rerank_sparse", "rerank_sparse_blocks"]
 
 _BLOCK_ELEMENTS = 1 << 25
-_PAIR_BLOCK = 1 << 16
+_PAIR_BLOCK = 1 << 12
 _TRIPLE_BLOCK = 1 << 25
+_GROUP = 32  # columns per group in the top-k pre-selection
 
 
-def _nearest_stable(rows: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` smallest entries of each row, ordered by (value, index) like a stable argsort."""
-    n = rows.shape[1]
-    if k >= n:
-        return torch.argsort(rows, dim=1, stable=True)[:, :k]
-    values, indices = torch.topk(rows, k + 1, dim=1, largest=False, sorted=True)
-    # A tie across the k-th boundary makes topk's choice arbitrary: those rows get a full stable sort.
-    boundary_tie = values[:, k - 1] == values[:, k]
-    indices = indices[:, :k]
-    by_index = torch.sort(indices, dim=1).values
-    nearest = by_index.gather(1, torch.argsort(rows.gather(1, by_index), dim=1, stable=True))
-    tied_rows = torch.nonzero(boundary_tie).squeeze(1)
+def _nearest_stable(raw: torch.Tensor, scale: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` smallest entries of each row of ``raw / scale[:, None]``, ordered by (value, index)
+    like a stable argsort of the divided rows, dividing only the candidates when every ``scale`` is positive."""
+    n = raw.shape[1]
+    if k >= n or not bool((scale > 0).all()):
+        return torch.argsort(raw / scale[:, None], dim=1, stable=True)[:, :k]
+    # Division by a positive scale never reorders, it can only tie: the k + 1 smallest raw entries hold the
+    # k + 1 smallest quotients, and a tie across the k-th boundary sends the row to a full stable sort.
+    candidates = torch.sort(_smallest_columns(raw, k + 1), dim=1).values
+    values = raw.gather(1, candidates).div_(scale[:, None])
+    order = torch.argsort(values, dim=1, stable=True)
+    sorted_values = values.gather(1, order[:, k - 1 : k + 1])
+    nearest = candidates.gather(1, order[:, :k])
+    tied_rows = torch.nonzero(sorted_values[:, 0] == sorted_values[:, 1]).squeeze(1)
     if tied_rows.numel():
-        nearest[tied_rows] = torch.argsort(rows[tied_rows], dim=1, stable=True)[:, :k]
+        nearest[tied_rows] = torch.argsort(raw[tied_rows] / scale[tied_rows, None], dim=1, stable=True)[:, :k]
     return nearest
+
+
+def _smallest_columns(raw: torch.Tensor, count: int) -> torch.Tensor:
+    """Columns of ``count`` smallest entries of each row (ties in any order), without a top-k over whole rows.
+
+    The row is cut into groups of ``_GROUP`` columns; the ``count`` smallest entries lie in the ``count`` groups
+    with the smallest minima (any entry outside them has ``count`` group minima at or below it), plus the tail
+    columns that fill no whole group. A top-k over the group minima, then over those candidates, is exact and
+    reads each row once instead of running a selection over all of it.
+    """
+    rows, n = raw.shape
+    groups = n // _GROUP
+    if groups <= count:
+        return torch.topk(raw, count, dim=1, largest=False, sorted=False).indices
+    group_min = raw.as_strided((rows, groups, _GROUP), (raw.stride(0), _GROUP, 1)).amin(dim=2)
+    best = torch.topk(group_min, count, dim=1, largest=False, sorted=False).indices
+    columns = (best[:, :, None] * _GROUP + torch.arange(_GROUP, device=raw.device)).view(rows, -1)
+    tail = torch.arange(groups * _GROUP, n, device=raw.device).expand(rows, -1)
+    columns = torch.cat([columns, tail], dim=1)
+    pick = torch.topk(raw.gather(1, columns), count, dim=1, largest=False, sorted=False).indices
+    return columns.gather(1, pick)
 
 
 def _is_member(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -143,12 +167,12 @@ def _neighbours(a: torch.Tensor, b: torch.Tensor, k_keep: int, step: int) -> tup
     n = a.shape[0]
     col_max = torch.empty(n, dtype=a.dtype, device=a.device)
     neighbours = torch.empty(n, k_keep, dtype=torch.int64, device=a.device)
+    # One reused block: a fresh one per GEMM would pay its page faults every time.
+    buffer = torch.empty(min(step, n), n, dtype=a.dtype, device=a.device)
     for s in range(0, n, step):
-        block = b[s : s + step] @ a.T  # block[i, x] = orig[x, s + i]
-        col_max[s : s + step] = block.max(dim=1).values
-        block /= col_max[s : s + step, None]
-        neighbours[s : s + step] = _nearest_stable(block, k_keep)
-        del block
+        block = torch.mm(b[s : s + step], a.T, out=buffer[: min(step, n - s)])  # block[i, x] = orig[x, s + i]
+        torch.amax(block, dim=1, out=col_max[s : s + step])
+        neighbours[s : s + step] = _nearest_stable(block, col_max[s : s + step], k_keep)
     return neighbours, col_max
 
 
@@ -191,10 +215,14 @@ def _expanded_pairs(neighbours: torch.Tensor, k_forward: int, k_half: int) -> tu
 def _pair_weights(a, b, col_max, pair_row, pair_col) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stage 4: ``V[i, x] = exp(-orig_n[i, x])`` normalised over the row, with ``orig_n[i, x] = orig[x, i] / col_max[i]``."""
     dist = torch.empty(pair_row.numel(), dtype=a.dtype, device=a.device)
+    # Small reused gather buffers: they stay in cache, and fresh large ones would pay page faults per block.
+    rows_a, rows_b = torch.empty(2, min(_PAIR_BLOCK, pair_row.numel()), a.shape[1], dtype=a.dtype, device=a.device)
     for s in range(0, pair_row.numel(), _PAIR_BLOCK):
         r, c = pair_row[s : s + _PAIR_BLOCK], pair_col[s : s + _PAIR_BLOCK]
-        dot = (a.index_select(0, c) * b.index_select(0, r)).sum(dim=1)
-        dist[s : s + _PAIR_BLOCK] = dot / col_max.index_select(0, r)
+        product = torch.index_select(a, 0, c, out=rows_a[: r.numel()])
+        product.mul_(torch.index_select(b, 0, r, out=rows_b[: r.numel()]))
+        torch.sum(product, dim=1, out=dist[s : s + r.numel()])
+        dist[s : s + r.numel()] /= col_max.index_select(0, r)
     weight = torch.exp(-dist)
     del dist
     row_sum = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device).index_add_(0, pair_row, weight)
@@ -242,11 +270,15 @@ def _jaccard_blend(
         0, q_row, posting_len.index_select(0, q_col)
     )
     gallery_a = a[num_query:]
+    rows_cap = max(1, _BLOCK_ELEMENTS // num_gallery)
+    # Two reused scratch blocks (the original distances, the Jaccard denominator): fresh ones would pay their
+    # page faults every block. The yielded block itself is fresh, as a caller may keep it.
+    scratch = torch.empty(2, min(rows_cap, num_query), num_gallery, dtype=a.dtype, device=device)
     s = 0
     while s < num_query:
         # grow the block while its triples and its dense rows stay within budget
         budget = torch.cumsum(triples_per_query[s:], 0)
-        stop = s + max(1, min(int((budget <= _TRIPLE_BLOCK).sum()), max(1, _BLOCK_ELEMENTS // num_gallery)))
+        stop = s + max(1, min(int((budget <= _TRIPLE_BLOCK).sum()), rows_cap))
         first, last = int(query_pointers[s]), int(query_pointers[stop])
         postings, which = _gather_rows(inv_pointers, q_col[first:last])
         target = (q_row[first:last] - s).mul_(num_gallery).index_select(0, which) + inv_row.index_select(0, postings)
@@ -254,8 +286,15 @@ def _jaccard_blend(
         mass = torch.zeros((stop - s) * num_gallery, dtype=a.dtype, device=device)
         mass.index_add_(0, target, overlap)
         del postings, which, target, overlap
-        mass = mass.view(stop - s, num_gallery)
-        jaccard = 1 - mass / (2.0 - mass)
-        original = (b[s:stop] @ gallery_a.T) / col_max[s:stop, None]
-        yield s, jaccard * (1 - lam) + original * lam
+        original = torch.mm(b[s:stop], gallery_a.T, out=scratch[0, : stop - s]).div_(col_max[s:stop, None])
+        yield s, _blend(mass.view(stop - s, num_gallery), original, scratch[1, : stop - s], lam)
         s = stop
+
+
+def _blend(mass: torch.Tensor, original: torch.Tensor, scratch: torch.Tensor, lam: float) -> torch.Tensor:
+    """``(1 − mass / (2 − mass))·(1 − λ) + original·λ`` in place in ``mass`` (``original`` and ``scratch`` are
+    overwritten): each operation rounds exactly as the out-of-place expression, without its five temporaries."""
+    torch.sub(mass.new_tensor(2.0), mass, out=scratch)
+    mass.div_(scratch)
+    torch.sub(mass.new_tensor(1.0), mass, out=mass)
+    return mass.mul_(1 - lam).add_(original.mul_(lam))
