@@ -92,8 +92,24 @@ def _reciprocal_mask(neighbours: torch.Tensor, k: int) -> torch.Tensor:
     n = neighbours.shape[0]
     near = neighbours[:, :k]
     own = torch.arange(n, device=near.device)[:, None]
-    forward_keys = torch.sort((own * n + near).flatten()).values
+    # The rows come in order and a row's neighbours are distinct: sorting within rows sorts all the keys.
+    forward_keys = (own * n + torch.sort(near, dim=1).values).flatten()
     return _is_member(forward_keys, near * n + own)
+
+
+def _in_rows(sorted_rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values[i, j] ∈ sorted_rows[i]``, one short binary search per value in its own row."""
+    position = torch.searchsorted(sorted_rows, values).clamp_(max=sorted_rows.shape[1] - 1)
+    return sorted_rows.gather(1, position) == values
+
+
+def _row_unique(columns: torch.Tensor, n: int, first_row: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct entries below ``n`` of each row of ``columns`` as (row, column) pairs in (row, column) order:
+    ``unique`` of the keys ``row·n + column`` by sorting short rows instead of one long key list."""
+    columns = torch.sort(columns, dim=1).values
+    keep = columns < n
+    keep[:, 1:] &= columns[:, 1:] != columns[:, :-1]
+    return torch.nonzero(keep)[:, 0] + first_row, columns[keep]
 
 
 def _csr_pointers(row_of_entry: torch.Tensor, num_rows: int) -> torch.Tensor:
@@ -105,10 +121,11 @@ def _gather_rows(pointers: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tens
     """Entry positions of CSR ``rows`` (concatenated) and, for each, its position in ``rows``."""
     starts = pointers.index_select(0, rows)
     lengths = pointers.index_select(0, rows + 1) - starts
-    owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lengths)
+    index_dtype = pointers.dtype  # int32 pointers give int32 positions: half the memory traffic
+    owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device, dtype=index_dtype), lengths)
     # entry position = start of its row + offset within the row = arange - (entries before the row)
-    shift = (starts - (torch.cumsum(lengths, 0) - lengths)).index_select(0, owner)
-    return torch.arange(owner.numel(), device=rows.device) + shift, owner
+    shift = (starts - (torch.cumsum(lengths, 0, dtype=index_dtype) - lengths)).index_select(0, owner)
+    return torch.arange(owner.numel(), device=rows.device, dtype=index_dtype) + shift, owner
 
 
 def rerank_sparse(
@@ -182,34 +199,35 @@ def _expanded_pairs(neighbours: torch.Tensor, k_forward: int, k_half: int) -> tu
     R(i) are the reciprocal ``k1 + 1`` neighbours, H(c) the reciprocal ``round(k1/2) + 1`` ones; ``c ∈ R(i)``
     adds H(c) when ``3·|H(c) ∩ R(i)| > 2·|H(c)|``.
     """
-    n, device = neighbours.shape[0], neighbours.device
-    own = torch.arange(n, device=device)[:, None]
+    n = neighbours.shape[0]
     near = neighbours[:, :k_forward]
     recip = _reciprocal_mask(neighbours, k_forward)
     recip_half = _reciprocal_mask(neighbours, k_half)
     half = neighbours[:, :k_half]
     half_size = recip_half.sum(dim=1)
-    recip_keys = torch.sort((own * n + near)[recip]).values
-    pair_chunks = []
+    # R(i) sorted within its row (n where not reciprocal): "x ∈ R(i)" searches i's own k_forward entries.
+    recip_sorted = torch.sort(torch.where(recip, near, n), dim=1).values
+    pair_rows, pair_cols = [], []
     rows_per_block = max(1, _BLOCK_ELEMENTS // (4 * k_forward * k_half))
     for s in range(0, n, rows_per_block):
-        rows = torch.arange(s, min(n, s + rows_per_block), device=device)[:, None]
         cand = near[s : s + rows_per_block]
-        flat_cand = cand.reshape(-1)
-        cand_half = half.index_select(0, flat_cand).view(*cand.shape, k_half)  # (B, k_forward, k_half)
-        cand_half_ok = recip_half.index_select(0, flat_cand).view(*cand.shape, k_half)
-        in_r = _is_member(recip_keys, rows[:, :, None] * n + cand_half) & cand_half_ok
+        num_rows, flat_cand = cand.shape[0], cand.reshape(-1)
+        cand_half = half.index_select(0, flat_cand).view(num_rows, k_forward, k_half)
+        cand_half_ok = recip_half.index_select(0, flat_cand).view(num_rows, k_forward, k_half)
+        in_r = _in_rows(recip_sorted[s : s + num_rows], cand_half.view(num_rows, -1)).view_as(cand_half)
         cand_size = half_size.index_select(0, flat_cand).view(cand.shape)
-        accepted = recip[s : s + rows_per_block] & (3 * in_r.sum(dim=2) > 2 * cand_size)
-        keys = torch.cat(
+        accepted = recip[s : s + num_rows] & (3 * (in_r & cand_half_ok).sum(dim=2) > 2 * cand_size)
+        columns = torch.cat(
             [
-                (rows * n + cand)[recip[s : s + rows_per_block]],
-                (rows[:, :, None] * n + cand_half)[accepted[:, :, None] & cand_half_ok],
-            ]
+                torch.where(recip[s : s + num_rows], cand, n),
+                torch.where(accepted[:, :, None] & cand_half_ok, cand_half, n).view(num_rows, -1),
+            ],
+            dim=1,
         )
-        pair_chunks.append(torch.unique(keys))
-    pair_keys = torch.cat(pair_chunks)
-    return pair_keys // n, pair_keys % n
+        rows, cols = _row_unique(columns, n, s)
+        pair_rows.append(rows)
+        pair_cols.append(cols)
+    return torch.cat(pair_rows), torch.cat(pair_cols)
 
 
 def _pair_weights(a, b, col_max, pair_row, pair_col) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -260,12 +278,14 @@ def _jaccard_blend(
     num_gallery = n - num_query
     is_gallery = v_row >= num_query
     by_col = torch.argsort(v_col[is_gallery], stable=True)
-    inv_row = v_row[is_gallery][by_col] - num_query
+    # Positions and targets in int32 where they fit: the triples are the largest arrays of this stage.
+    index_dtype = torch.int32 if v_row.numel() < 2**31 and num_gallery < 2**31 else torch.int64
+    inv_row = (v_row[is_gallery][by_col] - num_query).to(index_dtype)
     inv_val = v_val[is_gallery][by_col]
-    inv_pointers = _csr_pointers(v_col[is_gallery], n)
+    inv_pointers = _csr_pointers(v_col[is_gallery], n).to(index_dtype)
     query_pointers = _csr_pointers(v_row[~is_gallery], num_query)  # v is sorted by row
     q_row, q_col, q_val = v_row[~is_gallery], v_col[~is_gallery], v_val[~is_gallery]
-    posting_len = inv_pointers[1:] - inv_pointers[:-1]
+    posting_len = (inv_pointers[1:] - inv_pointers[:-1]).long()
     triples_per_query = torch.zeros(num_query, dtype=torch.int64, device=device).index_add_(
         0, q_row, posting_len.index_select(0, q_col)
     )
@@ -281,7 +301,8 @@ def _jaccard_blend(
         stop = s + max(1, min(int((budget <= _TRIPLE_BLOCK).sum()), rows_cap))
         first, last = int(query_pointers[s]), int(query_pointers[stop])
         postings, which = _gather_rows(inv_pointers, q_col[first:last])
-        target = (q_row[first:last] - s).mul_(num_gallery).index_select(0, which) + inv_row.index_select(0, postings)
+        row_base = (q_row[first:last] - s).mul_(num_gallery).to(index_dtype)  # < (stop - s)·num_gallery
+        target = row_base.index_select(0, which) + inv_row.index_select(0, postings)
         overlap = torch.minimum(q_val[first:last].index_select(0, which), inv_val.index_select(0, postings))
         mass = torch.zeros((stop - s) * num_gallery, dtype=a.dtype, device=device)
         mass.index_add_(0, target, overlap)
