@@ -3,13 +3,15 @@
 Nothing of size ``N × N`` (N = queries + gallery) is ever held; at MSMT17 size (N = 93,820) the
 dense algorithm would need several 35 GB matrices. The stages:
 
-1. **Neighbours** — rows of the normalised original distance are produced block by block (one GEMM
-   each, ``orig[:, rows]ᵀ`` divided by its column maxima, exactly the published normalisation) and
-   only the ``max(k1 + 1, k2)`` nearest (ties by index) are kept, plus each column maximum.
+1. **Neighbours** — rows of the original distance are produced block by block (one GEMM each into one
+   reused buffer, ``orig[:, rows]ᵀ``) with each column maximum, the published normalisation. The
+   ``max(k1 + 1, k2)`` nearest (ties by index) are selected on the undivided block (dividing by a positive
+   maximum never reorders, only ties; only the candidates are divided) from the minima of 32-column groups,
+   so no selection runs over whole rows.
 2. **Reciprocal sets** — pairs ``(i, j)`` are encoded as ``i·N + j``; "``i`` is among ``j``'s
-   neighbours" becomes a ``searchsorted`` membership test in the sorted forward pairs.
-3. **Expansion** — for each ``c ∈ R(i)`` the overlap ``|H(c) ∩ R(i)|`` is a membership test of the
-   pairs ``(i, x), x ∈ H(c)`` among the reciprocal pairs; accepted sets are merged with ``unique``.
+   neighbours" becomes a ``searchsorted`` membership test in the forward pairs (sorted by sorting rows).
+3. **Expansion** — for each ``c ∈ R(i)`` the overlap ``|H(c) ∩ R(i)|`` is a binary search of ``H(c)`` in
+   ``R(i)`` sorted within its row; accepted sets are merged by sorting each row's candidates.
 4. **Weights** — ``exp(−d)`` of the expanded pairs, recomputing each pair's distance as one dot
    product of the same GEMM operands, normalised per row: ``V`` as a sorted COO list.
 5. **Local query expansion** — each row is the mean of its ``k2`` nearest neighbours' ``V`` rows,
