@@ -181,3 +181,18 @@ def test_evaluate_features_with_rerank_rejects_non_finite_distances():
         evaluate_features(
             g[:5], g, labels[:5], labels, labels[:5] % 2, (labels + 1) % 2, rerank=RerankParams(4, 1, 0.3)
         )
+
+
+@pytest.mark.parametrize("k", [1, 5, 21, 40, 999, 1000, 1300])
+def test_nearest_neighbours_equal_a_stable_sort_of_the_divided_rows(k):
+    from dcac.evaluation.rerank_sparse import _nearest_stable
+
+    gen = torch.Generator().manual_seed(k)
+    # Rows of exact ties (small integers), and rows one ulp apart that the division can merge into ties.
+    ties = torch.randint(0, 12, (40, 1000), generator=gen).float()
+    ulps = 1.75 + torch.randint(0, 30, (40, 1000), generator=gen).float() * 2.0**-23
+    assert (ulps / 3.0).unique().numel() < ulps.unique().numel()  # dividing by 3 really merges neighbours
+    raw = torch.cat([ties, ulps, torch.randn(40, 1000, generator=gen)])
+    for scale in (torch.full((120,), 3.0), torch.rand(120, generator=gen) + 0.5, torch.linspace(-1.0, 2.0, 120)):
+        expected = torch.argsort(raw / scale[:, None], dim=1, stable=True)[:, :k]
+        assert torch.equal(_nearest_stable(raw, scale, k), expected)
