@@ -218,13 +218,19 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
     return result
 
 
+def worker_environment() -> dict[str, str]:
+    """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
+    CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def spawn(variant: str, size: str, threads: int, reference_queries: int | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", variant, "--size", size, "--threads", str(threads)]
     if reference_queries is not None:
         cmd += ["--reference-queries", str(reference_queries)]
     print(f"  running {variant} at {size} size ...", flush=True)
     load_start = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_environment())
     if proc.returncode != 0:
         return {"variant": variant, "size": size, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
     line = next(l for l in proc.stdout.splitlines() if l.startswith(RESULT_TAG))
@@ -352,6 +358,7 @@ def main() -> None:
             "numpy": np.__version__,
         },
         "memory_method": MEMORY_METHOD,
+        "omp_wait_policy": worker_environment()["OMP_WAIT_POLICY"],
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_1m_end": os.getloadavg()[0],
         "results": results,

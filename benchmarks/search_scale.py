@@ -57,13 +57,19 @@ def run_worker(variant: str, args: argparse.Namespace) -> dict:
     return result
 
 
+def worker_environment() -> dict[str, str]:
+    """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
+    CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def spawn(variant: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", variant, "--gallery", str(args.gallery), "--queries"]
     cmd += [str(args.queries), "--dim", str(args.dim), "--noise", str(args.noise), "--threads", str(args.threads)]
     cmd += ["--params", *map(str, args.params)]
     print(f"  running {variant} ...", flush=True)
     load_start = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_environment())
     if proc.returncode != 0:
         return {"variant": variant, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
     line = next(line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG))
@@ -130,6 +136,7 @@ def main() -> None:
         "environment": {**environment(torch.device("cpu")), "torch_threads": args.threads},
         "variants": runs,
         "command": "python benchmarks/search_scale.py " + " ".join(sys.argv[1:]),
+        "omp_wait_policy": worker_environment()["OMP_WAIT_POLICY"],
     }
     out = args.out or RESULTS_DIR / f"search_scale_{result['size']}_{args.threads}threads_cpu.json"
     print(f"-> {write_json(out, result)}")
