@@ -18,6 +18,7 @@ from dcac.demo.teacher import (
     condition_gain,
     condition_losses,
     pretrain,
+    timestep_profile,
 )
 from dcac.demo.verdict import paired_difference, t_quantile, verdict
 from dcac.inference.report import write_report
@@ -139,7 +140,7 @@ def test_the_condition_gain_tells_a_condition_using_unet_from_a_condition_blind_
     values = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
     latents = values[:, :, None, None].expand(32, 4, 4, 4).contiguous()
     contexts = torch.cat([values, torch.zeros(32, 28)], dim=1)
-    gains = {}
+    gains, profiles = {}, {}
     for blind in (False, True):
         torch.manual_seed(0)
         unet_config = tiny_unet_config() | {"norm_num_groups": 8}
@@ -156,15 +157,21 @@ def test_the_condition_gain_tells_a_condition_using_unet_from_a_condition_blind_
             teacher, posterior_mean, torch.zeros_like(latents), {"with": contexts, "null": null}, seed=1
         )
         gains[blind] = condition_gain(losses["with"], losses["null"])
+        profiles[blind] = timestep_profile(
+            teacher, posterior_mean, torch.zeros_like(latents), {"with": contexts, "null": null}, seed=1
+        )
     assert gains[False] > 0.1, gains
     assert abs(gains[True]) < 1e-6, gains
+    assert profiles[True]["with"] == profiles[True]["null"] and len(profiles[False]["with"]) == 10
+    assert sum(profiles[False]["with"]) < sum(profiles[False]["null"])
 
 
 def test_pretraining_writes_a_folder_the_weights_path_loads_with_its_measurements(tmp_path):
     info = pretrain(tmp_path / "teacher", TINY_PRETRAINING)
     saved = json.loads((tmp_path / "teacher" / TEACHER_INFO).read_text())
     assert saved == json.loads(json.dumps(info)) and saved["world_images"] == 12
-    assert set(saved["held_out_diffusion_loss"]) == {"with_caption", "null_caption", "wrong_caption"}
+    contexts = {"with_caption", "null_caption", "wrong_caption", "wrong_person_right_scene"}
+    assert set(saved["held_out_diffusion_loss"]) == contexts == set(saved["loss_per_timestep_tenth"])
     teacher = build_teacher(load_config("demo", [f"diffusion.weights={tmp_path / 'teacher'}"]))
     assert teacher.cross_attention_dim == 32 and not math.isnan(saved["caption_gain"])
 
