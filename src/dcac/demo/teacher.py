@@ -4,22 +4,26 @@ DCAC's premise is a diffusion model that already knows images before it meets th
 cannot ship Stable Diffusion, so :func:`pretrain` trains a tiny VAE and the tiny UNet once on a synthetic
 "world": many domains of people drawn with the shared identity rules but in other styles than the demo's
 unseen target (:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per
-image (its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
+image that, like SD's captions, states the whole picture: its person's colours, pattern, build and bag
+(:func:`dcac.demo.synthetic.identity_caption`) and its scene, i.e. background kind and colours, lighting,
+rendering and camera placement (:func:`dcac.demo.synthetic.scene_caption`).
 
 As for Stable Diffusion v1.5, in miniature:
 
 * the VAE (8x downsampling, 4 latent channels) is trained to reconstruct the world's images with a small KL
-  term, then its latent space is calibrated as SD's is (SD's 0.18215 is 1 / the latent std): the rescaling
-  is folded into its quant convolutions, so the teacher's fixed ``latent_scale`` of 0.18215 gives
-  unit-variance latents;
+  term, its posterior starting narrow (a short training would leave its sampling noise, which no denoiser
+  can predict, large at low timesteps), then its latent space is calibrated as SD's is (SD's 0.18215 is
+  1 / the latent std): the rescaling is folded into its quant convolutions, so the teacher's fixed
+  ``latent_scale`` of 0.18215 gives unit-variance latents;
 * the UNet is trained on the DDPM noise-prediction loss, conditioned on the caption through a small
   "text encoder" (a linear map + LayerNorm, trained jointly and then thrown away: DCAC replaces the text
-  condition by its ID-wise prompts), with 10 % of the captions dropped (SD drops 10 % for guidance).
+  condition by its ID-wise prompts), with 10 % of the captions dropped (SD drops 10 % for guidance), its
+  learning rate warmed up and then decayed along a cosine.
 
 The result, a diffusers folder (``unet/``, ``vae/``) that ``diffusion.weights`` loads and a ``teacher.json`` of
-its settings and measurements (held-out reconstruction, diffusion loss with the right, a null and a wrong
-person's caption), ships in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it
-from its seed.
+its settings and measurements (held-out reconstruction; diffusion loss with the right, a null, the next
+person's caption and the next person's with the right scene, overall and per tenth of the timesteps), ships
+in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it from its seed.
 """
 
 from __future__ import annotations
@@ -61,19 +65,22 @@ class TeacherPretraining:
     vae_batch: int = 16
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6  # SD's VAE uses 1e-6: reconstruction first, the KL only keeps the posterior tame
+    # The posterior's starting log-variance (None: diffusers' init, about 0). A short training barely shrinks it,
+    # and its sampling noise is what no denoiser can predict at low timesteps.
+    vae_logvar_init: float | None = -8.0
     # The tiny preset's 32 GroupNorm groups over 32 channels normalise each channel alone, erasing the per-channel
     # constant that single-token cross-attention adds: a UNet that cannot hear its caption. 8 groups keep it.
     unet_norm_groups: int = 8
-    unet_steps: int = 1200
-    unet_batch: int = 16
+    unet_steps: int = 1600
+    unet_batch: int = 64
     caption_dropout: float = 0.1
     # SD's captions state the whole picture: with this the caption adds the scene to the person
     scene_caption: bool = True
     caption_hidden: int = 0  # a hidden layer's width in the caption encoder (0: a linear map)
     held_out_images: int = 128  # the world's last images, kept out of both trainings for the measurements
     lr: float = 3e-3
-    lr_warmup: int = 0  # UNet steps of linear warm-up
-    lr_decay: bool = False  # cosine decay of the UNet's learning rate to zero over its steps
+    lr_warmup: int = 100  # UNet steps of linear warm-up
+    lr_decay: bool = True  # cosine decay of the UNet's learning rate to zero over its steps
     seed: int = 1000
 
 
@@ -178,6 +185,9 @@ def pretrain_vae(vae: AutoencoderKL, images: torch.Tensor, settings: TeacherPret
     """Train the VAE on reconstruction + ``kl_weight`` x KL; returns the last 50 steps' mean reconstruction MSE.
     The VAE is left frozen and in eval mode, as the teacher keeps it."""
     generator = torch.Generator().manual_seed(settings.seed + 3)
+    if settings.vae_logvar_init is not None:
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.latent_channels :] = settings.vae_logvar_init
     vae.requires_grad_(True).train()
     optimizer = torch.optim.Adam(vae.parameters(), lr=settings.vae_lr)
     recent: list[float] = []
@@ -233,7 +243,7 @@ def pretrain_unet(
     mean, std = teacher.encode_posterior(images)
     text_encoder = caption_encoder(captions.shape[1], teacher.cross_attention_dim, settings.caption_hidden)
     optimizer = torch.optim.Adam([*teacher.trainable_parameters(), *text_encoder.parameters()], lr=settings.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_lr_factor, settings=settings))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, settings=settings))
     teacher.train()
     recent: list[float] = []
     for _ in range(settings.unet_steps):
@@ -258,7 +268,7 @@ def caption_encoder(caption_size: int, width: int, hidden: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def _lr_factor(step: int, *, settings: TeacherPretraining) -> float:
+def lr_factor(step: int, *, settings: TeacherPretraining) -> float:
     """The UNet learning rate's factor at ``step``: linear warm-up, then constant or a cosine decay to zero."""
     if step < settings.lr_warmup:
         return (step + 1) / settings.lr_warmup
