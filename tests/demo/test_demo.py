@@ -13,10 +13,15 @@ from dcac.config import load_config
 from dcac.data.protocols import build_protocol
 from dcac.demo.run import _aggregate, _std, format_summary, per_seed_csv, run_demo
 from dcac.demo.synthetic import (
+    BACKGROUND_KINDS,
     DOMAIN_STYLES,
+    SCENE_CAPTION_SIZE,
+    DomainStyle,
     identity_caption,
     render_world,
+    sample_camera,
     sample_identity,
+    scene_caption,
     world_styles,
     write_synthetic,
 )
@@ -64,14 +69,34 @@ def test_the_world_never_draws_the_excluded_domains_look():
         world_styles(2, seed=0, exclude=list(DOMAIN_STYLES))  # every background kind excluded
 
 
-def test_world_images_come_with_their_persons_caption():
+def test_world_images_come_with_their_persons_and_scenes_captions():
     styles = world_styles(2, seed=0)
-    images, captions = render_world(styles, seed=0, ids_per_domain=3, images_per_id=2, height=32, width=16)
-    assert len(images) == 12 and captions.shape == (12, 26) and images[0].size == (16, 32)
-    assert (captions[0] == captions[1]).all() and not (captions[0] == captions[2]).all()  # 2 takes per person
+    images, persons, scenes = render_world(styles, seed=0, ids_per_domain=3, images_per_id=2, height=32, width=16)
+    assert len(images) == 12 and persons.shape == (12, 26) and images[0].size == (16, 32)
+    assert scenes.shape == (12, SCENE_CAPTION_SIZE)
+    assert (persons[0] == persons[1]).all() and not (persons[0] == persons[2]).all()  # 2 takes per person
+    assert not (scenes[0] == scenes[1]).all()  # each take has its own background
+    assert scenes[0, BACKGROUND_KINDS.index(styles[0].background)] == 1.0 and scenes[0, :4].sum() == 1.0
     identity = sample_identity(np.random.default_rng(5))
     caption = identity_caption(identity)
     assert tuple(caption[:3]) == pytest.approx(identity.upper) and caption[6 + identity.pattern] == 1.0
+
+
+def test_the_scene_caption_against_hand_computed_values():
+    style = DomainStyle("market", 3, "bands", (1.2, 1.0, 0.5), 0.5, True, 0.4, 0.02, 100)
+    camera = sample_camera(np.random.default_rng(0))
+    background = np.zeros((8, 4, 3))
+    background[:2, :2] = 0.9  # the grid's top-left cell bright, the rest black
+    scene = scene_caption(style, camera, background)
+    assert scene.shape == (SCENE_CAPTION_SIZE,) and tuple(scene[:4]) == (0.0, 1.0, 0.0, 0.0)
+
+    def shown(value):  # contrast 0.5 around mid-grey, then the cast and the camera's brightness
+        return np.clip(((value - 0.5) * 0.5 + 0.5) * np.array([1.2, 1.0, 0.5]) * camera.brightness, 0.0, 1.0)
+
+    grid = scene[4:28].reshape(4, 2, 3)
+    assert grid[0, 0] == pytest.approx(shown(0.9)) and grid[3, 1] == pytest.approx(shown(0.0))
+    assert tuple(scene[28:31]) == pytest.approx((1.0, 0.4, 0.2))
+    assert tuple(scene[31:]) == pytest.approx((camera.scale, 10 * camera.shift, float(camera.mirrored)))
 
 
 def test_identity_information_against_hand_computed_values():

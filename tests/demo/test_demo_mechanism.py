@@ -17,7 +17,9 @@ from dcac.demo.teacher import (
     TeacherPretraining,
     condition_gain,
     condition_losses,
+    lr_factor,
     pretrain,
+    timestep_profile,
 )
 from dcac.demo.verdict import paired_difference, t_quantile, verdict
 from dcac.inference.report import write_report
@@ -139,7 +141,7 @@ def test_the_condition_gain_tells_a_condition_using_unet_from_a_condition_blind_
     values = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
     latents = values[:, :, None, None].expand(32, 4, 4, 4).contiguous()
     contexts = torch.cat([values, torch.zeros(32, 28)], dim=1)
-    gains = {}
+    gains, profiles = {}, {}
     for blind in (False, True):
         torch.manual_seed(0)
         unet_config = tiny_unet_config() | {"norm_num_groups": 8}
@@ -156,17 +158,30 @@ def test_the_condition_gain_tells_a_condition_using_unet_from_a_condition_blind_
             teacher, posterior_mean, torch.zeros_like(latents), {"with": contexts, "null": null}, seed=1
         )
         gains[blind] = condition_gain(losses["with"], losses["null"])
+        profiles[blind] = timestep_profile(
+            teacher, posterior_mean, torch.zeros_like(latents), {"with": contexts, "null": null}, seed=1
+        )
     assert gains[False] > 0.1, gains
     assert abs(gains[True]) < 1e-6, gains
+    assert profiles[True]["with"] == profiles[True]["null"] and len(profiles[False]["with"]) == 10
+    assert sum(profiles[False]["with"]) < sum(profiles[False]["null"])
 
 
 def test_pretraining_writes_a_folder_the_weights_path_loads_with_its_measurements(tmp_path):
     info = pretrain(tmp_path / "teacher", TINY_PRETRAINING)
     saved = json.loads((tmp_path / "teacher" / TEACHER_INFO).read_text())
     assert saved == json.loads(json.dumps(info)) and saved["world_images"] == 12
-    assert set(saved["held_out_diffusion_loss"]) == {"with_caption", "null_caption", "wrong_caption"}
+    contexts = {"with_caption", "null_caption", "wrong_caption", "wrong_person_right_scene"}
+    assert set(saved["held_out_diffusion_loss"]) == contexts == set(saved["loss_per_timestep_tenth"])
     teacher = build_teacher(load_config("demo", [f"diffusion.weights={tmp_path / 'teacher'}"]))
     assert teacher.cross_attention_dim == 32 and not math.isnan(saved["caption_gain"])
+
+
+def test_the_unet_learning_rate_warms_up_then_decays_to_zero():
+    settings = replace(TeacherPretraining(), unet_steps=110, lr_warmup=10, lr_decay=True)
+    factors = [lr_factor(step, settings=settings) for step in (0, 9, 10, 60, 110)]
+    assert factors == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    assert lr_factor(60, settings=replace(settings, lr_decay=False)) == 1.0
 
 
 def _shipped_info():
@@ -179,6 +194,7 @@ def test_the_shipped_teacher_is_the_scripts_and_loads_through_the_weights_path()
     losses = info["held_out_diffusion_loss"]
     assert info["caption_gain"] == pytest.approx(condition_gain(losses["with_caption"], losses["null_caption"]))
     assert losses["wrong_caption"] > losses["with_caption"]  # a wrong person's caption is worse than the right one
+    assert losses["wrong_person_right_scene"] > losses["with_caption"]  # the person part of the caption is heard
     reconstruction = info["held_out_reconstruction"]
     assert reconstruction["mse"] < 0.6 * reconstruction["variance"]  # better than answering the mean image
     teacher = build_teacher(load_config("demo", [f"diffusion.weights={SHIPPED_TEACHER}"]))
@@ -186,7 +202,7 @@ def test_the_shipped_teacher_is_the_scripts_and_loads_through_the_weights_path()
     assert mean.shape == (1, 4, 8, 8) and teacher.cross_attention_dim == 32
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 asks for >= 10 %; the shipped teacher measured 1.1 % (README)")
+@pytest.mark.xfail(strict=True, reason="issue 21 asks for >= 10 %; the shipped teacher measured 6.2 % (README)")
 def test_the_shipped_teacher_meets_the_caption_gain_asked_for():
     assert _shipped_info()["caption_gain"] >= 0.10
 

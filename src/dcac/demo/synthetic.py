@@ -422,6 +422,25 @@ def identity_caption(identity: Identity) -> np.ndarray:
     ).astype(np.float32)
 
 
+#: How many numbers :func:`scene_caption` gives: background kind, a 4 x 2 grid of background colours, rendering, camera.
+SCENE_CAPTION_SIZE = len(BACKGROUND_KINDS) + 24 + 3 + 3
+
+
+def scene_caption(style: DomainStyle, camera: CameraView, background: np.ndarray) -> np.ndarray:
+    """A "caption" of an image's scene as numbers (``SCENE_CAPTION_SIZE`` values), as an SD caption states the
+    setting besides the subject: the background kind, the background's mean colours over a 4 x 2 grid as the
+    domain's contrast, colour cast and the camera's brightness show them, the rendering (outlines, blur, sensor
+    noise), and where the camera puts the person (scale, shift, side). ``background`` is the HxWx3 image in [0, 1]
+    that :func:`render_person` draws first."""
+    height, width = background.shape[:2]
+    grid = background[: height // 4 * 4, : width // 2 * 2].reshape(4, height // 4, 2, width // 2, 3).mean(axis=(1, 3))
+    shown = ((grid - 0.5) * style.contrast + 0.5) * np.array(style.cast) * camera.brightness
+    rendering = (float(style.outline), style.blur, 10 * style.noise_std)
+    placement = (camera.scale, 10 * camera.shift, float(camera.mirrored))
+    kind = np.eye(len(BACKGROUND_KINDS))[BACKGROUND_KINDS.index(style.background)]
+    return np.concatenate([kind, np.clip(shown, 0.0, 1.0).ravel(), rendering, placement]).astype(np.float32)
+
+
 def render_world(
     styles: Sequence[DomainStyle],
     *,
@@ -430,17 +449,21 @@ def render_world(
     images_per_id: int,
     height: int = 128,
     width: int = 64,
-) -> tuple[list[Image.Image], np.ndarray]:
-    """Images of ``ids_per_domain`` people per world domain, from that domain's cameras, and their captions."""
-    images, captions = [], []
+) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
+    """Images of ``ids_per_domain`` people per world domain, from that domain's cameras, with each image's
+    person caption (:func:`identity_caption`) and scene caption (:func:`scene_caption`)."""
+    images, identities, scenes = [], [], []
     for style in styles:
         cameras = [sample_camera(_image_rng(seed, style, 0, c)) for c in range(style.num_cameras)]
         for pid in range(ids_per_domain):
             identity = sample_identity(_image_rng(seed, style, 3, pid))
             for take in range(images_per_id):
-                camid = (pid + take) % style.num_cameras
+                camera = cameras[(pid + take) % style.num_cameras]
                 images.append(
-                    render_person(identity, style, cameras[camid], _image_rng(seed, style, 1, pid, take), height, width)
+                    render_person(identity, style, camera, _image_rng(seed, style, 1, pid, take), height, width)
                 )
-                captions.append(identity_caption(identity))
-    return images, np.stack(captions)
+                # render_person draws the background first from the image's stream: the same stream redraws it
+                background = _background(style, camera, _image_rng(seed, style, 1, pid, take), height, width)
+                identities.append(identity_caption(identity))
+                scenes.append(scene_caption(style, camera, background))
+    return images, np.stack(identities), np.stack(scenes)

@@ -4,22 +4,26 @@ DCAC's premise is a diffusion model that already knows images before it meets th
 cannot ship Stable Diffusion, so :func:`pretrain` trains a tiny VAE and the tiny UNet once on a synthetic
 "world": many domains of people drawn with the shared identity rules but in other styles than the demo's
 unseen target (:func:`dcac.demo.synthetic.world_styles` leaves the target's look out), with a "caption" per
-image (its person's colours, pattern, build and bag; :func:`dcac.demo.synthetic.identity_caption`).
+image that, like SD's captions, states the whole picture: its person's colours, pattern, build and bag
+(:func:`dcac.demo.synthetic.identity_caption`) and its scene, i.e. background kind and colours, lighting,
+rendering and camera placement (:func:`dcac.demo.synthetic.scene_caption`).
 
 As for Stable Diffusion v1.5, in miniature:
 
 * the VAE (8x downsampling, 4 latent channels) is trained to reconstruct the world's images with a small KL
-  term, then its latent space is calibrated as SD's is (SD's 0.18215 is 1 / the latent std): the rescaling
-  is folded into its quant convolutions, so the teacher's fixed ``latent_scale`` of 0.18215 gives
-  unit-variance latents;
+  term, its posterior starting narrow (a short training would leave its sampling noise, which no denoiser
+  can predict, large at low timesteps), then its latent space is calibrated as SD's is (SD's 0.18215 is
+  1 / the latent std): the rescaling is folded into its quant convolutions, so the teacher's fixed
+  ``latent_scale`` of 0.18215 gives unit-variance latents;
 * the UNet is trained on the DDPM noise-prediction loss, conditioned on the caption through a small
   "text encoder" (a linear map + LayerNorm, trained jointly and then thrown away: DCAC replaces the text
-  condition by its ID-wise prompts), with 10 % of the captions dropped (SD drops 10 % for guidance).
+  condition by its ID-wise prompts), with 10 % of the captions dropped (SD drops 10 % for guidance), its
+  learning rate warmed up and then decayed along a cosine.
 
 The result, a diffusers folder (``unet/``, ``vae/``) that ``diffusion.weights`` loads and a ``teacher.json`` of
-its settings and measurements (held-out reconstruction, diffusion loss with the right, a null and a wrong
-person's caption), ships in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it
-from its seed.
+its settings and measurements (held-out reconstruction; diffusion loss with the right, a null, the next
+person's caption and the next person's with the right scene, overall and per tenth of the timesteps), ships
+in ``dcac/demo/pretrained_teacher``. ``python -m dcac.demo.teacher --pretrain`` remakes it from its seed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -60,14 +65,22 @@ class TeacherPretraining:
     vae_batch: int = 16
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6  # SD's VAE uses 1e-6: reconstruction first, the KL only keeps the posterior tame
+    # The posterior's starting log-variance (None: diffusers' init, about 0). A short training barely shrinks it,
+    # and its sampling noise is what no denoiser can predict at low timesteps.
+    vae_logvar_init: float | None = -8.0
     # The tiny preset's 32 GroupNorm groups over 32 channels normalise each channel alone, erasing the per-channel
     # constant that single-token cross-attention adds: a UNet that cannot hear its caption. 8 groups keep it.
     unet_norm_groups: int = 8
-    unet_steps: int = 1200
-    unet_batch: int = 16
+    unet_steps: int = 1600
+    unet_batch: int = 64
     caption_dropout: float = 0.1
+    # SD's captions state the whole picture: with this the caption adds the scene to the person
+    scene_caption: bool = True
+    caption_hidden: int = 0  # a hidden layer's width in the caption encoder (0: a linear map)
     held_out_images: int = 128  # the world's last images, kept out of both trainings for the measurements
     lr: float = 3e-3
+    lr_warmup: int = 100  # UNet steps of linear warm-up
+    lr_decay: bool = True  # cosine decay of the UNet's learning rate to zero over its steps
     seed: int = 1000
 
 
@@ -76,7 +89,7 @@ def pretrain(folder: str | Path, settings: TeacherPretraining = TeacherPretraini
     diffusers folder and its ``teacher.json`` to ``folder`` (replacing it); returns the recorded information."""
     folder = Path(folder)
     started = time.perf_counter()
-    images, captions = world_images(settings)
+    images, persons, scenes = world_images(settings)
     held = settings.held_out_images
     if not 0 < held < len(images):
         raise ValueError(f"held_out_images must lie in (0, {len(images)}), got {held}")
@@ -84,16 +97,8 @@ def pretrain(folder: str | Path, settings: TeacherPretraining = TeacherPretraini
     vae_loss = pretrain_vae(teacher.vae, images[:-held], settings)
     reconstruction = reconstruction_quality(teacher.vae, images[-held:])
     scale = fold_latent_scale(teacher.vae, images[:-held])
+    captions = torch.cat([persons, scenes], dim=1)
     text_encoder, diffusion_loss = pretrain_unet(teacher, images[:-held], captions[:-held], settings)
-    mean, std = teacher.encode_posterior(images[-held:])
-    with torch.no_grad():
-        right = text_encoder(captions[-held:])
-    contexts = {
-        "with_caption": right,
-        "null_caption": torch.zeros_like(right),
-        "wrong_caption": right.roll(settings.images_per_id, dims=0),  # the next person's caption
-    }
-    losses = condition_losses(teacher, mean, std, contexts, seed=settings.seed + 2)
     info = {
         "settings": asdict(settings),
         "world_images": len(images),
@@ -101,8 +106,7 @@ def pretrain(folder: str | Path, settings: TeacherPretraining = TeacherPretraini
         "held_out_reconstruction": reconstruction,
         "latent_rescale": scale,
         "unet_train_loss": diffusion_loss,
-        "held_out_diffusion_loss": losses,
-        "caption_gain": condition_gain(losses["with_caption"], losses["null_caption"]),
+        **measure_captions(teacher, text_encoder, images[-held:], persons[-held:], scenes[-held:], settings),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seconds": round(time.perf_counter() - started, 1),
@@ -117,14 +121,45 @@ def pretrain(folder: str | Path, settings: TeacherPretraining = TeacherPretraini
     return info
 
 
-def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tensor]:
-    """The world's diffusion views (N x 3 x S x S in [-1, 1]) and captions (N x 26)."""
+def world_images(settings: TeacherPretraining) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The world's diffusion views (N x 3 x S x S in [-1, 1]), person captions (N x 26) and scene captions
+    (N x ``SCENE_CAPTION_SIZE``, or N x 0 without ``scene_caption``)."""
     styles = world_styles(settings.num_domains, seed=settings.seed, exclude=settings.exclude)
-    pictures, captions = render_world(
+    pictures, persons, scenes = render_world(
         styles, seed=settings.seed, ids_per_domain=settings.ids_per_domain, images_per_id=settings.images_per_id
     )
     view = build_diffusion_transform(settings.image_size)
-    return torch.stack([view(p) for p in pictures]), torch.from_numpy(captions)
+    scenes = torch.from_numpy(scenes) if settings.scene_caption else torch.zeros(len(scenes), 0)
+    return torch.stack([view(p) for p in pictures]), torch.from_numpy(persons), scenes
+
+
+def measure_captions(
+    teacher: DiffusionTeacher,
+    text_encoder: nn.Module,
+    images: torch.Tensor,
+    persons: torch.Tensor,
+    scenes: torch.Tensor,
+    settings: TeacherPretraining,
+) -> dict:
+    """The held-out diffusion loss under the right caption, the null caption, the next person's caption (their
+    scene too) and, with scene captions, the next person's with the right scene (what the person part alone
+    adds); the caption gain; and the loss per tenth of the timesteps under each."""
+    mean, std = teacher.encode_posterior(images)
+    other = settings.images_per_id  # rolling by one person's images gives the next person's caption
+    with torch.no_grad():
+        contexts = {
+            "with_caption": text_encoder(torch.cat([persons, scenes], dim=1)),
+            "null_caption": torch.zeros(len(images), teacher.cross_attention_dim),
+            "wrong_caption": text_encoder(torch.cat([persons, scenes], dim=1).roll(other, dims=0)),
+        }
+        if scenes.shape[1]:
+            contexts["wrong_person_right_scene"] = text_encoder(torch.cat([persons.roll(other, dims=0), scenes], 1))
+    losses = condition_losses(teacher, mean, std, contexts, seed=settings.seed + 2)
+    return {
+        "held_out_diffusion_loss": losses,
+        "caption_gain": condition_gain(losses["with_caption"], losses["null_caption"]),
+        "loss_per_timestep_tenth": timestep_profile(teacher, mean, std, contexts, seed=settings.seed + 4),
+    }
 
 
 def _tiny_teacher(settings: TeacherPretraining) -> DiffusionTeacher:
@@ -150,6 +185,9 @@ def pretrain_vae(vae: AutoencoderKL, images: torch.Tensor, settings: TeacherPret
     """Train the VAE on reconstruction + ``kl_weight`` x KL; returns the last 50 steps' mean reconstruction MSE.
     The VAE is left frozen and in eval mode, as the teacher keeps it."""
     generator = torch.Generator().manual_seed(settings.seed + 3)
+    if settings.vae_logvar_init is not None:
+        with torch.no_grad():
+            vae.quant_conv.bias[vae.config.latent_channels :] = settings.vae_logvar_init
     vae.requires_grad_(True).train()
     optimizer = torch.optim.Adam(vae.parameters(), lr=settings.vae_lr)
     recent: list[float] = []
@@ -203,11 +241,9 @@ def pretrain_unet(
     generator = torch.Generator().manual_seed(settings.seed + 1)
     torch.manual_seed(settings.seed + 1)
     mean, std = teacher.encode_posterior(images)
-    text_encoder = nn.Sequential(
-        nn.Linear(captions.shape[1], teacher.cross_attention_dim),
-        nn.LayerNorm(teacher.cross_attention_dim, elementwise_affine=False),
-    )
+    text_encoder = caption_encoder(captions.shape[1], teacher.cross_attention_dim, settings.caption_hidden)
     optimizer = torch.optim.Adam([*teacher.trainable_parameters(), *text_encoder.parameters()], lr=settings.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, settings=settings))
     teacher.train()
     recent: list[float] = []
     for _ in range(settings.unet_steps):
@@ -218,9 +254,28 @@ def pretrain_unet(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         recent = (recent + [float(loss.detach())])[-50:]
     teacher.eval()
     return text_encoder.eval(), sum(recent) / max(len(recent), 1)
+
+
+def caption_encoder(caption_size: int, width: int, hidden: int) -> nn.Module:
+    """The miniature "text encoder": a linear map (or, with ``hidden`` > 0, a one-hidden-layer MLP) to the
+    context width, then a LayerNorm without parameters so that every caption's token has the same scale."""
+    layers: list[nn.Module] = [nn.Linear(caption_size, hidden), nn.SiLU()] if hidden else []
+    layers += [nn.Linear(hidden or caption_size, width), nn.LayerNorm(width, elementwise_affine=False)]
+    return nn.Sequential(*layers)
+
+
+def lr_factor(step: int, *, settings: TeacherPretraining) -> float:
+    """The UNet learning rate's factor at ``step``: linear warm-up, then constant or a cosine decay to zero."""
+    if step < settings.lr_warmup:
+        return (step + 1) / settings.lr_warmup
+    if not settings.lr_decay:
+        return 1.0
+    progress = (step - settings.lr_warmup) / max(settings.unet_steps - settings.lr_warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @torch.no_grad()
@@ -244,6 +299,35 @@ def condition_losses(
         for name, context in contexts.items():
             totals[name] += float(teacher.loss(latents, context, timesteps=timesteps, noise=noise)) / draws
     return totals
+
+
+@torch.no_grad()
+def timestep_profile(
+    teacher: DiffusionTeacher,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    contexts: dict[str, torch.Tensor],
+    *,
+    seed: int,
+    tenths: int = 10,
+    draws: int = 2,
+) -> dict[str, list[float]]:
+    """The diffusion loss per equal slice of the timesteps (``tenths`` slices, low t first) under each context:
+    in slice k every image draws its timestep uniformly within the slice; contexts share latents, noise and
+    timesteps. Shows where the loss lies and where a caption can lower it."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = teacher.config.num_train_timesteps
+    profile = {name: [0.0] * tenths for name in contexts}
+    for k in range(tenths):
+        low, high = k * steps // tenths, (k + 1) * steps // tenths
+        for _ in range(draws):
+            latents = teacher.sample_latents(mean, std, generator)
+            timesteps = torch.randint(low, high, (len(mean),), generator=generator)
+            noise = torch.randn(latents.shape, generator=generator)
+            for name, context in contexts.items():
+                loss = teacher.loss(latents, context, timesteps=timesteps, noise=noise)
+                profile[name][k] += float(loss) / draws
+    return profile
 
 
 def condition_gain(loss_with: float, loss_null: float) -> float:
