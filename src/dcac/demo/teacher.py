@@ -57,11 +57,11 @@ class TeacherPretraining:
 
     exclude: tuple[str, ...] = ("synth_c",)  # domains whose look the world must not contain
     num_domains: int = 12
-    ids_per_domain: int = 24
-    images_per_id: int = 4
+    ids_per_domain: int = 96
+    images_per_id: int = 8
     image_size: int = 64  # the demo's data.diffusion_size
     vae_channels: tuple[int, ...] = (8, 16, 16, 32)  # narrower than the tiny preset's: a 64x64 VAE step is costly
-    vae_steps: int = 300
+    vae_steps: int = 600
     vae_batch: int = 16
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6  # SD's VAE uses 1e-6: reconstruction first, the KL only keeps the posterior tame
@@ -71,7 +71,7 @@ class TeacherPretraining:
     # The tiny preset's 32 GroupNorm groups over 32 channels normalise each channel alone, erasing the per-channel
     # constant that single-token cross-attention adds: a UNet that cannot hear its caption. 8 groups keep it.
     unet_norm_groups: int = 8
-    unet_steps: int = 1600
+    unet_steps: int = 2400
     unet_batch: int = 64
     caption_dropout: float = 0.1
     # SD's captions state the whole picture: with this the caption adds the scene to the person
