@@ -180,3 +180,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def worker_environment() -> dict[str, str]:
+    """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
+    CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}

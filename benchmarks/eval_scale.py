@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import worker_environment
 
 from dcac.evaluation import compute_distance, evaluate_features, evaluate_rank
 from dcac.evaluation.evaluate_features import default_feature_chunk
@@ -216,12 +217,6 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
     result["peak_mib"] = peak_mib()
     result["load_average_1m_end"] = os.getloadavg()[0]
     return result
-
-
-def worker_environment() -> dict[str, str]:
-    """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
-    CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
-    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def spawn(variant: str, size: str, threads: int, reference_queries: int | None) -> dict:

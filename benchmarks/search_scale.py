@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from ann_index import synthetic_features
-from common import RESULTS_DIR, environment, format_table, write_json
+from common import RESULTS_DIR, environment, format_table, worker_environment, write_json
 from eval_scale import peak_mib, rerank_floor_seconds, rss_mib
 
 from dcac.inference.ranking import rank
@@ -55,12 +55,6 @@ def run_worker(variant: str, args: argparse.Namespace) -> dict:
     result["peak_mib"] = peak_mib()
     result["load_average_1m_end"] = os.getloadavg()[0]
     return result
-
-
-def worker_environment() -> dict[str, str]:
-    """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
-    CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
-    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def spawn(variant: str, args: argparse.Namespace) -> dict:
