@@ -293,11 +293,9 @@ def condition_losses(
     generator = torch.Generator().manual_seed(seed)
     totals = dict.fromkeys(contexts, 0.0)
     for _ in range(draws):
-        latents = teacher.sample_latents(mean, std, generator)
-        timesteps = torch.randint(teacher.config.num_train_timesteps, (len(mean),), generator=generator)
-        noise = torch.randn(latents.shape, generator=generator)
-        for name, context in contexts.items():
-            totals[name] += float(teacher.loss(latents, context, timesteps=timesteps, noise=noise)) / draws
+        losses = _shared_draw_losses(teacher, mean, std, contexts, generator, 0, teacher.config.num_train_timesteps)
+        for name, loss in losses.items():
+            totals[name] += loss / draws
     return totals
 
 
@@ -321,13 +319,28 @@ def timestep_profile(
     for k in range(tenths):
         low, high = k * steps // tenths, (k + 1) * steps // tenths
         for _ in range(draws):
-            latents = teacher.sample_latents(mean, std, generator)
-            timesteps = torch.randint(low, high, (len(mean),), generator=generator)
-            noise = torch.randn(latents.shape, generator=generator)
-            for name, context in contexts.items():
-                loss = teacher.loss(latents, context, timesteps=timesteps, noise=noise)
-                profile[name][k] += float(loss) / draws
+            for name, loss in _shared_draw_losses(teacher, mean, std, contexts, generator, low, high).items():
+                profile[name][k] += loss / draws
     return profile
+
+
+def _shared_draw_losses(
+    teacher: DiffusionTeacher,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    contexts: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    low: int,
+    high: int,
+) -> dict[str, float]:
+    """One draw of latents, timesteps in [low, high) and noise, and the diffusion loss of every context at it."""
+    latents = teacher.sample_latents(mean, std, generator)
+    timesteps = torch.randint(low, high, (len(mean),), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    return {
+        name: float(teacher.loss(latents, context, timesteps=timesteps, noise=noise))
+        for name, context in contexts.items()
+    }
 
 
 def condition_gain(loss_with: float, loss_null: float) -> float:
