@@ -9,6 +9,8 @@
 # PARTS: a comma list of step, extract, loader (default: all three). At full size the step part runs five
 # variants, three of them compiled (up to 240 s each), so where one command may run only 10 minutes, run
 # "step" and "extract,loader" as two commands.
+# STEP_VARIANTS (a comma list of train_step.py variants) replaces the step part's variants where the machine's time
+# is short, e.g. STEP_VARIANTS=dcac+per_step_reads,dcac for the official code, v0.1 and the default only.
 # Results go to $OUT (default benchmarks/results/gpu_session), one JSON per benchmark, and the log to $OUT/log.
 #
 # What the machine needs besides PyTorch, brought along as folders of the checkout that .gitignore ignores:
@@ -51,6 +53,7 @@ else
 fi
 variants=reference,dcac+per_step_reads,dcac,dcac+device_augment
 [[ ${#size[@]} -gt 0 ]] && variants=reference,dcac,dcac+device_augment  # v0.1's row is the default's at tiny size
+variants="${STEP_VARIANTS:-$variants}"
 
 # Each benchmark writes its JSON as it goes; one failing does not stop the next.
 status=0
