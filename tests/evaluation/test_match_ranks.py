@@ -66,3 +66,33 @@ def test_fused_cpu_pass_over_many_tasks_equals_brute_force(threads):
     assert got.num_matches.tolist() == [r.size for r in expected]
     for row, ranks in enumerate(expected):
         assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cell_table_counting_equals_brute_force_across_row_scales(threads):
+    # Rows of one task whose value ranges differ by many orders of magnitude (so most rows get few
+    # cells and share them with their matches), rows of a single repeated value (shift 0, every
+    # candidate in a match's cell), negative rows, signed zeros, and identities with many matches
+    # (several matches per cell): the table and the shared-cell search must agree with a stable argsort.
+    gen = torch.Generator().manual_seed(7 + threads)
+    num_gallery, num_queries = 3001, 1500  # 4.5M distances: three tasks (698, 698 and 104 rows)
+    g_pids = torch.randint(1, 40, (num_gallery,), generator=gen)
+    g_cams = torch.randint(0, 4, (num_gallery,), generator=gen)
+    q_pids = torch.randint(1, 40, (num_queries,), generator=gen)
+    q_cams = torch.randint(0, 4, (num_queries,), generator=gen)
+    scale = 10.0 ** torch.randint(-30, 30, (num_queries, 1), generator=gen).float()
+    dist = torch.rand(num_queries, num_gallery, generator=gen) * scale
+    dist[::5] = torch.randint(0, 3, (dist[::5].shape), generator=gen).float()  # heavy ties
+    dist[1::7] -= 0.5 * scale[1::7]  # negative and positive values in one row
+    dist[2::11] = 0.25  # one value per row
+    dist[:, ::13] = -0.0
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = match_ranks(dist, q_pids, q_cams, GalleryIndex.build(g_pids, g_cams))
+    finally:
+        torch.set_num_threads(previous)
+    expected = brute_force_ranks(*(t.numpy() for t in (dist, q_pids, q_cams, g_pids, g_cams)))
+    assert got.num_matches.tolist() == [r.size for r in expected]
+    for row, ranks in enumerate(expected):
+        assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
