@@ -20,6 +20,11 @@ subprocess so that its peak memory is its own:
 * ``matmul_rerank`` — re-ranking's floor: the all × all product (N = queries + gallery, 512-d) its
                       neighbour search needs, in ``rerank_sparse``'s row blocks into one reused buffer.
 
+With ``--repeat N`` the variants run N times, interleaved; the fastest run of each is kept, and every run's
+seconds (``seconds_each_repeat``) and the median of the repeats' ratios to the floor measured next to them
+(``..._median_of_repeats``) are recorded too: a slow spell of a shared machine moves that median less than
+the ratio of the fastest runs.
+
 Every variant records the 1-minute load average before and after it (``load_average_1m_start`` /
 ``_end``): on a shared machine the times are only comparable at similar load.
 
@@ -44,6 +49,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -251,12 +257,16 @@ def run_size(size: str, args) -> dict:
     if args.variants:
         variants = [v for v in variants if v in args.variants.split(",")]
     runs: dict[str, dict] = {}
+    each: dict[str, list[float | None]] = {v: [] for v in variants}
     # Interleaved repeats, fastest kept: on a shared machine the floor and each variant see similar load.
     for _ in range(args.repeat):
         for v in variants:
             run = spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
+            each[v].append(run.get("seconds"))
             if v not in runs or "error" in runs[v] or ("error" not in run and run["seconds"] < runs[v]["seconds"]):
                 runs[v] = {**run, "repeats": args.repeat}
+    for v, seconds in each.items():
+        runs[v]["seconds_each_repeat"] = seconds
     out = {"size": size, **spec, "dim": DIM, "variants": runs}
     ok = {v: "error" not in r for v, r in runs.items()}
     ref = runs.get("reference", {"error": "not run"})
@@ -272,10 +282,21 @@ def run_size(size: str, args) -> dict:
         out["ranking_speedup_vs_reference"] = ref["seconds_full"] / runs["dcac_rank"]["seconds"]
     if ok.get("dcac_features") and ok.get("matmul"):
         out["features_over_matmul"] = runs["dcac_features"]["seconds"] / runs["matmul"]["seconds"]
+        out["features_over_matmul_median_of_repeats"] = median_ratio(each["dcac_features"], each["matmul"])
     for preset in ("default", "dcac"):
         if ok.get(f"rerank_{preset}") and ok.get("matmul_rerank"):
             out[f"rerank_{preset}_over_floor"] = runs[f"rerank_{preset}"]["seconds"] / runs["matmul_rerank"]["seconds"]
+            out[f"rerank_{preset}_over_floor_median_of_repeats"] = median_ratio(
+                each[f"rerank_{preset}"], each["matmul_rerank"]
+            )
     return out
+
+
+def median_ratio(seconds: list[float | None], floor_seconds: list[float | None]) -> float | None:
+    """Median over repeats of each repeat's ratio to the floor measured next to it: less moved than the ratio of
+    the fastest runs by a slow spell of the machine that falls on one variant's runs."""
+    ratios = [a / b for a, b in zip(seconds, floor_seconds) if a is not None and b]
+    return statistics.median(ratios) if ratios else None
 
 
 def print_table(results: list[dict]) -> None:
@@ -301,6 +322,7 @@ def print_table(results: list[dict]) -> None:
             if f"rerank_{preset}_over_floor" in res:
                 print(
                     f"{res['size']:7s} rerank_{preset} / N x N matmul floor: {res[f'rerank_{preset}_over_floor']:.2f}x"
+                    f" (median of the repeats' ratios {res[f'rerank_{preset}_over_floor_median_of_repeats']:.2f}x)"
                 )
         if "metrics_agree" not in res and "features_over_matmul" not in res:
             continue
@@ -308,6 +330,7 @@ def print_table(results: list[dict]) -> None:
             f"{res['size']:7s} metrics agree: {res.get('metrics_agree')}; ranking speed-up vs reference: "
             f"{res.get('ranking_speedup_vs_reference', float('nan')):.1f}x; features / matmul floor: "
             f"{res.get('features_over_matmul', float('nan')):.2f}x"
+            f" (median of the repeats' ratios {res.get('features_over_matmul_median_of_repeats') or float('nan'):.2f}x)"
         )
 
 
