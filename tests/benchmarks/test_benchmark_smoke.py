@@ -141,3 +141,17 @@ def test_gpu_session_script_dry_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data_loading.json", "extract.json", "log"]
     assert json.loads((tmp_path / "extract.json").read_text())["size"] == "tiny"
     assert "cpus:" in (tmp_path / "log").read_text()
+
+
+def test_gpu_session_step_variants_can_be_chosen(tmp_path):
+    """STEP_VARIANTS replaces the step part's variants (the official code's row comes along where .official/ exists)."""
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_session.sh"), "--tiny", "step"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "STEP_VARIANTS": "dcac"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    variants = [v["name"] for v in json.loads((tmp_path / "train_step.json").read_text())["variants"]]
+    assert [name for name in variants if name != "official"] == ["dcac"]
