@@ -128,16 +128,21 @@ def test_data_loading_benchmark_tiny(tmp_path):
     )
 
 
-def test_gpu_session_script_dry_run(tmp_path):
-    """The one-command GPU session runs its parts at tiny size and writes each JSON and the log."""
+def _run_gpu_session(out: Path, parts: str, **env: str) -> None:
+    """benchmarks/gpu_session.sh at tiny size on the CPU, writing into ``out``."""
     proc = subprocess.run(
-        ["bash", str(BENCHMARKS / "gpu_session.sh"), "--tiny", "extract,loader"],
+        ["bash", str(BENCHMARKS / "gpu_session.sh"), "--tiny", parts],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+        env={**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_gpu_session_script_dry_run(tmp_path):
+    """The one-command GPU session runs its parts at tiny size and writes each JSON and the log."""
+    _run_gpu_session(tmp_path, "extract,loader")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data_loading.json", "extract.json", "log"]
     assert json.loads((tmp_path / "extract.json").read_text())["size"] == "tiny"
     assert "cpus:" in (tmp_path / "log").read_text()
@@ -145,13 +150,6 @@ def test_gpu_session_script_dry_run(tmp_path):
 
 def test_gpu_session_step_variants_can_be_chosen(tmp_path):
     """STEP_VARIANTS replaces the step part's variants (the official code's row comes along where .official/ exists)."""
-    proc = subprocess.run(
-        ["bash", str(BENCHMARKS / "gpu_session.sh"), "--tiny", "step"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "STEP_VARIANTS": "dcac"},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run_gpu_session(tmp_path, "step", STEP_VARIANTS="dcac")
     variants = [v["name"] for v in json.loads((tmp_path / "train_step.json").read_text())["variants"]]
     assert [name for name in variants if name != "official"] == ["dcac"]

@@ -44,6 +44,20 @@ def brute_force_ranks(dist, q_pids, q_cams, g_pids, g_cams):
     return ranks
 
 
+def assert_ranks_equal_brute_force(dist, q_pids, q_cams, g_pids, g_cams, threads):
+    """match_ranks on ``threads`` torch threads gives each query the ranks of :func:`brute_force_ranks`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = match_ranks(dist, q_pids, q_cams, GalleryIndex.build(g_pids, g_cams))
+    finally:
+        torch.set_num_threads(previous)
+    expected = brute_force_ranks(*(t.numpy() for t in (dist, q_pids, q_cams, g_pids, g_cams)))
+    assert got.num_matches.tolist() == [r.size for r in expected]
+    for row, ranks in enumerate(expected):
+        assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_cpu_pass_over_many_tasks_equals_brute_force(threads):
     # A gallery wider than one task's distances: every row is its own task (and with two threads the
@@ -56,16 +70,7 @@ def test_fused_cpu_pass_over_many_tasks_equals_brute_force(threads):
     # 4,096 distinct values (ties with matches in every row), negatives and signed zeros.
     dist = torch.randint(-1024, 3072, (4, num_gallery), generator=gen).float() / 4096
     dist[:, ::7] = -0.0
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        got = match_ranks(dist, q_pids, q_cams, GalleryIndex.build(g_pids, g_cams))
-    finally:
-        torch.set_num_threads(previous)
-    expected = brute_force_ranks(*(t.numpy() for t in (dist, q_pids, q_cams, g_pids, g_cams)))
-    assert got.num_matches.tolist() == [r.size for r in expected]
-    for row, ranks in enumerate(expected):
-        assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
+    assert_ranks_equal_brute_force(dist, q_pids, q_cams, g_pids, g_cams, threads)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -86,13 +91,4 @@ def test_cell_table_counting_equals_brute_force_across_row_scales(threads):
     dist[1::7] -= 0.5 * scale[1::7]  # negative and positive values in one row
     dist[2::11] = 0.25  # one value per row
     dist[:, ::13] = -0.0
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        got = match_ranks(dist, q_pids, q_cams, GalleryIndex.build(g_pids, g_cams))
-    finally:
-        torch.set_num_threads(previous)
-    expected = brute_force_ranks(*(t.numpy() for t in (dist, q_pids, q_cams, g_pids, g_cams)))
-    assert got.num_matches.tolist() == [r.size for r in expected]
-    for row, ranks in enumerate(expected):
-        assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
+    assert_ranks_equal_brute_force(dist, q_pids, q_cams, g_pids, g_cams, threads)
