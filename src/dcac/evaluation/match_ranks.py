@@ -27,7 +27,7 @@ How a block is ranked, for ``B`` queries and ``G`` gallery entries:
    at Market size, more on two. Fused: ~0.15-0.17x on one thread, and it splits over the threads.
    The fused pass also replaces most of the binary search (~20 ns a candidate) by a table: a row's
    value range is cut into cells, and a candidate in a cell without a match of its row gets its slot
-   from the cell (:func:`_cell_table`); only the few percent in a match's cell are searched. ~0.11x.
+   from the cell (:func:`_cell_table`); only the few percent in a match's cell are searched. ~0.12x.
 5. Junk entries (same identity and camera) are candidates too; their counts are subtracted,
    computed on the small per-identity set instead of testing every candidate's labels.
 6. A histogram of those counts, cumulated, gives each match's rank.
