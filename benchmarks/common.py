@@ -20,6 +20,7 @@ import platform
 import re
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -186,3 +187,30 @@ def worker_environment() -> dict[str, str]:
     """The workers' environment: OpenMP threads wait passively unless the caller says otherwise, as ``dcac``'s
     CLI sets it (``dcac.runtime.cpu_threads``): spinning threads stall every short parallel pass beside other work."""
     return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
+#: Prefix of the one stdout line in which a benchmark's worker subprocess reports its result as JSON.
+RESULT_TAG = "RESULT "
+
+
+def report_result(result: dict[str, Any]) -> None:
+    """A worker's result, as the line :func:`spawn_worker` reads back."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def spawn_worker(cmd: list[str]) -> dict[str, Any]:
+    """Run one benchmark worker subprocess (``cmd``) in :func:`worker_environment` and return the result it reported,
+    or ``{"error": ...}``. The machine may be shared: the 1-minute load average when it started is recorded too."""
+    load_start = os.getloadavg()[0]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_environment())
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
+    line = next(line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG))
+    return {**json.loads(line[len(RESULT_TAG) :]), "load_average_1m_start": load_start}
+
+
+def faster_run(best: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+    """Of two runs of one variant, the one to keep: the faster, a run that worked over one that failed."""
+    if best is None or "error" in best or ("error" not in run and run["seconds"] < best["seconds"]):
+        return run
+    return best

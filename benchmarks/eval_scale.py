@@ -50,14 +50,13 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import worker_environment
+from common import faster_run, report_result, spawn_worker, worker_environment
 
 from dcac.evaluation import compute_distance, evaluate_features, evaluate_rank
 from dcac.evaluation.evaluate_features import default_feature_chunk
@@ -68,7 +67,6 @@ SIZES = {
 }
 DIM = 512
 MAX_RANK = 50
-RESULT_TAG = "RESULT "
 RERANK_BLOCK_ELEMENTS = 1 << 25  # rerank_sparse's distance-block size
 MEMORY_METHOD = (
     "each variant in its own subprocess; peak_mib = ru_maxrss (peak RSS) of that process, "
@@ -230,13 +228,7 @@ def spawn(variant: str, size: str, threads: int, reference_queries: int | None) 
     if reference_queries is not None:
         cmd += ["--reference-queries", str(reference_queries)]
     print(f"  running {variant} at {size} size ...", flush=True)
-    load_start = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_environment())
-    if proc.returncode != 0:
-        return {"variant": variant, "size": size, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
-    line = next(l for l in proc.stdout.splitlines() if l.startswith(RESULT_TAG))
-    # The machine may be shared: the 1-minute load average around each variant says how much.
-    return {**json.loads(line[len(RESULT_TAG) :]), "load_average_1m_start": load_start}
+    return {"variant": variant, "size": size, **spawn_worker(cmd)}
 
 
 def metrics_agree(a: dict, b: dict, tol: float = 1e-6) -> bool:
@@ -263,8 +255,7 @@ def run_size(size: str, args) -> dict:
         for v in variants:
             run = spawn(v, size, args.threads, reference_queries if v == "reference" or v.startswith("dcac") else None)
             each[v].append(run.get("seconds"))
-            if v not in runs or "error" in runs[v] or ("error" not in run and run["seconds"] < runs[v]["seconds"]):
-                runs[v] = {**run, "repeats": args.repeat}
+            runs[v] = {**faster_run(runs.get(v), run), "repeats": args.repeat}
     for v, seconds in each.items():
         runs[v]["seconds_each_repeat"] = seconds
     out = {"size": size, **spec, "dim": DIM, "variants": runs}
@@ -351,7 +342,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(RESULT_TAG + json.dumps(run_worker(args.worker, args.size, args.reference_queries)), flush=True)
+        report_result(run_worker(args.worker, args.size, args.reference_queries))
         return
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]

@@ -23,22 +23,28 @@ run mean much).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 from ann_index import synthetic_features
-from common import RESULTS_DIR, environment, format_table, worker_environment, write_json
+from common import (
+    RESULTS_DIR,
+    environment,
+    faster_run,
+    format_table,
+    report_result,
+    spawn_worker,
+    worker_environment,
+    write_json,
+)
 from eval_scale import peak_mib, rerank_floor_seconds, rss_mib
 
 from dcac.inference.ranking import rank
 
 VARIANTS = ("rerank", "floor", "plain")
-RESULT_TAG = "RESULT "
 TOPK = 10
 
 
@@ -62,22 +68,14 @@ def spawn(variant: str, args: argparse.Namespace) -> dict:
     cmd += [str(args.queries), "--dim", str(args.dim), "--noise", str(args.noise), "--threads", str(args.threads)]
     cmd += ["--params", *map(str, args.params)]
     print(f"  running {variant} ...", flush=True)
-    load_start = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_environment())
-    if proc.returncode != 0:
-        return {"variant": variant, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG))
-    return {**json.loads(line[len(RESULT_TAG) :]), "load_average_1m_start": load_start}
+    return {"variant": variant, **spawn_worker(cmd)}
 
 
 def measure(args: argparse.Namespace) -> dict[str, dict]:
     runs: dict[str, dict] = {}
     for _ in range(args.repeat):  # interleaved, fastest kept: the floor and the search see similar load
         for variant in VARIANTS:
-            run = spawn(variant, args)
-            best = runs.get(variant)
-            if best is None or "error" in best or ("error" not in run and run["seconds"] < best["seconds"]):
-                runs[variant] = {**run, "repeats": args.repeat}
+            runs[variant] = {**faster_run(runs.get(variant), spawn(variant, args)), "repeats": args.repeat}
     floor = runs["floor"].get("seconds")
     for run in runs.values():
         if "error" not in run and floor:
@@ -102,7 +100,7 @@ def main() -> None:
     args.params = [int(args.params[0]), int(args.params[1]), args.params[2]]
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(RESULT_TAG + json.dumps(run_worker(args.worker, args)), flush=True)
+        report_result(run_worker(args.worker, args))
         return
     runs = measure(args)
     rows = [{"variant": name, **run} for name, run in runs.items()]

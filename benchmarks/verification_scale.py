@@ -35,14 +35,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, format_table, write_json
+from common import RESULT_TAG, environment, format_table, write_json
 from eval_scale import SIZES, make_problem, peak_mib, rss_mib
 
 from dcac.evaluation import evaluate_features
 from dcac.evaluation.distance import distance_operands
 from dcac.evaluation.roc import SLICE_ELEMENTS, verification_metrics
 
-RESULT_TAG = "RESULT "
 FPRS = (1e-4, 1e-3, 1e-2)
 
 
