@@ -11,25 +11,15 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(script: str, out: Path, table_header: str, *extra: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--tiny", "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert table_header in proc.stdout  # the printed table
-    return json.loads(out.read_text())
-
-
 def _check_environment(env: dict) -> None:
     assert env["device"] == "cpu" and env["device_name"]
     assert env["torch_version"] and env["versions"]["torch"] and env["versions"]["diffusers"]
 
 
-def test_train_step_benchmark_tiny(tmp_path):
-    result = _run("train_step.py", tmp_path / "train_step.json", "| variant | precision |")
+def test_train_step_benchmark_tiny(tmp_path, run_benchmark):
+    result = run_benchmark(
+        "train_step.py", "--tiny", out=tmp_path / "train_step.json", printed=("| variant | precision |",)
+    )
     assert result["benchmark"] == "train_step" and result["size"] == "tiny"
     _check_environment(result["environment"])
     sizes = result["sizes"]
@@ -69,15 +59,22 @@ def test_train_step_benchmark_tiny(tmp_path):
     assert result["command"].startswith("python benchmarks/train_step.py") and result["created_utc"]
 
 
-def test_train_step_benchmark_with_the_augmentation_on_the_device(tmp_path):
-    result = _run("train_step.py", tmp_path / "train_step.json", "| variant |", "--variants", "dcac+device_augment")
+def test_train_step_benchmark_with_the_augmentation_on_the_device(tmp_path, run_benchmark):
+    result = run_benchmark(
+        "train_step.py",
+        "--tiny",
+        "--variants",
+        "dcac+device_augment",
+        out=tmp_path / "train_step.json",
+        printed=("| variant |",),
+    )
     (row,) = result["variants"]
     assert row["name"] == "dcac+device_augment" and row["augment_on_device"] and row["status"] == "ok"
     assert row["images_per_s"] > 0 and all(v == v for v in row["last_losses"].values())
 
 
-def test_extract_benchmark_tiny(tmp_path):
-    result = _run("extract.py", tmp_path / "extract.json", "| precision | batch |")
+def test_extract_benchmark_tiny(tmp_path, run_benchmark):
+    result = run_benchmark("extract.py", "--tiny", out=tmp_path / "extract.json", printed=("| precision | batch |",))
     assert result["benchmark"] == "extract" and result["size"] == "tiny"
     _check_environment(result["environment"])
     assert result["sizes"]["image_hw"] == [64, 32] and result["sizes"]["encoder"] == "tiny"
@@ -94,24 +91,15 @@ def test_extract_benchmark_tiny(tmp_path):
     assert 0 < rows[2]["max_abs_feature_diff_vs_first"] < 0.05
 
 
-def test_data_loading_benchmark_tiny(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "data_loading.py"),
-            "--tiny",
-            "--target",
-            "100",
-            "--out",
-            str(tmp_path / "dl.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_data_loading_benchmark_tiny(tmp_path, run_benchmark):
+    result = run_benchmark(
+        "data_loading.py",
+        "--tiny",
+        "--target",
+        "100",
+        out=tmp_path / "dl.json",
+        printed=("| augment on | workers | images/s |",),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| augment on | workers | images/s |" in proc.stdout
-    result = json.loads((tmp_path / "dl.json").read_text())
     assert result["benchmark"] == "data_loading" and result["batch_size"] == 16 and result["target_images_per_s"] == 100
     rows = result["rows"]
     assert [(row["augment_on"], row["workers"]) for row in rows] == [

@@ -3,29 +3,20 @@ assertions: the figures depend on the machine and its load)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.mark.slow
-def test_cpu_inference_benchmark_tiny(tmp_path):
+def test_cpu_inference_benchmark_tiny(tmp_path, run_benchmark):
     pytest.importorskip("onnxruntime")
-    out = tmp_path / "cpu.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "cpu_inference.py"), "--tiny", "--threads", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_benchmark(
+        "cpu_inference.py",
+        "--tiny",
+        "--threads",
+        "1",
+        out=tmp_path / "cpu.json",
+        printed=("| path | batch | threads |", "of the sgemm peak"),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| path | batch | threads |" in proc.stdout and "of the sgemm peak" in proc.stdout
-    result = json.loads(out.read_text())
     assert result["benchmark"] == "cpu_inference" and result["size"] == "tiny"
     assert result["environment"]["onnxruntime_version"]
     assert result["sgemm_peak_flop_per_s"]["1"] > 0 and result["model_flops_per_image"] > 0

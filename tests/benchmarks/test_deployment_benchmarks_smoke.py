@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
-
-def _run(args: list[str], out: Path, header: str) -> dict:
-    proc = subprocess.run([sys.executable, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert header in proc.stdout
-    return json.loads(out.read_text())
-
-
-def test_ann_index_benchmark_tiny(tmp_path):
+def test_ann_index_benchmark_tiny(tmp_path, run_benchmark):
     pytest.importorskip("faiss")
-    result = _run(
-        [str(BENCHMARKS / "ann_index.py"), "--tiny", "--gallery", "2000", "--queries", "100"],
-        tmp_path / "a.json",
-        "| index | recall@10 |",
+    result = run_benchmark(
+        "ann_index.py",
+        "--tiny",
+        "--gallery",
+        "2000",
+        "--queries",
+        "100",
+        out=tmp_path / "a.json",
+        printed=("| index | recall@10 |",),
     )
     rows = {row["index"]: row for row in result["indexes"]}
     assert rows["exact"]["recall_at_10"] == 1.0  # faiss's flat index agrees with dcac.rank
@@ -33,8 +24,10 @@ def test_ann_index_benchmark_tiny(tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_variants_benchmark_tiny(tmp_path):
-    result = _run([str(BENCHMARKS / "onnx_variants.py"), "--tiny", "--images", "8"], tmp_path / "o.json", "| variant |")
+def test_onnx_variants_benchmark_tiny(tmp_path, run_benchmark):
+    result = run_benchmark(
+        "onnx_variants.py", "--tiny", "--images", "8", out=tmp_path / "o.json", printed=("| variant |",)
+    )
     rows = {row["variant"]: row for row in result["variants"]}
     assert list(rows) == ["pixel_values fp32", "raw fp32", "raw fp16", "raw int8"]
     assert rows["pixel_values fp32"]["cos_vs_pipeline_min"] > 0.9999

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def test_search_scale_benchmark_tiny(tmp_path):
-    out = tmp_path / "search.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "search_scale.py"), "--tiny", "--threads", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_search_scale_benchmark_tiny(tmp_path, run_benchmark):
+    result = run_benchmark(
+        "search_scale.py",
+        "--tiny",
+        "--threads",
+        "1",
+        out=tmp_path / "search.json",
+        printed=("| variant | seconds | × floor |",),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "| variant | seconds | × floor |" in proc.stdout
-    result = json.loads(out.read_text())
     assert result["benchmark"] == "search_scale" and result["sizes"]["gallery"] == 3000
     assert result["rerank"] == {"k1": 20, "k2": 6, "lambda_value": 0.3}
     runs = result["variants"]
