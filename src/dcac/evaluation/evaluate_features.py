@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .distance import check_metric, distance_operands, feature_pair
-from .inputs import as_label_vector
+from .inputs import all_finite, as_label_vector
 from .match_ranks import GalleryIndex
 from .rank_metrics import RankAccumulator, default_rank_chunk, rank_block
 from .rerank_params import RerankSpec, resolve_rerank
@@ -102,7 +102,7 @@ def _rank_reranked(blocks, qp, qc, gallery: GalleryIndex, accumulator: RankAccum
     """Rank each block of re-ranked rows as it comes: the full re-ranked matrix (3.6 GiB at MSMT17 size) is never held."""
     rank_step = default_rank_chunk(gallery.pids.numel())
     for start, block in blocks:
-        if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
+        if not all_finite(block):
             raise ValueError(f"rerank: query rows {start}.. got NaN or infinite re-ranked distances")
         rows = slice(start, start + block.shape[0])
         rank_block(accumulator, block, qp[rows], qc[rows], gallery, rank_step)

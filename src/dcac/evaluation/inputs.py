@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "as_label_vector", "as_feature_matrix", "resolve_device"]
+__all__ = ["all_finite", "as_tensor", "as_label_vector", "as_feature_matrix", "resolve_device"]
 
 
 def as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -45,9 +45,7 @@ def as_feature_matrix(value: Any, name: str, device: torch.device) -> torch.Tens
         raise ValueError(f"{name}: expected a non-empty 2-D (num_images, dim) array, got shape {tuple(tensor.shape)}")
     dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
     tensor = tensor.to(device=device, dtype=dtype)
-    # A sum propagates NaN/inf, and costs a tenth of isfinite's full-size bool pass; only if it is not
-    # finite (or overflowed) does the exact check run.
-    if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
+    if not all_finite(tensor):
         raise ValueError(f"{name}: features contain NaN or infinite values")
     return tensor
 
@@ -60,3 +58,9 @@ def resolve_device(device: str | torch.device | None, *candidates: Any) -> torch
         if isinstance(candidate, torch.Tensor):
             return candidate.device
     return torch.device("cpu")
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value is finite. A sum propagates NaN/inf and costs a tenth of ``isfinite``'s full-size
+    bool pass; only a sum that is not finite (or overflowed) makes the exact check run."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())

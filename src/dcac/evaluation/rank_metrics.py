@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .inputs import as_label_vector, as_tensor
+from .inputs import all_finite, as_label_vector, as_tensor
 from .match_ranks import GalleryIndex, MatchRanks, fused_cpu_path, match_ranks, max_block_rows
 
 __all__ = ["RankAccumulator", "evaluate_rank", "default_rank_chunk", "rank_block"]
@@ -148,8 +148,7 @@ def evaluate_rank(
     accumulator = RankAccumulator(max_rank, device)
     for start in range(0, num_query, step):
         block = dist[start : start + step]
-        # One summing pass catches NaN/inf (they propagate); only then is the exact check paid for.
-        if not bool(torch.isfinite(block.sum())) and not bool(torch.isfinite(block).all()):
+        if not all_finite(block):
             raise ValueError(f"distmat: rows {start}..{start + block.shape[0] - 1} contain NaN or infinite distances")
         accumulator.add(match_ranks(block, qp[start : start + step], qc[start : start + step], gallery))
     return accumulator.result()
