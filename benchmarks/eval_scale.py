@@ -194,7 +194,7 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
         )
     elif variant == "matmul":
         result["input_mib"] = rss_mib()
-        step = min(default_feature_chunk(g.shape[0]), q.shape[0])
+        step = default_feature_chunk(q.shape[0], g.shape[0], q.shape[1])
         start = time.perf_counter()
         buffer = torch.empty(step, g.shape[0])
         for s in range(0, q.shape[0], step):

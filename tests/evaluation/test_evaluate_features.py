@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dcac.evaluation import compute_distance, evaluate_features, evaluate_rank
+from dcac.evaluation.evaluate_features import _BLOCK_ELEMENTS, default_feature_chunk
 from dcac.evaluation.inputs import as_feature_matrix
 
 
@@ -43,6 +44,25 @@ def test_chunked_features_match_dense_ranking(metric, chunk_size):
     expected = evaluate_rank(compute_distance(qn, gn, metric), qp, gp, qc, gc)
     assert_same_metrics(got, expected)
     assert 0.05 < got["mAP"] < 1.0  # the features carry identity: a meaningful, non-trivial score
+
+
+@pytest.mark.parametrize(
+    ("num_query", "num_gallery", "dim", "expected"),
+    [
+        (3368, 15913, 514, 1123),  # Market-1501: sqrt(3368 * 514) = 1315 -> 3 equal blocks
+        (11659, 82161, 514, 1458),  # MSMT17: capped at 2**27 // 82161 = 1633 rows -> 8 equal blocks
+        (10, 30, 8, 10),  # small: one block
+        (0, 30, 8, 1),
+    ],
+)
+def test_default_feature_chunk_balances_gallery_rereads_and_buffer_size(num_query, num_gallery, dim, expected):
+    rows = default_feature_chunk(num_query, num_gallery, dim)
+    assert rows == expected
+    blocks = -(-num_query // rows)
+    assert rows * num_gallery <= max(_BLOCK_ELEMENTS, 16 * num_gallery)
+    assert blocks * rows - num_query < max(
+        blocks, 1
+    )  # equal blocks: the last one is short by less than one row per block
 
 
 def test_euclidean_on_normalised_ranks_like_cosine():

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from dcac.evaluation.match_ranks import GalleryIndex, _sparse_nonzero, match_ranks, max_block_rows
+from dcac.evaluation.match_ranks import (
+    _NONZERO_SPARSE_DENSITY,
+    _PADDING_PAYS_DENSITY,
+    GalleryIndex,
+    _candidate_positions,
+    _dense_loop_padding,
+    _sparse_nonzero,
+    match_ranks,
+    max_block_rows,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 1000, 4099])
@@ -16,6 +25,36 @@ def test_sparse_nonzero_equals_nonzero(size, density):
     assert torch.equal(_sparse_nonzero(mask), torch.nonzero(mask).squeeze(1))
     if size > 3:  # a view that does not start on an 8-byte boundary
         assert torch.equal(_sparse_nonzero(mask[3:]), torch.nonzero(mask[3:]).squeeze(1))
+
+
+# Densities below, inside and above the band (3 %, 10 %] in which the mask is padded; 0 and 1 at the ends.
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.03, 0.031, 0.06, 0.0999, 0.1, 0.15, 1.0])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (40, 997)])
+def test_candidate_positions_equal_flatnonzero_of_the_mask(density, shape):
+    rng = np.random.default_rng(shape[1])
+    dist = rng.random(shape, dtype=np.float32)
+    # each row's threshold is its own quantile, so the density is exact per row; ties with the threshold count
+    worst = (
+        np.quantile(dist, density, axis=1, method="inverted_cdf").astype(np.float32)
+        if density
+        else np.full(shape[0], -1.0, np.float32)
+    )
+    expected = np.flatnonzero(dist <= worst[:, None])
+    got = _candidate_positions(dist, worst)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("size", [1, 9, 100, 997, 1 << 21, 3 * (1 << 21) + 5])
+def test_padding_takes_the_mask_just_past_the_sparse_density(size):
+    for count in range(0, size + 1, max(1, size // 4000)):
+        padding = _dense_loop_padding(size, count)
+        if _PADDING_PAYS_DENSITY * size < count <= _NONZERO_SPARSE_DENSITY * size:
+            assert (count + padding) / (size + padding) > _NONZERO_SPARSE_DENSITY  # numpy's own test, in double
+            assert padding <= size // 9 + 1  # the room _candidate_positions leaves after the mask
+            assert (count + padding - 1) / (size + padding - 1) <= _NONZERO_SPARSE_DENSITY + 1e-6  # no more than needed
+        else:
+            assert padding == 0
 
 
 def test_ranks_count_valid_entries_before_each_match():
