@@ -11,7 +11,8 @@ subprocess so that its peak resident set is its own:
 
 * ``rerank`` — ``rank(query, gallery, topk=10, rerank=(k1, k2, lambda))``, what ``dcac search --rerank`` runs;
 * ``floor``  — the all × all product (N = queries + gallery, 512-d) re-ranking's neighbour search needs, in
-  ``rerank_sparse``'s row blocks into one reused buffer (``eval_scale.py``'s ``matmul_rerank``);
+  ``rerank_sparse``'s row blocks into one reused buffer, plain and in column slices, the faster kept
+  (``eval_scale.py``'s ``matmul_rerank``);
 * ``plain``  — ``rank(query, gallery, topk=10)`` without re-ranking, for scale.
 
 Re-ranking needs every gallery image's k-reciprocal neighbours, so its floor is the N × N product whatever the
@@ -40,7 +41,7 @@ from common import (
     worker_environment,
     write_json,
 )
-from eval_scale import peak_mib, rerank_floor_seconds, rss_mib
+from eval_scale import peak_mib, rerank_floor, rss_mib
 
 from dcac.inference.ranking import rank
 
@@ -53,7 +54,7 @@ def run_worker(variant: str, args: argparse.Namespace) -> dict:
     result: dict = {"variant": variant, "input_mib": rss_mib()}
     start = time.perf_counter()
     if variant == "floor":
-        result["seconds"] = rerank_floor_seconds(query, gallery)
+        result.update(rerank_floor(query, gallery))
     else:
         indices, _ = rank(query, gallery, topk=TOPK, rerank=tuple(args.params) if variant == "rerank" else None)
         result["seconds"] = time.perf_counter() - start

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dcac.evaluation import compute_distance, evaluate_features, evaluate_rank
+from dcac.evaluation.distance import distance_matmul
 from dcac.evaluation.evaluate_features import _BLOCK_ELEMENTS, default_feature_chunk
 from dcac.evaluation.inputs import as_feature_matrix
 
@@ -98,6 +99,20 @@ def test_compute_distance_values():
         compute_distance(q, g, normalize=True).numpy(), ((qn[:, None] - gn[None]) ** 2).sum(-1), atol=1e-10
     )
     assert compute_distance(q.astype(np.float32), g.astype(np.float32)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("num_gallery", [1, 511, 512, 513, 1300])
+def test_distance_matmul_writes_every_column_slice(num_gallery):
+    gen = torch.Generator().manual_seed(num_gallery)
+    a, b = (
+        torch.randn(9, 20, generator=gen, dtype=torch.float64),
+        torch.randn(num_gallery, 20, generator=gen, dtype=torch.float64),
+    )
+    out = torch.full((12, num_gallery), float("nan"), dtype=torch.float64)
+    got = distance_matmul(a, b, out=out[:9])
+    assert got.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(got, a @ b.T, rtol=0, atol=1e-12)
+    assert out[9:].isnan().all()  # nothing written past the rows asked for
 
 
 @pytest.mark.parametrize("normalize", ["no", 1, None])

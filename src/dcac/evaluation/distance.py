@@ -11,7 +11,8 @@ exactly one GEMM and no extra passes over the (large) output:
   metric's definition requires).
 
 The chunked evaluator (:func:`dcac.evaluation.evaluate_features`) uses the same operands per query
-block, so it ranks the very distances :func:`compute_distance` returns.
+block, so it ranks the distances :func:`compute_distance` returns, up to the last bit of their rounding: BLAS
+may round a dot product differently when the product is split into other blocks of rows or columns.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from .inputs import as_feature_matrix, resolve_device
 
-__all__ = ["METRICS", "compute_distance", "distance_operands", "l2_normalize"]
+__all__ = ["METRICS", "compute_distance", "distance_matmul", "distance_operands", "l2_normalize"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -51,6 +52,28 @@ def distance_operands(q_feats: torch.Tensor, g_feats: torch.Tensor, metric: str)
     q_sq = (q_feats * q_feats).sum(dim=1, keepdim=True)
     g_sq = (g_feats * g_feats).sum(dim=1, keepdim=True)
     return torch.cat([-2.0 * q_feats, q_sq, q_ones], dim=1), torch.cat([g_feats, g_ones, g_sq], dim=1)
+
+
+# Output columns per GEMM call on the CPU. With an output thousands of columns wide and K = 514 (two of MKL's
+# K blocks), one sgemm call streams its whole output panel through memory for each K block; 512 columns at a time
+# keep each call's output in cache. Measured on two EPYC cores: the Market-1501 product in 0.31 s instead of
+# 0.45 s, an MSMT17 block of 1,458 queries in 0.75 s instead of 0.95 s (256-1,024 columns are all as fast).
+_CPU_GEMM_COLUMNS = 512
+
+
+def distance_matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``a @ b.T`` into ``out`` (``a`` and ``b`` augmented operands, ``out`` of shape ``(len(a), len(b))``).
+
+    On the CPU the product is written in slices of :data:`_CPU_GEMM_COLUMNS` columns (see there why). Each entry
+    is the same dot product, but BLAS may round it differently for another blocking (as for another number of
+    rows), so the values can differ from one call's in the last bit.
+    """
+    if out.device.type != "cpu" or b.shape[0] <= _CPU_GEMM_COLUMNS:
+        return torch.mm(a, b.T, out=out)
+    for start in range(0, b.shape[0], _CPU_GEMM_COLUMNS):
+        stop = start + _CPU_GEMM_COLUMNS
+        torch.mm(a, b[start:stop].T, out=out[:, start:stop])
+    return out
 
 
 def compute_distance(

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .distance import check_metric, distance_operands, feature_pair
+from .distance import check_metric, distance_matmul, distance_operands, feature_pair
 from .inputs import all_finite, as_label_vector
 from .match_ranks import GalleryIndex
 from .rank_metrics import RankAccumulator, default_rank_chunk, rank_block
@@ -76,7 +76,7 @@ def evaluate_features(
     ``(k1, k2, lambda_value)`` tuple or a dict with those keys. ``device``: where to compute (default:
     the device of ``q_feats``). ``chunk_size``: queries per GEMM block (default: :func:`default_feature_chunk`).
     The result equals ``evaluate_rank(compute_distance(q, g, metric), ...)``: ties are ordered by
-    gallery index.
+    gallery index (distances equal up to their last bit; see :mod:`dcac.evaluation.distance`).
     """
     check_metric(metric)
     params = resolve_rerank(rerank)
@@ -100,12 +100,11 @@ def evaluate_features(
         return accumulator.result()
 
     q_operand, g_operand = distance_operands(q, g, metric)
-    g_operand_t = g_operand.T
     # One reused output buffer: a fresh 512 MiB block per GEMM would pay its page faults every time.
     buffer = torch.empty(min(step, q.shape[0]), g.shape[0], dtype=q.dtype, device=target)
     for start in range(0, q.shape[0], step):
         stop = min(start + step, q.shape[0])
-        block = torch.mm(q_operand[start:stop], g_operand_t, out=buffer[: stop - start])
+        block = distance_matmul(q_operand[start:stop], g_operand, out=buffer[: stop - start])
         rank_block(accumulator, block, qp[start:stop], qc[start:stop], gallery, rank_step)
     del buffer
     return accumulator.result()

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .distance import check_metric, distance_operands
+from .distance import check_metric, distance_matmul, distance_operands
 from .inputs import as_feature_matrix, resolve_device
 from .rerank_dense import half_neighbourhood
 from .rerank_params import RerankParams, RerankSpec, as_rerank_params
@@ -189,7 +189,7 @@ def _neighbours(a: torch.Tensor, b: torch.Tensor, k_keep: int, step: int) -> tup
     # One reused block: a fresh one per GEMM would pay its page faults every time.
     buffer = torch.empty(min(step, n), n, dtype=a.dtype, device=a.device)
     for s in range(0, n, step):
-        block = torch.mm(b[s : s + step], a.T, out=buffer[: min(step, n - s)])  # block[i, x] = orig[x, s + i]
+        block = distance_matmul(b[s : s + step], a, out=buffer[: min(step, n - s)])  # block[i, x] = orig[x, s + i]
         torch.amax(block, dim=1, out=col_max[s : s + step])
         neighbours[s : s + step] = _nearest_stable(block, col_max[s : s + step], k_keep)
     return neighbours, col_max
@@ -309,7 +309,7 @@ def _jaccard_blend(
         mass = torch.zeros((stop - s) * num_gallery, dtype=a.dtype, device=device)
         mass.index_add_(0, target, overlap)
         del postings, which, target, overlap
-        original = torch.mm(b[s:stop], gallery_a.T, out=scratch[0, : stop - s]).div_(col_max[s:stop, None])
+        original = distance_matmul(b[s:stop], gallery_a, out=scratch[0, : stop - s]).div_(col_max[s:stop, None])
         yield s, _blend(mass.view(stop - s, num_gallery), original, scratch[1, : stop - s], lam)
         s = stop
 
