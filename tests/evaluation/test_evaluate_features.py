@@ -102,17 +102,16 @@ def test_compute_distance_values():
 
 
 @pytest.mark.parametrize("num_gallery", [1, 511, 512, 513, 1300])
-def test_distance_matmul_writes_every_column_slice(num_gallery):
+@pytest.mark.parametrize("num_rows", [9, 70])  # below and above the rows from which the product is sliced
+def test_distance_matmul_writes_every_column_slice(num_gallery, num_rows):
     gen = torch.Generator().manual_seed(num_gallery)
-    a, b = (
-        torch.randn(9, 20, generator=gen, dtype=torch.float64),
-        torch.randn(num_gallery, 20, generator=gen, dtype=torch.float64),
-    )
-    out = torch.full((12, num_gallery), float("nan"), dtype=torch.float64)
-    got = distance_matmul(a, b, out=out[:9])
+    a = torch.randn(num_rows, 20, generator=gen, dtype=torch.float64)
+    b = torch.randn(num_gallery, 20, generator=gen, dtype=torch.float64)
+    out = torch.full((num_rows + 3, num_gallery), float("nan"), dtype=torch.float64)
+    got = distance_matmul(a, b, out=out[:num_rows])
     assert got.data_ptr() == out.data_ptr()
     torch.testing.assert_close(got, a @ b.T, rtol=0, atol=1e-12)
-    assert out[9:].isnan().all()  # nothing written past the rows asked for
+    assert out[num_rows:].isnan().all()  # nothing written past the rows asked for
 
 
 @pytest.mark.parametrize("normalize", ["no", 1, None])
