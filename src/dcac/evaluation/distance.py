@@ -54,12 +54,13 @@ def distance_operands(q_feats: torch.Tensor, g_feats: torch.Tensor, metric: str)
     return torch.cat([-2.0 * q_feats, q_sq, q_ones], dim=1), torch.cat([g_feats, g_ones, g_sq], dim=1)
 
 
-# Output columns per GEMM call on the CPU. With an output thousands of columns wide and K = 514 (two of MKL's
-# K blocks), one sgemm call streams its whole output panel through memory for each K block; 512 columns at a time
-# keep each call's output in cache. Measured on two EPYC cores: the Market-1501 product in 0.31 s instead of
-# 0.45 s, an MSMT17 block of 1,458 queries in 0.75 s instead of 0.95 s (256-1,024 columns are all as fast).
+# Output columns per GEMM call on the CPU. MKL's sgemm runs this wide, flat product (an output thousands of columns
+# wide, K = 514) at ~60 % of the rate it reaches on a square one; 512 columns per call, whose output fits in the
+# cache, run at ~93 %. Measured on two EPYC cores: the Market-1501 product in 0.31 s instead of 0.45 s, an MSMT17
+# block of 1,458 queries in 0.75 s instead of 0.95 s (256-1,024 columns are all as fast). Why MKL blocks the wide
+# product so is not known here.
 _CPU_GEMM_COLUMNS = 512
-# With fewer rows the output panel is small and the slices' repeated packing of ``a`` dominates: 15-23 % slower
+# With fewer rows slicing costs more than it saves (probably packing ``a`` again for every slice): 15-23 % slower
 # at 8-32 rows, even at 64, 11-31 % faster from 96 rows up (measured at 15,913 and 82,161 columns).
 _CPU_GEMM_MIN_ROWS = 64
 
@@ -68,9 +69,9 @@ def distance_matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torc
     """``a @ b.T`` into ``out`` (``a`` and ``b`` augmented operands, ``out`` of shape ``(len(a), len(b))``).
 
     On the CPU, from :data:`_CPU_GEMM_MIN_ROWS` rows, the product is written in slices of
-    :data:`_CPU_GEMM_COLUMNS` columns (see there why). Each entry
-    is the same dot product, but BLAS may round it differently for another blocking (as for another number of
-    rows), so the values can differ from one call's in the last bit.
+    :data:`_CPU_GEMM_COLUMNS` columns (see there why). Each entry is the same dot product, but BLAS may round it
+    differently for another blocking (as for another number of rows), so the values can differ from one call's
+    in the last bit.
     """
     if out.device.type != "cpu" or a.shape[0] < _CPU_GEMM_MIN_ROWS or b.shape[0] <= _CPU_GEMM_COLUMNS:
         return torch.mm(a, b.T, out=out)
