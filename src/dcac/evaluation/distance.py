@@ -73,7 +73,7 @@ def distance_matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torc
     differently for another blocking (as for another number of rows), so the values can differ from one call's
     in the last bit.
     """
-    if out.device.type != "cpu" or a.shape[0] < _CPU_GEMM_MIN_ROWS or b.shape[0] <= _CPU_GEMM_COLUMNS:
+    if out.device.type != "cpu" or a.shape[0] < _CPU_GEMM_MIN_ROWS:
         return torch.mm(a, b.T, out=out)
     for start in range(0, b.shape[0], _CPU_GEMM_COLUMNS):
         stop = start + _CPU_GEMM_COLUMNS

@@ -48,7 +48,7 @@ def default_feature_chunk(num_query: int, num_gallery: int, dim: int) -> int:
     """
     cap = max(16, _BLOCK_ELEMENTS // max(num_gallery, 1))
     rows = min(max(16, math.isqrt(num_query * dim)), cap)
-    blocks = -(-num_query // rows) if num_query else 1
+    blocks = max(1, -(-num_query // rows))
     return max(1, -(-num_query // blocks))
 
 
