@@ -144,6 +144,21 @@ def summary(metrics) -> dict:
     }
 
 
+def plain_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.mm(a, b.T, out=out)
+
+
+def time_row_blocks(a: torch.Tensor, b: torch.Tensor, step: int, product, buffer: torch.Tensor | None = None) -> float:
+    """Seconds to compute ``a @ b.T`` by ``product`` in blocks of ``step`` rows of ``a`` into one reused buffer.
+    Without ``buffer`` it is allocated inside the timing, so its page faults count (as ``evaluate_features``'s do)."""
+    start = time.perf_counter()
+    if buffer is None:
+        buffer = torch.empty(min(step, a.shape[0]), b.shape[0])
+    for s in range(0, a.shape[0], step):
+        product(a[s : s + step], b, out=buffer[: min(step, a.shape[0] - s)])
+    return time.perf_counter() - start
+
+
 def rerank_floor(q: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
     """The all × all (N = queries + gallery) product re-ranking's neighbour search needs, in the row blocks
     ``rerank_sparse`` uses, into one reused buffer: the floor of re-ranking. Measured as plain row blocks and
@@ -153,14 +168,8 @@ def rerank_floor(q: torch.Tensor, g: torch.Tensor) -> dict[str, float]:
     n = x.shape[0]
     step = max(16, RERANK_BLOCK_ELEMENTS // n)
     buffer = torch.empty(step, n)
-    start = time.perf_counter()
-    for s in range(0, n, step):
-        torch.mm(x[s : s + step], x.T, out=buffer[: min(step, n - s)])
-    row_blocks = time.perf_counter() - start
-    start = time.perf_counter()
-    for s in range(0, n, step):
-        distance_matmul(x[s : s + step], x, out=buffer[: min(step, n - s)])
-    column_sliced = time.perf_counter() - start
+    row_blocks = time_row_blocks(x, x, step, plain_product, buffer)
+    column_sliced = time_row_blocks(x, x, step, distance_matmul, buffer)
     return {
         "seconds": min(row_blocks, column_sliced),
         "row_blocks_seconds": row_blocks,
@@ -209,18 +218,8 @@ def run_worker(variant: str, size: str, reference_queries: int | None) -> dict:
     elif variant == "matmul":
         result["input_mib"] = rss_mib()
         step = default_feature_chunk(q.shape[0], g.shape[0], q.shape[1])
-        start = time.perf_counter()
-        buffer = torch.empty(step, g.shape[0])
-        for s in range(0, q.shape[0], step):
-            torch.mm(q[s : s + step], g.T, out=buffer[: min(step, q.shape[0] - s)])
-        result["chunked_seconds"] = time.perf_counter() - start
-        del buffer
-        start = time.perf_counter()
-        buffer = torch.empty(step, g.shape[0])
-        for s in range(0, q.shape[0], step):
-            distance_matmul(q[s : s + step], g, out=buffer[: min(step, q.shape[0] - s)])
-        result["column_sliced_seconds"] = time.perf_counter() - start
-        del buffer
+        result["chunked_seconds"] = time_row_blocks(q, g, step, plain_product)
+        result["column_sliced_seconds"] = time_row_blocks(q, g, step, distance_matmul)
         start = time.perf_counter()
         full = q @ g.T
         result["single_call_seconds"] = time.perf_counter() - start
