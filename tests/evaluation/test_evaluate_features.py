@@ -61,9 +61,8 @@ def test_default_feature_chunk_balances_gallery_rereads_and_buffer_size(num_quer
     assert rows == expected
     blocks = -(-num_query // rows)
     assert rows * num_gallery <= max(_BLOCK_ELEMENTS, 16 * num_gallery)
-    assert blocks * rows - num_query < max(
-        blocks, 1
-    )  # equal blocks: the last one is short by less than one row per block
+    # equal blocks: the last one is short by less than one row per block
+    assert blocks * rows - num_query < max(blocks, 1)
 
 
 def test_euclidean_on_normalised_ranks_like_cosine():
