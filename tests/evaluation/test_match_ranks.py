@@ -9,10 +9,12 @@ import torch
 from dcac.evaluation.match_ranks import (
     _NONZERO_SPARSE_DENSITY,
     _PADDING_PAYS_DENSITY,
+    _TASK_ELEMENTS,
     GalleryIndex,
     _candidate_positions,
     _dense_loop_padding,
     _sparse_nonzero,
+    _task_bounds,
     match_ranks,
     max_block_rows,
 )
@@ -97,6 +99,18 @@ def assert_ranks_equal_brute_force(dist, q_pids, q_cams, g_pids, g_cams, threads
         assert got.ranks[row, : ranks.size].tolist() == ranks.tolist()
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3, 8])
+@pytest.mark.parametrize(("num_rows", "num_gallery"), [(1123, 15913), (1458, 82161), (5, 100), (7, 1 << 22), (1, 3)])
+def test_tasks_are_equal_bounded_and_a_multiple_of_the_workers(num_rows, num_gallery, workers):
+    bounds = _task_bounds(num_rows, num_gallery, workers)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == num_rows and sizes.min() >= 1
+    assert sizes.max() - sizes.min() <= 1
+    assert sizes.max() == 1 or sizes.max() * num_gallery <= _TASK_ELEMENTS + num_gallery  # one row over at most
+    # Every thread gets as many tasks as the others, unless there are fewer rows than threads that would need.
+    assert sizes.size % workers == 0 or sizes.size == num_rows
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_cpu_pass_over_many_tasks_equals_brute_force(threads):
     # A gallery wider than one task's distances: every row is its own task (and with two threads the
@@ -119,7 +133,7 @@ def test_cell_table_counting_equals_brute_force_across_row_scales(threads):
     # candidate in a match's cell), negative rows, signed zeros, and identities with many matches
     # (several matches per cell): the table and the shared-cell search must agree with a stable argsort.
     gen = torch.Generator().manual_seed(7 + threads)
-    num_gallery, num_queries = 3001, 1500  # 4.5M distances: three tasks (698, 698 and 104 rows)
+    num_gallery, num_queries = 3001, 1500  # 4.5M distances: 3 tasks of 500 rows (one thread), 4 of 375 (two)
     g_pids = torch.randint(1, 40, (num_gallery,), generator=gen)
     g_cams = torch.randint(0, 4, (num_gallery,), generator=gen)
     q_pids = torch.randint(1, 40, (num_queries,), generator=gen)

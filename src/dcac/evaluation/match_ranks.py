@@ -198,22 +198,31 @@ def _cpu_candidate_counts(dist: torch.Tensor, worst: torch.Tensor, slot_keys: np
     passes, and each task's temporaries are bounded by its few rows, so the pool adds little memory."""
     num_queries, num_gallery = dist.shape
     slots_per_row = slot_keys.size // max(num_queries, 1)
-    rows_per_task = max(1, _TASK_ELEMENTS // num_gallery)
+    bounds = _task_bounds(num_queries, num_gallery, torch.get_num_threads())
     index_bits = max(1, (num_gallery - 1).bit_length())
     # numpy views; detached because a distance matrix that requires grad is accepted (its values are used).
     dist_np, worst_np = dist.detach().numpy(), worst.detach().numpy()
 
-    def task(first: int) -> np.ndarray:
-        last = min(first + rows_per_task, num_queries)
+    def task(first: int, last: int) -> np.ndarray:
         keys = slot_keys[first * slots_per_row : last * slots_per_row]
         return _task_counts(dist_np[first:last], worst_np[first:last], keys, first, index_bits)
 
-    starts = range(0, num_queries, rows_per_task)
-    workers = min(torch.get_num_threads(), len(starts))
+    firsts, lasts = bounds[:-1], bounds[1:]
+    workers = min(torch.get_num_threads(), len(firsts))
     if workers < 2:
-        return torch.from_numpy(np.concatenate([task(s) for s in starts]))
+        return torch.from_numpy(np.concatenate(list(map(task, firsts, lasts))))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcac-rank") as pool:
-        return torch.from_numpy(np.concatenate(list(pool.map(task, starts))))
+        return torch.from_numpy(np.concatenate(list(pool.map(task, firsts, lasts))))
+
+
+def _task_bounds(num_rows: int, num_gallery: int, workers: int) -> list[int]:
+    """Row bounds of the fused pass's tasks: tasks of at most about :data:`_TASK_ELEMENTS` distances, as many as
+    a multiple of ``workers`` (where there are rows enough) and of equal size to a row, so that no thread is left
+    with one task more than the others. At Market-1501 size a block's 8 full tasks and a short one became 10 equal
+    ones: 0-8 % faster on two threads (fastest and median of 8 alternated runs); at MSMT17 size equal."""
+    tasks = -(-num_rows * num_gallery // _TASK_ELEMENTS)
+    tasks = max(1, min(-(-tasks // workers) * workers, num_rows))
+    return [num_rows * i // tasks for i in range(tasks + 1)]
 
 
 def _monotone_u32(values: np.ndarray) -> np.ndarray:
