@@ -2,8 +2,8 @@
 
 Random 512-d features with an identity / camera structure (identity centre + camera offset + noise,
 L2-normalised; distractors with pid 0 in the gallery) at Market-1501 size (3,368 × 15,913, 751 ids,
-6 cameras) and MSMT17 size (11,659 × 82,161, 3,060 ids, 15 cameras). Variants, each run in its own
-subprocess so that its peak memory is its own:
+6 cameras) and MSMT17 size (11,659 × 82,161, 3,060 ids, 15 cameras); ``tiny`` (300 × 1,500) runs every
+variant in seconds. Variants, each run in its own subprocess so that its peak memory is its own:
 
 * ``reference``     — the standard per-query loop (stable ``np.argsort`` of each row of a dense
                       distance matrix, torchreid's CMC/AP/INP formulas), written here;
@@ -38,7 +38,7 @@ All variants must agree on CMC / mAP / mINP (to 1e-6). With ``--quick`` (or ``--
 reference loop runs on a query subset and its time is extrapolated linearly (labelled as such); the
 agreement check then compares the dcac metrics on that same subset.
 
-Usage: python benchmarks/eval_scale.py [--sizes market,msmt] [--quick] [--rerank-msmt] [--threads 2] [--repeat N]
+Usage: python benchmarks/eval_scale.py [--sizes market,msmt,tiny] [--quick] [--rerank-msmt] [--threads 2] [--repeat N]
        [--variants reference,dcac_rank,dcac_features,matmul,rerank_default,rerank_dcac,matmul_rerank] [--out PATH]
 Writes benchmarks/results/eval_scale.json (eval_scale_quick.json with --quick; --out overrides).
 """
@@ -67,6 +67,8 @@ from dcac.evaluation.evaluate_features import default_feature_chunk
 SIZES = {
     "market": dict(num_query=3368, num_gallery=15913, num_ids=751, num_cams=6, distractor_frac=0.175),
     "msmt": dict(num_query=11659, num_gallery=82161, num_ids=3060, num_cams=15, distractor_frac=0.0),
+    # Seconds, not minutes: what the smoke test runs every variant on.
+    "tiny": dict(num_query=300, num_gallery=1500, num_ids=60, num_cams=4, distractor_frac=0.1),
 }
 DIM = 512
 MAX_RANK = 50
@@ -265,7 +267,7 @@ def run_size(size: str, args) -> dict:
     spec = SIZES[size]
     reference_queries = args.reference_queries or (min(500, spec["num_query"]) if args.quick else None)
     variants = ["reference", "dcac_rank", "dcac_features", "matmul"]
-    if size == "market" or args.rerank_msmt:
+    if size != "msmt" or args.rerank_msmt:
         variants += ["rerank_default", "rerank_dcac", "matmul_rerank"]
     if args.variants:
         variants = [v for v in variants if v in args.variants.split(",")]
@@ -351,7 +353,7 @@ def print_table(results: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="market,msmt", help="comma-separated subset of: market, msmt")
+    parser.add_argument("--sizes", default="market,msmt", help="comma-separated subset of: market, msmt, tiny")
     parser.add_argument("--quick", action="store_true", help="reference loop on a 500-query subset (extrapolated)")
     parser.add_argument("--reference-queries", type=int, default=None, help="reference loop on this many queries")
     parser.add_argument("--rerank-msmt", action="store_true", help="also time re-ranking at MSMT17 size (minutes)")

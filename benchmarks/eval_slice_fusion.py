@@ -46,7 +46,6 @@ from dcac.evaluation.distance import _CPU_GEMM_COLUMNS, distance_matmul, distanc
 from dcac.evaluation.evaluate_features import default_feature_chunk
 from dcac.evaluation.match_ranks import GalleryIndex, _candidate_positions, _task_bounds, match_ranks
 
-PROBLEMS = {**SIZES, "tiny": dict(num_query=300, num_gallery=1500, num_ids=60, num_cams=4, distractor_frac=0.1)}
 MEASUREMENTS = (
     "product_into_memory",
     "product_into_cache",
@@ -73,7 +72,7 @@ def candidates(dist: np.ndarray, worst: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 class Problem:
     def __init__(self, size: str, threads: int) -> None:
-        q, g, self.qp, self.gp, self.qc, self.gc = make_problem(**PROBLEMS[size])
+        q, g, self.qp, self.gp, self.qc, self.gc = make_problem(**SIZES[size])
         self.q, self.g = q, g
         self.a, self.b = distance_operands(q, g, "euclidean")
         self.step = default_feature_chunk(q.shape[0], g.shape[0], q.shape[1])
@@ -188,7 +187,7 @@ def run_worker(size: str, threads: int, repeat: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="market", choices=sorted(PROBLEMS))
+    parser.add_argument("--size", default="market", choices=sorted(SIZES))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads and pool threads")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved repeats; the fastest of each is kept")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_slice_fusion.json")
