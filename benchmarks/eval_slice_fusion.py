@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import format_table, report_result, spawn_worker, worker_environment, write_json
-from eval_scale import SIZES, make_problem
+from eval_scale import SIZES, make_problem, time_row_blocks
 
 from dcac.evaluation import evaluate_features
 from dcac.evaluation.distance import _CPU_GEMM_COLUMNS, distance_matmul, distance_operands
@@ -95,12 +95,7 @@ class Problem:
         return worst_match_distances(self.block(start), self.qp[rows], self.qc[rows], self.gallery)
 
     def product_into_memory(self) -> tuple[float, None]:
-        begin = time.perf_counter()
-        buffer = torch.empty(min(self.step, self.q.shape[0]), self.b.shape[0])
-        for start in self.starts:
-            rows = self.rows(start)
-            distance_matmul(self.a[rows], self.b, out=buffer[: rows.stop - rows.start])
-        return time.perf_counter() - begin, None
+        return time_row_blocks(self.a, self.b, self.step, distance_matmul), None
 
     def _slices(self, extract: bool) -> tuple[float, int | None]:
         found = [] if extract else None

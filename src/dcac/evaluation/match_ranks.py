@@ -198,7 +198,8 @@ def _cpu_candidate_counts(dist: torch.Tensor, worst: torch.Tensor, slot_keys: np
     passes, and each task's temporaries are bounded by its few rows, so the pool adds little memory."""
     num_queries, num_gallery = dist.shape
     slots_per_row = slot_keys.size // max(num_queries, 1)
-    bounds = _task_bounds(num_queries, num_gallery, torch.get_num_threads())
+    threads = torch.get_num_threads()
+    bounds = _task_bounds(num_queries, num_gallery, threads)
     index_bits = max(1, (num_gallery - 1).bit_length())
     # numpy views; detached because a distance matrix that requires grad is accepted (its values are used).
     dist_np, worst_np = dist.detach().numpy(), worst.detach().numpy()
@@ -208,7 +209,7 @@ def _cpu_candidate_counts(dist: torch.Tensor, worst: torch.Tensor, slot_keys: np
         return _task_counts(dist_np[first:last], worst_np[first:last], keys, first, index_bits)
 
     firsts, lasts = bounds[:-1], bounds[1:]
-    workers = min(torch.get_num_threads(), len(firsts))
+    workers = min(threads, len(firsts))
     if workers < 2:
         return torch.from_numpy(np.concatenate(list(map(task, firsts, lasts))))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcac-rank") as pool:
